@@ -1,0 +1,24 @@
+"""The FastAPI application: routes, error handling and OpenAPI docs, independent of Ray."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from serve_app.api.errors import install_error_handlers
+from serve_app.api.routes import Backend, router
+
+
+def create_api(backend: Backend, debug: bool = False) -> FastAPI:
+    app = FastAPI(
+        title="evalscope service",
+        description="Evaluate and load-test OpenAI-compatible model endpoints with evalscope, on Ray.",
+        version="0.1.0",
+    )
+    app.state.backend = backend
+    app.state.debug = debug
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+__all__ = ["Backend", "create_api"]

@@ -1,0 +1,61 @@
+"""Every error leaves the API as {"status": "error", "message": ...}: 400 for bad input (never FastAPI's 422)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve_app.errors import RequestError, RunError
+from serve_app.schemas import ErrorResponse
+
+logger = logging.getLogger("serve_app.api")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ())[1:]) or "body"
+        message = error.get("msg", "invalid value")
+        if error.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        elif error.get("type") == "missing" and location == "body":
+            message = "a JSON body is required"
+        problems.append(f"{location}: {message}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def _respond(request: Request, status: int, message: str, exc: BaseException | None = None) -> JSONResponse:
+    debug = getattr(request.app.state, "debug", False) or getattr(request.state, "debug", False)
+    trace = "".join(traceback.format_exception(exc)) if debug and exc is not None else None
+    body = ErrorResponse(message=message, traceback=trace).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _respond(request, 400, _validation_message(exc))
+
+    @app.exception_handler(RequestError)
+    async def _unrunnable(request: Request, exc: RequestError) -> JSONResponse:
+        return _respond(request, 400, str(exc), exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return _respond(request, exc.status_code, message)
+
+    @app.exception_handler(RunError)
+    async def _failed(request: Request, exc: RunError) -> JSONResponse:
+        logger.warning("run failed: %s", exc)
+        return _respond(request, 500, str(exc), exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        return _respond(request, 500, f"internal error: {type(exc).__name__}: {exc}", exc)

@@ -1,0 +1,38 @@
+"""The Ray Serve application: `build_app(args)` is what `serve run configs/serve.yaml` imports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+
+from serve_app.api import create_api
+from serve_app.backend import RayBackend
+from serve_app.config import ServiceArgs
+
+INGRESS_NUM_CPUS = 0.1  # the ingress only routes and awaits Ray refs; the work runs in tasks and actors
+
+
+@serve.deployment(ray_actor_options={"num_cpus": INGRESS_NUM_CPUS})
+@serve.ingress()
+class EvalscopeIngress:
+    def __init__(self, args: ServiceArgs) -> None:
+        self.args = args
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(RayBackend(self.args), debug=self.args.debug)
+
+
+def build_app(args: dict[str, Any] | ServiceArgs | None = None) -> Application:
+    """Validate the args (a typo in serve.yaml fails here, not at the first request) and bind the ingress."""
+    service_args = ServiceArgs.model_validate(args or {})
+    # Resolve the roots now, in the process started by the user, so every replica and worker agrees on them.
+    service_args = service_args.model_copy(
+        update={
+            "outputs_root": service_args.outputs_root.expanduser().resolve(),
+            "datasets_root": service_args.datasets_root.expanduser().resolve(),
+        }
+    )
+    return EvalscopeIngress.bind(service_args)

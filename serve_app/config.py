@@ -1,0 +1,38 @@
+"""Service settings: the typed `args` of the Serve application (configs/serve.yaml) and their defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceArgs(BaseModel):
+    """Arguments of `build_app`; every limit and placement knob of the service lives here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outputs_root: Path = Field(Path("outputs"), description="Every run writes under this directory.")
+    datasets_root: Path = Field(
+        Path("datasets"),
+        description="Staged datasets: `<datasets_root>/<name>` is used for a dataset requested without a path.",
+    )
+    debug: bool = Field(False, description="Add tracebacks to every error response.")
+
+    eval_task_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each eval task (one per dataset).")
+    perf_shard_num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each perf shard actor.")
+    max_parallel_per_shard: int = Field(
+        256, ge=1, description="Automatic sharding gives no shard more concurrent requests than this."
+    )
+    max_rate_per_shard: float = Field(
+        400.0, gt=0, description="Automatic sharding gives no shard a higher request rate (req/s) than this."
+    )
+    max_shards: int = Field(64, ge=1, description="Upper bound on shards of one perf test.")
+    shard_start_delay_s: float = Field(
+        1.0, ge=0, description="Shards are told to start this long after all of them are ready (the barrier)."
+    )
+
+    max_number: int = Field(1_000_000, ge=1, description="Largest `number` a perf request may ask for.")
+    max_parallel: int = Field(100_000, ge=1, description="Largest `parallel` a perf request may ask for.")
+    max_rate: float = Field(100_000.0, gt=0, description="Largest `rate` (req/s) a perf request may ask for.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Probe timeout when a perf run first reaches the target.")

@@ -1,0 +1,106 @@
+"""Turn an eval request into one evalscope task per dataset: pure, no Ray, no evalscope import."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RequestError
+from serve_app.paths import new_run_dir, resolve_under
+from serve_app.schemas import DatasetSource, EvalRequest
+
+PARTS_DIR = "parts"  # each dataset's own evalscope run, before the combine step folds it into the run directory
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    dataset: str
+    task_config: dict[str, Any]  # TaskConfig fields, without the api key (it travels separately, never stored)
+    source: DatasetSource
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    output_dir: Path
+    tasks: list[EvalTask]
+
+
+@functools.cache
+def known_benchmarks() -> frozenset[str]:
+    """Benchmark names evalscope registers, read from its static index without importing evalscope (~2 s)."""
+    spec = importlib.util.find_spec("evalscope")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    index = Path(spec.submodule_search_locations[0]) / "benchmarks" / "_index.json"
+    return frozenset(json.loads(index.read_text()))
+
+
+def normalize_api_url(api_url: str) -> str:
+    """evalscope wants the base URL; users often paste the full chat-completions endpoint."""
+    url = api_url.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
+def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
+    unknown = [name for name in request.datasets if name not in known_benchmarks()]
+    if unknown:
+        raise RequestError(
+            f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
+        )
+    output_dir = new_run_dir(args.outputs_root, "eval", request.model, request.work_dir)
+    tasks = []
+    for dataset in request.datasets:
+        dataset_args, source = _locate_dataset(dataset, request.dataset_args.get(dataset, {}), args.datasets_root)
+        tasks.append(
+            EvalTask(
+                dataset=dataset,
+                task_config=_task_config(request, dataset, dataset_args, output_dir / PARTS_DIR / dataset),
+                source=source,
+            )
+        )
+    return EvalPlan(output_dir=output_dir, tasks=tasks)
+
+
+def _locate_dataset(dataset: str, dataset_args: dict[str, Any], datasets_root: Path) -> tuple[dict, DatasetSource]:
+    """The request's local_path, else a copy the operator staged under the datasets root, else the hub."""
+    dataset_args = copy.deepcopy(dataset_args)
+    local_path = dataset_args.get("local_path")
+    if local_path is not None:
+        if not isinstance(local_path, str) or not local_path:
+            raise RequestError(f"dataset_args.{dataset}.local_path must be a non-empty string")
+        path = resolve_under(datasets_root, local_path)
+        if not path.is_dir():
+            raise RequestError(f"dataset_args.{dataset}.local_path {local_path!r} is not a directory (looked at {path})")
+        dataset_args["local_path"] = str(path)
+        return dataset_args, DatasetSource(origin="request", path=str(path))
+    staged = datasets_root / dataset
+    if staged.is_dir():
+        dataset_args["local_path"] = str(staged)
+        return dataset_args, DatasetSource(origin="datasets_root", path=str(staged))
+    return dataset_args, DatasetSource(origin="hub")
+
+
+def _task_config(request: EvalRequest, dataset: str, dataset_args: dict, work_dir: Path) -> dict[str, Any]:
+    return {
+        "model": request.model,
+        "api_url": normalize_api_url(request.api_url),
+        "eval_type": "openai_api",
+        "datasets": [dataset],
+        "dataset_args": {dataset: dataset_args} if dataset_args else {},
+        "limit": request.limit,
+        "eval_batch_size": request.eval_batch_size,
+        "generation_config": request.generation_config.model_dump(exclude_none=True),
+        "work_dir": str(work_dir),
+        "no_timestamp": True,
+        "debug": request.debug,
+        "seed": request.seed,
+    }

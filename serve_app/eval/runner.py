@@ -1,0 +1,61 @@
+"""Inside a worker process: run evalscope on one dataset, and fold finished parts into one run directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from serve_app.eval.plan import PARTS_DIR
+
+# Sub-directories of an evalscope run whose files are named per dataset, so parts merge without collisions.
+_PER_DATASET_DIRS = ("predictions", "reviews", "reports")
+
+
+def run_dataset(task_config: dict[str, Any], api_key: str) -> dict[str, Any]:
+    """Evaluate one dataset with evalscope; returns its report as JSON and its primary score."""
+    from evalscope.config import TaskConfig
+    from evalscope.run import run_task
+
+    (dataset,) = task_config["datasets"]
+    results = run_task(TaskConfig(api_key=api_key, **task_config))
+    report = results.get(dataset)
+    if report is None:
+        raise RuntimeError(f"evalscope produced no report for {dataset}")
+    return {"report": report.to_dict(), "score": report.score}
+
+
+def combine_parts(output_dir: Path, datasets: list[str]) -> None:
+    """Fold each dataset's part into `output_dir`, in evalscope's layout, and render one HTML report for all."""
+    from evalscope.report import gen_html_report_file
+    from evalscope.utils.io_utils import dict_to_yaml, yaml_to_dict
+
+    parts = output_dir / PARTS_DIR
+    merged_config: dict[str, Any] | None = None
+    (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+    with open(output_dir / "logs" / "eval_log.log", "a", encoding="utf-8") as combined_log:
+        for dataset in datasets:
+            part = parts / dataset
+            for sub in _PER_DATASET_DIRS:
+                if (part / sub).is_dir():
+                    shutil.copytree(part / sub, output_dir / sub, dirs_exist_ok=True)
+            log = part / "logs" / "eval_log.log"
+            if log.is_file():
+                combined_log.write(f"===== {dataset} =====\n{log.read_text(encoding='utf-8', errors='replace')}\n")
+            config_file = part / "configs" / "task_config.yaml"
+            if config_file.is_file():
+                config = yaml_to_dict(str(config_file))
+                if merged_config is None:
+                    merged_config = config
+                else:
+                    merged_config["datasets"] = merged_config.get("datasets", []) + config.get("datasets", [])
+                    merged_config.setdefault("dataset_args", {}).update(config.get("dataset_args") or {})
+    if merged_config is not None:
+        merged_config["work_dir"] = str(output_dir)
+        (output_dir / "configs").mkdir(exist_ok=True)
+        dict_to_yaml(merged_config, str(output_dir / "configs" / "task_config.yaml"))
+    for stale_html in (output_dir / "reports").glob("**/report.html"):
+        stale_html.unlink()
+    if (output_dir / "reports").is_dir():
+        gen_html_report_file(str(output_dir / "reports"))
+    shutil.rmtree(parts, ignore_errors=True)

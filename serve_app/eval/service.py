@@ -1,0 +1,72 @@
+"""Run an eval request on the cluster: one Ray task per dataset, each in a fresh worker process, then combine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RequestError, RunError
+from serve_app.eval import runner
+from serve_app.eval.plan import plan_eval
+from serve_app.schemas import EvalRequest, EvalResponse
+
+# evalscope downloads datasets from ModelScope by default; probing it first turns a 15-45 s retry loop into seconds.
+_HUB = ("www.modelscope.cn", 443)
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+# max_calls=1: the worker process exits after one dataset, so evalscope's global state never spans two runs.
+_evaluate_dataset = ray.remote(max_calls=1, max_retries=0)(runner.run_dataset)
+_combine_parts = ray.remote(max_calls=1, max_retries=0)(runner.combine_parts)
+
+
+async def run_eval(request: EvalRequest, args: ServiceArgs) -> EvalResponse:
+    plan = plan_eval(request, args)
+    from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
+    if from_hub and not await _hub_reachable():
+        raise RequestError(
+            f"dataset(s) {', '.join(from_hub)} are not staged under the datasets root ({args.datasets_root}) "
+            f"and the dataset hub ({_HUB[0]}) cannot be reached: stage them there or pass "
+            "dataset_args.<name>.local_path"
+        )
+    api_key = request.api_key.get_secret_value()
+    options = {"num_cpus": args.eval_task_num_cpus}
+    refs = {
+        task.dataset: _evaluate_dataset.options(name=f"eval:{task.dataset}", **options).remote(
+            task.task_config, api_key
+        )
+        for task in plan.tasks
+    }
+    outcomes = {}
+    failures = []
+    for dataset, ref in refs.items():
+        try:
+            outcomes[dataset] = await ref
+        except RayError as exc:
+            failures.append(f"{dataset}: {_reason(exc)}")
+    await _combine_parts.options(**options).remote(plan.output_dir, [t.dataset for t in plan.tasks])
+    if failures:
+        raise RunError(f"evaluation failed ({'; '.join(failures)}); partial outputs in {plan.output_dir}")
+    return EvalResponse(
+        result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
+        scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
+        dataset_sources={task.dataset: task.source for task in plan.tasks},
+        output_dir=str(plan.output_dir),
+    )
+
+
+def _reason(exc: RayError) -> str:
+    if isinstance(exc, RayTaskError) and exc.cause is not None:
+        return f"{type(exc.cause).__name__}: {exc.cause}"
+    return str(exc).strip().splitlines()[-1]
+
+
+async def _hub_reachable() -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(*_HUB), _HUB_PROBE_TIMEOUT_S)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True

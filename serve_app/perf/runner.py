@@ -1,0 +1,185 @@
+"""One shard of a perf test, run with evalscope's own request generation, HTTP client and dispatch strategies.
+
+Plain Python, no Ray: the worker actor wraps it. It replaces only evalscope's metrics consumer, which pickles
+every response chunk into SQLite; a shard instead keeps compact per-request records in memory and hands them
+to the merge, which recomputes the whole test's metrics with evalscope's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from evalscope.perf.arguments import Arguments
+from evalscope.perf.benchmark import get_requests
+from evalscope.perf.core.http_client import AioHttpClient
+from evalscope.perf.core.strategies import ClosedLoopStrategy
+from evalscope.perf.plugin import ApiRegistry
+from evalscope.perf.utils.benchmark_util import BenchmarkData
+
+from serve_app.perf.shard import ShardSpec, ShardStats
+
+# Longest error text kept per failed request: enough to act on, bounded for transfer.
+_ERROR_CHARS = 500
+
+
+class ShardError(RuntimeError):
+    """A shard could not run; the message names the shard and the reason."""
+
+
+@dataclass
+class ShardRun:
+    """A finished shard: its records with start/completed times on the coordinator's wall clock."""
+
+    index: int
+    node: str
+    records: list[BenchmarkData] = field(default_factory=list)
+
+    def stats(self) -> ShardStats:
+        timed = [r for r in self.records if r.completed_time >= r.start_time > 0]
+        span = max(r.completed_time for r in timed) - min(r.start_time for r in timed) if timed else 0.0
+        succeeded = sum(1 for r in self.records if r.success)
+        return ShardStats(self.index, self.node, len(self.records), succeeded, span)
+
+
+def build_arguments(spec: ShardSpec) -> Arguments:
+    plan = spec.plan
+    args = Arguments(
+        model=spec.model,
+        url=spec.url,
+        api=spec.api,
+        api_key=spec.api_key,
+        number=plan.number,
+        parallel=plan.parallel,
+        rate=plan.rate,
+        seed=plan.seed,
+        dataset_offset=plan.dataset_offset,
+        dataset=spec.dataset,
+        dataset_path=spec.dataset_path,
+        max_tokens=spec.max_tokens,
+        temperature=spec.temperature,
+        stream=spec.stream,
+        debug=spec.debug,
+        outputs_dir=spec.work_dir,
+        no_test_connection=True,
+        connect_timeout=max(1, round(spec.connect_timeout_s)),
+    )
+    # Arguments stores sweepable fields as lists; one run uses scalars, as evalscope's run_one_benchmark does.
+    args.number, args.parallel, args.rate = plan.number, plan.parallel, plan.rate
+    return args
+
+
+def _compact(record: BenchmarkData) -> BenchmarkData:
+    """Drop what the merge does not read (bodies, response chunks, text) so records travel cheaply."""
+    record.request = None
+    record.response_messages = []
+    record.generated_text = ""
+    record.chunk_times = []
+    if record.error:
+        record.error = record.error[:_ERROR_CHARS]
+    return record
+
+
+class ShardRunner:
+    """Prepares a shard (arguments, API plugin, every request body) and runs it from a given start instant."""
+
+    def __init__(self, spec: ShardSpec, node: str = "local") -> None:
+        self.spec = spec
+        self.node = node
+        self.args = build_arguments(spec)
+        self.api_plugin = ApiRegistry.get_class(self.args.api)(self.args)
+        self.requests: list[tuple[dict, bool]] = []
+        self.completed = 0  # read by progress reporting while the shard runs
+
+    def prepare(self) -> None:
+        """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
+        self.requests = asyncio.run(self._collect_requests())
+        asyncio.run(self._probe())
+
+    async def _collect_requests(self) -> list[tuple[dict, bool]]:
+        return [item async for item in get_requests(self.args, self.api_plugin)]
+
+    async def _probe(self) -> None:
+        """One request to the target, so an unreachable endpoint fails in seconds instead of per request."""
+        probe_args = self.args.model_copy(update={"parallel": 1, "total_timeout": self.spec.connect_timeout_s * 3})
+        request = dict(self.requests[0][0]) if self.requests else None
+        if request is None:
+            raise ShardError(f"shard {self.spec.plan.index}: the dataset produced no request")
+        self.api_plugin.set_request_max_tokens(request, 1)
+        async with AioHttpClient(probe_args, self.api_plugin) as client:
+            outcome = await client.post(request)
+        if not outcome.success:
+            reason = (outcome.error or "no response").strip().splitlines()[-1][:_ERROR_CHARS]
+            status = f" (HTTP {outcome.status_code})" if outcome.status_code else ""
+            raise ShardError(f"shard {self.spec.plan.index} cannot reach {self.spec.url}{status}: {reason}")
+
+    def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardRun:
+        """Start dispatching at `start_at` (coordinator wall clock) and return every request's record.
+
+        `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
+        the coordinator's clock through one (wall, monotonic) pair taken here, so shards on different
+        processes and nodes land on one time axis with monotonic precision.
+        """
+        wall0, mono0 = time.time(), time.perf_counter()
+        start_mono = mono0 + (start_at + clock_offset_s - wall0)
+        records = _run_loop(self._dispatch(start_mono))
+        to_coordinator = wall0 - mono0 - clock_offset_s
+        for record in records:
+            record.start_time += to_coordinator
+            record.completed_time += to_coordinator
+        return ShardRun(index=self.spec.plan.index, node=self.node, records=records)
+
+    async def _dispatch(self, start_mono: float) -> list[BenchmarkData]:
+        delay = start_mono - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
+        records: list[BenchmarkData] = []
+        async with AioHttpClient(self.args, self.api_plugin) as client:
+            strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
+            collector = asyncio.create_task(self._collect(queue, records))
+            try:
+                await strategy.run()
+                await queue.join()
+            finally:
+                collector.cancel()
+        return records
+
+    async def _collect(self, queue: asyncio.Queue[BenchmarkData], records: list[BenchmarkData]) -> None:
+        while True:
+            record = await queue.get()
+            try:
+                if not record.is_warmup:
+                    records.append(_compact(self._finalized(record)))
+                    self.completed += 1
+            finally:
+                queue.task_done()
+
+    def _finalized(self, record: BenchmarkData) -> BenchmarkData:
+        if record.success:
+            try:
+                record.finalize(self.api_plugin)
+            except Exception as exc:  # e.g. a reply without usage and no tokenizer: a failed request, not a hang
+                record.success = False
+                record.error = f"could not read the reply's token counts: {exc}"
+        return record
+
+
+async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:
+    for item in requests:
+        yield item
+
+
+def _run_loop(coroutine: Any) -> Any:
+    """Run on uvloop when present: its timers and I/O dispatch keep the request schedule tighter."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)

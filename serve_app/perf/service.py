@@ -1,0 +1,162 @@
+"""Run a perf request on the cluster: plan shards, start them together, merge their records per test point."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RunError
+from serve_app.paths import new_run_dir, resolve_dataset_file
+from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
+from serve_app.perf.shard import ShardSpec, ShardStats
+from serve_app.perf.worker import PerfShardWorker
+from serve_app.schemas import PerfPointResult, PerfRequest, PerfResponse, ShardSummary
+
+_CLOCK_PROBES = 3
+
+
+class PerfRunError(RunError):
+    """A perf test failed; the message says which shard and why."""
+
+
+@dataclass(frozen=True)
+class _Shard:
+    plan: ShardPlan
+    actor: ray.actor.ActorHandle
+
+
+def point_name(parallel: int, number: int) -> str:
+    return f"parallel_{parallel}_number_{number}"
+
+
+async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
+    dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args.datasets_root)
+    output_dir = new_run_dir(args.outputs_root, "perf", request.model)
+    workers_available = int(ray.cluster_resources().get("CPU", 1))
+    results: dict[str, PerfPointResult] = {}
+    for parallel, number in request.sweep():
+        shards = choose_shard_count(
+            parallel=parallel,
+            number=number,
+            rate=request.rate,
+            requested=request.shards,
+            max_parallel_per_shard=args.max_parallel_per_shard,
+            max_rate_per_shard=args.max_rate_per_shard,
+            max_shards=args.max_shards,
+            workers_available=workers_available,
+        )
+        plans = plan_shards(parallel=parallel, number=number, rate=request.rate, shards=shards, seed=42)
+        name = point_name(parallel, number)
+        specs = [_shard_spec(request, plan, dataset_path, args, output_dir / name) for plan in plans]
+        results[name] = await _run_point(specs, args, output_dir / name, request.rate)
+    return PerfResponse(output_dir=str(output_dir), results=results)
+
+
+def _shard_spec(
+    request: PerfRequest, plan: ShardPlan, dataset_path: str | None, args: ServiceArgs, work_dir: Path
+) -> ShardSpec:
+    return ShardSpec(
+        plan=plan,
+        model=request.model,
+        url=request.url,
+        api=request.api,
+        api_key=request.api_key.get_secret_value() if request.api_key else None,
+        dataset=request.dataset,
+        dataset_path=dataset_path,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        stream=request.stream,
+        debug=request.debug,
+        connect_timeout_s=args.connect_timeout_s,
+        work_dir=str(work_dir),
+    )
+
+
+async def _run_point(specs: list[ShardSpec], args: ServiceArgs, output_dir: Path, rate: float) -> PerfPointResult:
+    shards = [
+        _Shard(
+            plan=spec.plan,
+            actor=PerfShardWorker.options(num_cpus=args.perf_shard_num_cpus, scheduling_strategy="SPREAD").remote(spec),
+        )
+        for spec in specs
+    ]
+    try:
+        await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
+        offsets = [await _clock_offset(shard.actor) for shard in shards]
+        # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
+        start_at = time.time() + args.shard_start_delay_s
+        stats: list[ShardStats] = await _each_shard(
+            shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index])
+        )
+        total = {
+            "parallel": sum(s.plan.parallel for s in shards),
+            "number": sum(s.plan.number for s in shards),
+            "rate": rate,
+        }
+        # Records go shard to shard 0 directly (object refs), never through this process.
+        record_refs = [shard.actor.records.remote() for shard in shards]
+        merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
+    finally:
+        for shard in shards:
+            ray.kill(shard.actor)
+    return PerfPointResult(
+        metrics=merged["metrics"],
+        percentiles=merged["percentiles"],
+        shards=[_summarize(shard.plan, stat) for shard, stat in zip(shards, stats)],
+    )
+
+
+async def _each_shard(shards: list[_Shard], call) -> list:
+    """Await one call per shard; the first failure cancels the rest and names its shard."""
+    tasks = {asyncio.ensure_future(call(shard)): shard for shard in shards}
+    try:
+        for finished in asyncio.as_completed(list(tasks)):
+            try:
+                await finished
+            except (RayActorError, RayTaskError) as exc:
+                failed = next(shard for task, shard in tasks.items() if task.done() and task.exception())
+                raise PerfRunError(f"shard {failed.plan.index} failed: {_reason(exc)}") from exc
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        return str(cause) if cause is not None else str(exc).strip().splitlines()[-1]
+    if isinstance(exc, RayActorError):
+        return "its worker process died (killed, out of memory, or its node was lost)"
+    return str(exc)
+
+
+async def _clock_offset(actor: ray.actor.ActorHandle) -> float:
+    """The actor's wall clock minus ours, taken at the probe with the shortest round trip (Cristian's method)."""
+    best_rtt, best_offset = float("inf"), 0.0
+    for _ in range(_CLOCK_PROBES):
+        sent = time.time()
+        remote = await actor.wall_clock.remote()
+        received = time.time()
+        if received - sent < best_rtt:
+            best_rtt, best_offset = received - sent, remote - (sent + received) / 2
+    return best_offset
+
+
+def _summarize(plan: ShardPlan, stats: ShardStats) -> ShardSummary:
+    return ShardSummary(
+        shard=plan.index,
+        parallel=plan.parallel,
+        number=plan.number,
+        rate=plan.rate,
+        requests=stats.requests,
+        succeeded=stats.succeeded,
+        req_per_s=round(stats.req_per_s, 4),
+        node=stats.node,
+    )

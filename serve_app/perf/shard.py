@@ -1,0 +1,41 @@
+"""What a shard is given and what it reports back to the coordinator; free of evalscope so the ingress can hold it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serve_app.perf.plan import ShardPlan
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything a shard needs: the request's target and workload, and its own share of the load."""
+
+    plan: ShardPlan
+    model: str
+    url: str
+    api: str
+    api_key: str | None
+    dataset: str
+    dataset_path: str | None
+    max_tokens: int
+    temperature: float
+    stream: bool
+    debug: bool
+    connect_timeout_s: float
+    work_dir: str
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """A finished shard in a few numbers; its records stay in the shard until the merge asks for them."""
+
+    index: int
+    node: str
+    requests: int
+    succeeded: int
+    span_s: float  # first request start to last completion, on the coordinator's clock
+
+    @property
+    def req_per_s(self) -> float:
+        return self.requests / self.span_s if self.span_s > 0 else 0.0

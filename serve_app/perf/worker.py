@@ -1,0 +1,45 @@
+"""The perf shard actor: a fresh process per shard, so evalscope's process-wide state never mixes two runs.
+
+evalscope is imported inside the actor only (the runner module), never in the ingress that creates it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from serve_app.perf.shard import ShardSpec, ShardStats
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class PerfShardWorker:
+    def __init__(self, spec: ShardSpec) -> None:
+        from serve_app.perf.runner import ShardRunner
+
+        self.runner = ShardRunner(spec, node=ray.util.get_node_ip_address())
+        self.last_run = None
+
+    def prepare(self) -> None:
+        self.runner.prepare()
+
+    def wall_clock(self) -> float:
+        return time.time()
+
+    def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
+        self.last_run = self.runner.run(start_at, clock_offset_s)
+        return self.last_run.stats()
+
+    def records(self) -> list:
+        return self.last_run.records
+
+    def merge(self, point: dict[str, Any], output_dir: str, *record_lists: list) -> dict[str, Any]:
+        """Pool every shard's records and let evalscope compute the point's metrics, here rather than in the ingress."""
+        from serve_app.perf.merge import merge_records
+
+        args = self.runner.args.model_copy(update=point)
+        records = [record for records in record_lists for record in records]
+        merged = merge_records(records, args, Path(output_dir))
+        return {"metrics": merged.metrics, "percentiles": merged.percentiles}

@@ -1,0 +1,182 @@
+"""Every request and response body of the HTTP API, defined once (server, client and OpenAPI docs share them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+# evalscope's perf API plugins that talk to a remote endpoint (its `local*` plugins start a model in-process).
+PERF_APIS = ("openai", "dashscope", "anthropic", "gemini", "openai_responses", "openai_embedding", "openai_rerank")
+
+
+class _Request(BaseModel):
+    # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option.
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationConfig(_Request):
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(2048, gt=0, description="Most tokens the model may generate per sample.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int | None = Field(None, gt=0, description="Top-k sampling.")
+
+
+class EvalRequest(_Request):
+    """Score a model behind an OpenAI-compatible endpoint on one or more benchmarks."""
+
+    model: str = Field(min_length=1, description="Model name sent to the endpoint.")
+    datasets: list[str] = Field(min_length=1, description="evalscope benchmark names, e.g. gsm8k, iquiz, ceval.")
+    api_url: str = Field(
+        min_length=1,
+        description="OpenAI-compatible base URL (http://host:port/v1); a URL ending in /chat/completions works too.",
+    )
+    api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint; never echoed or stored.")
+    limit: int | float | None = Field(
+        None, description="Samples per subset: an integer > 0, or a fraction in (0, 1] of each subset."
+    )
+    eval_batch_size: int = Field(1, ge=1, description="Concurrent requests per dataset.")
+    generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
+    work_dir: str | None = Field(None, description="Output directory, relative to the service's outputs root.")
+    debug: bool = Field(False, description="Verbose evalscope logs and tracebacks in error responses.")
+    seed: int = Field(42, description="Random seed.")
+    dataset_args: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}; "
+        "a relative local_path resolves against the service's datasets root.",
+    )
+
+    @field_validator("datasets")
+    @classmethod
+    def _distinct_names(cls, datasets: list[str]) -> list[str]:
+        if len(set(datasets)) != len(datasets):
+            raise ValueError("datasets lists a name twice")
+        return datasets
+
+    @field_validator("limit")
+    @classmethod
+    def _positive_limit(cls, limit: int | float | None) -> int | float | None:
+        if limit is None:
+            return None
+        if isinstance(limit, float) and not limit.is_integer():
+            if not 0 < limit <= 1:
+                raise ValueError("a fractional limit must be in (0, 1]")
+            return limit
+        if limit <= 0:
+            raise ValueError("limit must be > 0")
+        return int(limit)
+
+    @model_validator(mode="after")
+    def _dataset_args_name_requested_datasets(self) -> EvalRequest:
+        extra = sorted(set(self.dataset_args) - set(self.datasets))
+        if extra:
+            raise ValueError(f"dataset_args names datasets that are not requested: {', '.join(extra)}")
+        return self
+
+
+class PerfRequest(_Request):
+    """Load-test an endpoint with evalscope's perf engine, spread over shards."""
+
+    model: str = Field(min_length=1, description="Model name sent in every request.")
+    url: str = Field(min_length=1, description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
+    api: Literal[PERF_APIS] = Field("openai", description="evalscope API plugin that shapes requests and responses.")
+    api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
+    number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
+    parallel: int | list[int] = Field(1, description="Concurrent requests (a list sweeps, paired with number).")
+    rate: float = Field(-1, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
+    dataset: str = Field("openqa", min_length=1, description="evalscope perf dataset plugin.")
+    dataset_path: str | None = Field(
+        None, description="Prompt file for the dataset plugin, relative to the service's datasets root."
+    )
+    max_tokens: int = Field(2048, gt=0, description="Most tokens per reply.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
+    stream: bool = Field(True, description="Stream replies (needed for TTFT and ITL).")
+    debug: bool = Field(False, description="Verbose logs and tracebacks in error responses.")
+    shards: int | None = Field(
+        None, ge=1, description="Load-generator processes to split the test over; default: chosen from the load."
+    )
+
+    @field_validator("number", "parallel")
+    @classmethod
+    def _positive_counts(cls, value: int | list[int]) -> int | list[int]:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError("must not be an empty list")
+        if any(v <= 0 for v in values):
+            raise ValueError("must be > 0")
+        return value
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_positive_or_unlimited(cls, rate: float) -> float:
+        if rate != -1 and rate <= 0:
+            raise ValueError("must be > 0, or -1 for unlimited")
+        return rate
+
+    @model_validator(mode="after")
+    def _sweep_lists_pair_up(self) -> PerfRequest:
+        if isinstance(self.number, list) and isinstance(self.parallel, list):
+            if len(self.number) != len(self.parallel):
+                raise ValueError("number and parallel lists must have the same length")
+        return self
+
+    def sweep(self) -> list[tuple[int, int]]:
+        """The (parallel, number) test points, in order; a scalar pairs with every list entry."""
+        parallels = self.parallel if isinstance(self.parallel, list) else None
+        numbers = self.number if isinstance(self.number, list) else None
+        length = len(parallels or numbers or [0])
+        parallels = parallels or [self.parallel] * length
+        numbers = numbers or [self.number] * length
+        return list(zip(parallels, numbers))
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    service: str = "evalscope"
+    timestamp: str = Field(description="ISO 8601 time of the answer.")
+
+
+class DatasetSource(BaseModel):
+    origin: Literal["request", "datasets_root", "hub"] = Field(
+        description="request: the request's local_path; datasets_root: staged by the operator; hub: downloaded."
+    )
+    path: str | None = Field(None, description="Local directory the dataset was read from.")
+
+
+class EvalResponse(BaseModel):
+    status: Literal["success"] = "success"
+    message: str = "Evaluation completed"
+    result: dict[str, Any] = Field(description="evalscope's report for each dataset, as JSON.")
+    scores: dict[str, float | None] = Field(description="Primary score of each dataset (None if it has none).")
+    dataset_sources: dict[str, DatasetSource] = Field(description="Where each dataset was read from.")
+    output_dir: str = Field(description="Directory holding predictions, reviews, reports and logs.")
+
+
+class ShardSummary(BaseModel):
+    shard: int
+    parallel: int
+    number: int
+    rate: float
+    requests: int = Field(description="Requests this shard completed (succeeded or failed).")
+    succeeded: int
+    req_per_s: float = Field(description="Completed requests per second over the shard's own span.")
+    node: str = Field(description="Ray node the shard ran on.")
+
+
+class PerfPointResult(BaseModel):
+    metrics: dict[str, Any] = Field(description="evalscope's benchmark_summary.json for the whole test point.")
+    percentiles: list[dict[str, Any]] = Field(description="evalscope's benchmark_percentile.json rows.")
+    shards: list[ShardSummary] = Field(description="How the test point was split and what each shard did.")
+
+
+class PerfResponse(BaseModel):
+    status: Literal["success"] = "success"
+    message: str = "Performance test completed"
+    output_dir: str
+    results: dict[str, PerfPointResult] = Field(description="Keyed parallel_<p>_number_<n> like evalscope.")
+
+
+class ErrorResponse(BaseModel):
+    status: Literal["error"] = "error"
+    message: str = Field(description="What went wrong, in words a user can act on.")
+    traceback: str | None = Field(None, description="Only when the request or the service runs in debug mode.")
