@@ -19,7 +19,7 @@ from evalscope.perf.core.strategies import ClosedLoopStrategy
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
-from serve_app.perf.shard import ShardSpec, ShardStats
+from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
 # Longest error text kept per failed request: enough to act on, bounded for transfer.
 _ERROR_CHARS = 500
@@ -119,16 +119,14 @@ class ShardRunner:
         """Start dispatching at `start_at` (coordinator wall clock) and return every request's record.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
-        the coordinator's clock through one (wall, monotonic) pair taken here, so shards on different
-        processes and nodes land on one time axis with monotonic precision.
+        the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
+        land on one time axis with monotonic precision.
         """
-        wall0, mono0 = time.time(), time.perf_counter()
-        start_mono = mono0 + (start_at + clock_offset_s - wall0)
-        records = _run_loop(self._dispatch(start_mono))
-        to_coordinator = wall0 - mono0 - clock_offset_s
+        clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
+        records = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
         for record in records:
-            record.start_time += to_coordinator
-            record.completed_time += to_coordinator
+            record.start_time = clock.to_coordinator(record.start_time)
+            record.completed_time = clock.to_coordinator(record.completed_time)
         return ShardRun(index=self.spec.plan.index, node=self.node, records=records)
 
     async def _dispatch(self, start_mono: float) -> list[BenchmarkData]:

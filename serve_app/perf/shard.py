@@ -39,3 +39,19 @@ class ShardStats:
     @property
     def req_per_s(self) -> float:
         return self.requests / self.span_s if self.span_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ClockPair:
+    """One reading of a process's wall clock and monotonic clock, plus how far its wall clock is from the
+    coordinator's. Monotonic timestamps are precise but process-local; this maps them onto one shared axis."""
+
+    wall: float
+    monotonic: float
+    offset_s: float  # this process's wall clock minus the coordinator's
+
+    def to_coordinator(self, monotonic_time: float) -> float:
+        return self.wall + (monotonic_time - self.monotonic) - self.offset_s
+
+    def from_coordinator(self, coordinator_wall_time: float) -> float:
+        return self.monotonic + (coordinator_wall_time + self.offset_s - self.wall)

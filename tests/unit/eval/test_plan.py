@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+from evalscope.config import TaskConfig
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RequestError
+from serve_app.eval.plan import known_benchmarks, normalize_api_url, plan_eval
+from serve_app.schemas import EvalRequest
+
+SAMPLES = Path(__file__).resolve().parents[3] / "examples" / "datasets"
+
+
+@pytest.fixture
+def args(tmp_path):
+    return ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets")
+
+
+def request(**fields):
+    return EvalRequest(**{"model": "m", "datasets": ["gsm8k"], "api_url": "http://h:1/v1", **fields})
+
+
+def test_known_benchmarks_come_from_evalscope_without_importing_it():
+    assert {"gsm8k", "iquiz", "ceval", "mmlu"} <= known_benchmarks()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h:1/v1", "http://h:1/v1/", "http://h:1/v1/chat/completions", "http://h:1/v1/completions"]
+)
+def test_api_url_accepts_base_or_endpoint(url):
+    assert normalize_api_url(url) == "http://h:1/v1"
+
+
+def test_unknown_dataset_is_refused_by_name(args):
+    with pytest.raises(RequestError, match="not_a_benchmark"):
+        plan_eval(request(datasets=["gsm8k", "not_a_benchmark"]), args)
+
+
+def test_one_task_per_dataset_each_a_valid_evalscope_task_config(args):
+    plan = plan_eval(
+        request(
+            datasets=["gsm8k", "iquiz"],
+            limit=3,
+            dataset_args={"gsm8k": {"local_path": str(SAMPLES / "gsm8k"), "few_shot_num": 0}},
+            generation_config={"max_tokens": 64, "temperature": 0.5},
+        ),
+        args,
+    )
+    assert [task.dataset for task in plan.tasks] == ["gsm8k", "iquiz"]
+    gsm8k = TaskConfig(**plan.tasks[0].task_config, api_key="k")
+    assert gsm8k.datasets == ["gsm8k"]
+    assert gsm8k.dataset_args["gsm8k"]["few_shot_num"] == 0
+    assert gsm8k.limit == 3
+    assert gsm8k.generation_config.max_tokens == 64
+    assert gsm8k.api_url == "http://h:1/v1"
+    assert Path(gsm8k.work_dir).is_relative_to(plan.output_dir)
+    assert "api_key" not in plan.tasks[0].task_config
+
+
+def test_dataset_sources_are_reported(args):
+    (args.datasets_root / "iquiz").mkdir(parents=True)
+    plan = plan_eval(
+        request(datasets=["gsm8k", "iquiz", "ceval"], dataset_args={"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}}),
+        args,
+    )
+    origins = {task.dataset: (task.source.origin, task.source.path) for task in plan.tasks}
+    assert origins["gsm8k"] == ("request", str(SAMPLES / "gsm8k"))
+    assert origins["iquiz"] == ("datasets_root", str(args.datasets_root / "iquiz"))
+    assert origins["ceval"] == ("hub", None)
+
+
+def test_relative_local_path_resolves_against_the_datasets_root(args):
+    (args.datasets_root / "mine" / "gsm8k").mkdir(parents=True)
+    plan = plan_eval(request(dataset_args={"gsm8k": {"local_path": "mine/gsm8k"}}), args)
+    assert plan.tasks[0].task_config["dataset_args"]["gsm8k"]["local_path"] == str(args.datasets_root / "mine/gsm8k")
+
+
+def test_missing_local_path_is_refused_with_where_it_looked(args):
+    with pytest.raises(RequestError, match="not a directory"):
+        plan_eval(request(dataset_args={"gsm8k": {"local_path": "absent"}}), args)
+
+
+def test_work_dir_is_relative_to_the_outputs_root(args):
+    assert plan_eval(request(work_dir="team-a/run1"), args).output_dir == args.outputs_root / "team-a/run1"

@@ -1,0 +1,98 @@
+"""The fan-out merge must equal evalscope's own numbers over the union of all requests."""
+
+import json
+import random
+import sqlite3
+
+import pytest
+from evalscope.perf.arguments import Arguments
+from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
+from evalscope.perf.utils.db_util import create_result_table, get_percentile_results, insert_benchmark_data
+
+from serve_app.perf.merge import merge_records
+from serve_app.perf.shard import ClockPair
+
+
+def _random_record(rng: random.Random, epoch: float) -> BenchmarkData:
+    start = epoch + rng.uniform(0, 30)
+    if rng.random() < 0.08:
+        return BenchmarkData(start_time=start, completed_time=start + rng.uniform(0, 2), success=False,
+                             is_stream=True, error="HTTP 500")
+    ttft = rng.lognormvariate(-2.5, 0.6)
+    itl = [rng.expovariate(80) for _ in range(rng.randint(1, 40))]
+    latency = ttft + sum(itl)
+    record = BenchmarkData(start_time=start, completed_time=start + latency, success=True, is_stream=True,
+                           first_chunk_latency=ttft, query_latency=latency, inter_chunk_latency=itl,
+                           prompt_tokens=rng.randint(5, 300), completion_tokens=len(itl) + 1)
+    record.finalize(api_plugin=None)
+    return record
+
+
+def _evalscope_on_union(records, args, tmp_path):
+    """What evalscope itself reports for these requests: its accumulator and its percentile query."""
+    accumulator = MetricsAccumulator(concurrency=args.parallel, rate=args.rate)
+    for record in records:
+        accumulator.update(record, api_plugin=None)
+    db = tmp_path / "union.db"
+    with sqlite3.connect(db) as connection:
+        create_result_table(connection.cursor())
+        for record in records:
+            insert_benchmark_data(connection.cursor(), record)
+    return accumulator.to_result(), get_percentile_results(str(db)).to_list()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merged_shards_equal_evalscope_over_the_union(seed, tmp_path):
+    rng = random.Random(seed)
+    epoch = 1_800_000_000.0
+    union = [_random_record(rng, epoch) for _ in range(rng.randint(50, 400))]
+    shard_count = rng.randint(2, 6)
+    shards = [union[i::shard_count] for i in range(shard_count)]
+    args = Arguments(model="m", url="http://127.0.0.1/v1/chat/completions", number=len(union), parallel=64, rate=-1)
+    args.number, args.parallel, args.rate = len(union), 64, -1
+
+    pooled = [record for shard in reversed(shards) for record in shard]  # order must not matter
+    merged = merge_records(pooled, args, tmp_path / "merged")
+    expected_metrics, expected_percentiles = _evalscope_on_union(union, args, tmp_path)
+
+    expected_summary = expected_metrics.create_message(api_type="openai")
+    for key, value in expected_summary.items():
+        assert merged.metrics[key] == pytest.approx(value), key
+    assert merged.percentiles == expected_percentiles
+    assert merged.metrics["Total Requests"] == len(union)
+    assert merged.metrics["Concurrency"] == 64
+    written = json.loads((tmp_path / "merged" / "benchmark_percentile.json").read_text())
+    assert written == expected_percentiles
+
+
+def test_averaging_shard_percentiles_would_be_wrong(tmp_path):
+    """Guards the test above: on skewed shards the mean of shard p99s is far from the true p99."""
+    rng = random.Random(7)
+    fast = [_random_record(rng, 1e9) for _ in range(200)]
+    slow = [_random_record(rng, 1e9) for _ in range(20)]
+    for record in slow:
+        record.first_chunk_latency *= 20
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = 220, 8, -1
+
+    def p99(records, name):
+        rows = merge_records(records, args, tmp_path / name).percentiles
+        return next(row for row in rows if row["Percentiles"] == "99%")["TTFT (ms)"]
+
+    true_p99 = p99(fast + slow, "all")
+    averaged = (p99(fast, "fast") + p99(slow, "slow")) / 2
+    assert abs(averaged - true_p99) / true_p99 > 0.2
+
+
+def test_clock_pairs_put_two_processes_on_one_axis():
+    # Two shards whose monotonic clocks started at different moments and whose wall clocks disagree by 250 ms
+    # observe the same instant; after conversion they agree on when it happened.
+    coordinator_instant = 1_800_000_100.0
+    a = ClockPair(wall=1_800_000_000.0, monotonic=5.0, offset_s=0.0)
+    b = ClockPair(wall=1_800_000_000.25 + 3.0, monotonic=900.0 + 3.0, offset_s=0.25)
+    mono_a = a.from_coordinator(coordinator_instant)
+    mono_b = b.from_coordinator(coordinator_instant)
+    assert mono_a == pytest.approx(105.0)
+    assert mono_b == pytest.approx(1000.0)
+    assert a.to_coordinator(mono_a) == pytest.approx(coordinator_instant)
+    assert b.to_coordinator(mono_b) == pytest.approx(coordinator_instant)

@@ -1,0 +1,76 @@
+import pytest
+from pydantic import ValidationError
+
+from serve_app.schemas import EvalRequest, PerfRequest
+
+EVAL = {"model": "m", "datasets": ["gsm8k"], "api_url": "http://127.0.0.1:8801/v1"}
+PERF = {"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions"}
+
+
+def test_eval_defaults_follow_the_seed_api():
+    request = EvalRequest(**EVAL)
+    assert request.api_key.get_secret_value() == "EMPTY"
+    assert request.eval_batch_size == 1 and request.seed == 42
+    assert request.generation_config.temperature == 0.0 and request.generation_config.max_tokens == 2048
+
+
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        ({"datasets": []}, "datasets"),
+        ({"datasets": ["gsm8k", "gsm8k"]}, "twice"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1.5}, "fraction"),
+        ({"eval_batch_size": 0}, "eval_batch_size"),
+        ({"dataset_args": {"ceval": {}}}, "not requested"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_eval_rejects_bad_input_with_the_field_named(change, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        EvalRequest(**{**EVAL, **change})
+
+
+def test_eval_limit_accepts_counts_and_fractions():
+    assert EvalRequest(**EVAL, limit=5).limit == 5
+    assert EvalRequest(**EVAL, limit=0.25).limit == 0.25
+
+
+def test_perf_defaults_follow_the_seed_api():
+    request = PerfRequest(**PERF)
+    assert (request.number, request.parallel, request.rate, request.dataset, request.stream) == (
+        1000,
+        1,
+        -1,
+        "openqa",
+        True,
+    )
+    assert request.sweep() == [(1, 1000)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"number": -5},
+        {"parallel": 0},
+        {"number": [10, 20], "parallel": [1]},
+        {"rate": 0},
+        {"api": "carrier-pigeon"},
+        {"shards": 0},
+        {"number": []},
+    ],
+)
+def test_perf_rejects_bad_input(change):
+    with pytest.raises(ValidationError):
+        PerfRequest(**{**PERF, **change})
+
+
+def test_perf_sweep_pairs_lists_and_broadcasts_scalars():
+    assert PerfRequest(**PERF, number=[10, 20], parallel=[1, 2]).sweep() == [(1, 10), (2, 20)]
+    assert PerfRequest(**PERF, number=[10, 20], parallel=4).sweep() == [(4, 10), (4, 20)]
+
+
+def test_api_key_never_appears_in_a_dump():
+    request = PerfRequest(**PERF, api_key="sk-very-secret")
+    assert "sk-very-secret" not in request.model_dump_json()
+    assert "sk-very-secret" not in repr(request)
