@@ -19,6 +19,7 @@ from evalscope.perf.core.strategies import ClosedLoopStrategy
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
+from serve_app.perf.plugin import resilient
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
 # Longest error text kept per failed request: enough to act on, bounded for transfer.
@@ -89,7 +90,7 @@ class ShardRunner:
         self.spec = spec
         self.node = node
         self.args = build_arguments(spec)
-        self.api_plugin = ApiRegistry.get_class(self.args.api)(self.args)
+        self.api_plugin = resilient(ApiRegistry.get_class(self.args.api))(self.args)
         self.requests: list[tuple[dict, bool]] = []
         self.completed = 0  # read by progress reporting while the shard runs
 

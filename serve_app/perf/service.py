@@ -38,6 +38,7 @@ def point_name(parallel: int, number: int) -> str:
 async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
     dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args.datasets_root)
     output_dir = new_run_dir(args.outputs_root, "perf", request.model)
+    run_id = output_dir.parent.name
     workers_available = int(ray.cluster_resources().get("CPU", 1))
     results: dict[str, PerfPointResult] = {}
     for parallel, number in request.sweep():
@@ -54,7 +55,7 @@ async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
         plans = plan_shards(parallel=parallel, number=number, rate=request.rate, shards=shards, seed=42)
         name = point_name(parallel, number)
         specs = [_shard_spec(request, plan, dataset_path, args, output_dir / name) for plan in plans]
-        results[name] = await _run_point(specs, args, output_dir / name, request.rate)
+        results[name] = await _run_point(specs, args, output_dir / name, request.rate, f"{run_id}/{name}")
     return PerfResponse(output_dir=str(output_dir), results=results)
 
 
@@ -78,11 +79,18 @@ def _shard_spec(
     )
 
 
-async def _run_point(specs: list[ShardSpec], args: ServiceArgs, output_dir: Path, rate: float) -> PerfPointResult:
+async def _run_point(
+    specs: list[ShardSpec], args: ServiceArgs, output_dir: Path, rate: float, point_id: str
+) -> PerfPointResult:
     shards = [
         _Shard(
             plan=spec.plan,
-            actor=PerfShardWorker.options(num_cpus=args.perf_shard_num_cpus, scheduling_strategy="SPREAD").remote(spec),
+            # Named so operators (and tests) can find a test's shards with `ray list actors`.
+            actor=PerfShardWorker.options(
+                name=f"perf-shard/{point_id}/{spec.plan.index}",
+                num_cpus=args.perf_shard_num_cpus,
+                scheduling_strategy="SPREAD",
+            ).remote(spec),
         )
         for spec in specs
     ]

@@ -1,0 +1,70 @@
+"""The whole service, started the way the README says, against a real model (SmolLM2-135M on llama.cpp)."""
+
+import pytest
+
+from tests.conftest import SAMPLES, Simulator
+
+pytestmark = pytest.mark.slow
+
+
+def test_health_answers_on_the_configured_port(served):
+    body = served.get("/health").json()
+    assert body["status"] == "ok" and body["service"] == "evalscope"
+
+
+def test_eval_of_a_real_model_on_two_samples(served, smollm2):
+    response = served.post(
+        "/api/v1/eval",
+        json={
+            "model": "smollm2",
+            "api_url": smollm2,
+            "datasets": ["gsm8k"],
+            "limit": 2,
+            "generation_config": {"max_tokens": 96},
+            "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k"), "few_shot_num": 0}},
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["scores"]["gsm8k"] <= 1.0
+    assert body["result"]["gsm8k"]["metrics"]
+    assert body["output_dir"].startswith(str(served.workdir))
+
+
+def test_small_perf_run_against_a_real_model(served, smollm2):
+    response = served.post(
+        "/api/v1/perf",
+        json={
+            "model": "smollm2",
+            "url": f"{smollm2}/chat/completions",
+            "dataset": "openqa",
+            "dataset_path": str(SAMPLES / "perf" / "openqa.jsonl"),
+            "number": 4,
+            "parallel": 2,
+            "max_tokens": 16,
+        },
+    )
+    assert response.status_code == 200, response.text
+    metrics = response.json()["results"]["parallel_2_number_4"]["metrics"]
+    assert metrics["Total Requests"] == 4
+    assert metrics["Success Requests"] == 4
+    assert metrics["Avg TTFT (ms)"] > 0
+
+
+def test_demo_eval_against_the_simulator_scores_the_shipped_samples(served):
+    simulator = Simulator()
+    try:
+        response = served.post(
+            "/api/v1/eval",
+            json={
+                "model": "simulator",
+                "api_url": simulator.base_url,
+                "datasets": ["iquiz"],
+                "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}},
+                "limit": 3,
+            },
+        )
+    finally:
+        simulator.stop()
+    assert response.status_code == 200, response.text
+    assert response.json()["scores"] == {"iquiz": 1.0}

@@ -1,0 +1,98 @@
+"""Eval through the real HTTP API on Ray Serve, against the project's simulator."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.conftest import SAMPLES
+
+SECRET = "sk-integration-eval-4f1c9a"
+
+
+def eval_body(simulator, **fields):
+    return {
+        "model": "simulator",
+        "api_url": simulator.chat_url,  # the full endpoint URL is accepted too
+        "api_key": SECRET,
+        "limit": 4,
+        "generation_config": {"max_tokens": 128},
+        **fields,
+    }
+
+
+def test_three_datasets_scored_in_one_response_and_one_directory(service, simulator):
+    response = service.post(
+        "/api/v1/eval",
+        json=eval_body(
+            simulator,
+            datasets=["gsm8k", "iquiz", "ceval"],
+            dataset_args={
+                "gsm8k": {"local_path": str(SAMPLES / "gsm8k")},
+                "iquiz": {"local_path": str(SAMPLES / "iquiz")},
+                "ceval": {"local_path": str(SAMPLES / "ceval"), "subset_list": ["computer_network"]},
+            },
+        ),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "success" and body["message"] == "Evaluation completed"
+    # The simulator answers the shipped questions correctly, so a working pipeline scores every dataset 1.0.
+    assert body["scores"] == {"gsm8k": 1.0, "iquiz": 1.0, "ceval": 1.0}
+    assert body["result"]["gsm8k"]["dataset_name"] == "gsm8k"
+    assert {s["origin"] for s in body["dataset_sources"].values()} == {"request"}
+
+    output = service.root / "outputs" / "eval"
+    run_dir = next(p for p in output.glob("*/simulator"))
+    assert str(run_dir) == body["output_dir"]
+    for dataset in ("gsm8k", "iquiz", "ceval"):
+        assert (run_dir / "reports" / "simulator" / f"{dataset}.json").is_file()
+    assert (run_dir / "logs" / "eval_log.log").is_file()
+    assert (run_dir / "configs" / "task_config.yaml").is_file()
+    assert not (run_dir / "parts").exists()
+    assert all(SECRET not in path.read_text(errors="ignore") for path in run_dir.rglob("*") if path.is_file())
+    assert SECRET not in response.text
+
+
+def test_dataset_staged_under_the_datasets_root_is_used_without_a_path(service, simulator):
+    shutil.copytree(SAMPLES / "gsm8k", service.datasets_root / "gsm8k", dirs_exist_ok=True)
+    response = service.post("/api/v1/eval", json=eval_body(simulator, datasets=["gsm8k"], limit=2))
+    assert response.status_code == 200, response.text
+    assert response.json()["dataset_sources"]["gsm8k"] == {
+        "origin": "datasets_root",
+        "path": str(service.datasets_root / "gsm8k"),
+    }
+
+
+def test_dataset_neither_staged_nor_reachable_fails_in_seconds(service, simulator):
+    started = time.monotonic()
+    response = service.post("/api/v1/eval", json=eval_body(simulator, datasets=["arc"]))
+    if response.status_code == 200:
+        pytest.skip("this machine reaches the dataset hub")
+    assert response.status_code == 400
+    assert "arc" in response.json()["message"] and "stage" in response.json()["message"]
+    assert time.monotonic() - started < 10
+
+
+def test_unknown_dataset_is_a_400(service, simulator):
+    response = service.post("/api/v1/eval", json=eval_body(simulator, datasets=["gsm8k", "no_such_bench"]))
+    assert response.status_code == 400
+    assert "no_such_bench" in response.json()["message"]
+
+
+def test_unreachable_model_fails_with_a_500_and_the_reason(service):
+    response = service.post(
+        "/api/v1/eval",
+        json={
+            "model": "m",
+            "api_url": "http://127.0.0.1:9/v1",
+            "datasets": ["gsm8k"],
+            "limit": 1,
+            "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}},
+        },
+    )
+    assert response.status_code == 500
+    assert response.json()["status"] == "error"
+    assert "gsm8k" in response.json()["message"]
+    json.dumps(response.json())

@@ -1,0 +1,100 @@
+"""Perf through the real HTTP API on Ray Serve: sharded runs, exact totals, failures that name their shard."""
+
+import threading
+import time
+
+import ray
+
+SECRET = "sk-integration-perf-77d2e0"
+
+
+def perf_body(simulator, **fields):
+    return {
+        "model": "simulator",
+        "url": simulator.chat_url,
+        "api_key": SECRET,
+        "dataset": "openqa",
+        "dataset_path": "perf/openqa.jsonl",  # relative to the service's datasets root
+        "max_tokens": 8,
+        **fields,
+    }
+
+
+def test_sharded_sweep_sends_exactly_the_requested_load(service, simulator):
+    before = simulator.requests_received()
+    response = service.post("/api/v1/perf", json=perf_body(simulator, number=[30, 41], parallel=[4, 6], shards=2))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["message"] == "Performance test completed"
+    assert list(body["results"]) == ["parallel_4_number_30", "parallel_6_number_41"]
+    for (parallel, number), point in zip([(4, 30), (6, 41)], body["results"].values()):
+        metrics = point["metrics"]
+        assert metrics["Total Requests"] == number and metrics["Success Requests"] == number
+        assert metrics["Concurrency"] == parallel
+        assert metrics["Avg Output Tokens"] == 8
+        assert [row["Percentiles"] for row in point["percentiles"]][:2] == ["min", "1%"]
+        assert [s["shard"] for s in point["shards"]] == [0, 1]
+        assert sum(s["parallel"] for s in point["shards"]) == parallel
+        assert sum(s["requests"] for s in point["shards"]) == number
+    # Every measured request reached the target, plus one connection probe per shard and point.
+    assert simulator.requests_received() - before == 30 + 41 + 2 * 2
+    run_dir = service.root / "outputs" / "perf"
+    assert any(run_dir.glob("*/simulator/parallel_6_number_41/benchmark_percentile.json"))
+    assert all(
+        SECRET not in path.read_text(errors="ignore") for path in run_dir.rglob("*.json") if path.is_file()
+    )
+    assert SECRET not in response.text
+
+
+def test_unreachable_target_fails_fast_naming_the_shard(service):
+    started = time.monotonic()
+    response = service.post(
+        "/api/v1/perf",
+        json={"model": "m", "url": "http://127.0.0.1:9/v1/chat/completions", "dataset_path": "perf/openqa.jsonl",
+              "number": 4, "parallel": 2, "shards": 2},
+    )
+    assert response.status_code == 500
+    assert "cannot reach http://127.0.0.1:9" in response.json()["message"]
+    assert "shard" in response.json()["message"]
+    assert time.monotonic() - started < 30
+
+
+def test_perf_dataset_that_needs_a_file_is_a_400(service, simulator):
+    body = perf_body(simulator, number=2)
+    del body["dataset_path"]
+    response = service.post("/api/v1/perf", json=body)
+    assert response.status_code == 400
+    assert "dataset_path" in response.json()["message"]
+
+
+def _alive_shards():
+    return [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("perf-shard/")]
+
+
+def test_killed_shard_fails_the_test_by_name_and_the_service_stays_healthy(service, simulator):
+    killed = []
+
+    def kill_the_second_shard_once_traffic_flows():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_alive_shards()) < 2:
+            time.sleep(0.2)
+        time.sleep(3.0)  # past the barrier: both shards are sending
+        victim = next(a for a in _alive_shards() if a["name"].endswith("/1"))
+        ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]))
+        killed.append(victim["name"])
+
+    killer = threading.Thread(target=kill_the_second_shard_once_traffic_flows)
+    killer.start()
+    started = time.monotonic()
+    response = service.post("/api/v1/perf", json=perf_body(simulator, number=20000, parallel=4, shards=2))
+    killer.join()
+    assert killed
+    assert response.status_code == 500, response.text
+    assert response.json()["message"].startswith("shard 1 failed: its worker process died")
+    assert time.monotonic() - started < 60
+    time.sleep(1)
+    assert not _alive_shards()  # the surviving shard was stopped too: no traffic keeps flowing
+    assert service.get("/health").status_code == 200
+    after = service.post("/api/v1/perf", json=perf_body(simulator, number=6, parallel=2))
+    assert after.status_code == 200
+    assert after.json()["results"]["parallel_2_number_6"]["metrics"]["Total Requests"] == 6
