@@ -18,6 +18,8 @@ SAMPLES = REPO / "examples" / "datasets"
 # Ray in tests: no auth prompt, no dashboard, no port sharing with another Serve instance on this machine.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("SERVE_SOCKET_REUSE_PORT_ENABLED", "0")
+# A private local cluster; 2 logical CPUs so fractional tasks and shards fit without deadlocking.
+RAY_FOR_TESTS = {"address": "local", "num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
 
 
 def free_port() -> int:
