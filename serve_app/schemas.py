@@ -92,6 +92,12 @@ class PerfRequest(_Request):
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     stream: bool = Field(True, description="Stream replies (needed for TTFT and ITL).")
     debug: bool = Field(False, description="Verbose logs and tracebacks in error responses.")
+    warmup: int = Field(
+        0,
+        ge=0,
+        description="Requests sent first and left out of the results (they absorb connection set-up and the "
+        "start-up burst; use at least `parallel`). Split over the shards like `number`.",
+    )
     shards: int | None = Field(
         None, ge=1, description="Load-generator processes to split the test over; default: chosen from the load."
     )
@@ -160,6 +166,9 @@ class ShardSummary(BaseModel):
     requests: int = Field(description="Requests this shard completed (succeeded or failed).")
     succeeded: int
     req_per_s: float = Field(description="Completed requests per second over the shard's own span.")
+    cpu_ms_per_request: float = Field(
+        description="Load-generator CPU per request; near 1000 / req_per_s means the shard was CPU-bound."
+    )
     node: str = Field(description="Ray node the shard ran on.")
 
 

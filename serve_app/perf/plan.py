@@ -18,6 +18,7 @@ class ShardPlan:
     parallel: int
     number: int
     rate: float  # requests/s of this shard's own Poisson stream; -1 = unlimited
+    warmup: int  # requests sent first and left out of the results
     seed: int
     dataset_offset: int  # where this shard starts cycling the prompt set, so shards do not send identical sequences
 
@@ -61,13 +62,16 @@ def choose_shard_count(
     return max(1, min(needed, ceiling, max_shards, max(1, workers_available)))
 
 
-def plan_shards(*, parallel: int, number: int, rate: float, shards: int, seed: int = 0) -> list[ShardPlan]:
+def plan_shards(
+    *, parallel: int, number: int, rate: float, shards: int, warmup: int = 0, seed: int = 0
+) -> list[ShardPlan]:
     """Divide parallel and number so they sum exactly to the point's, and the rate so the shards' rates sum to it.
 
     Independent Poisson streams at rate/k superpose to one Poisson stream at the full rate.
     """
     parallels = split_evenly(parallel, shards)
     numbers = split_evenly(number, shards)
+    warmups = split_evenly(warmup, shards)
     shard_rate = UNLIMITED_RATE if rate == UNLIMITED_RATE else rate / shards
     offsets = [sum(numbers[:i]) for i in range(shards)]
     return [
@@ -76,6 +80,7 @@ def plan_shards(*, parallel: int, number: int, rate: float, shards: int, seed: i
             parallel=parallels[i],
             number=numbers[i],
             rate=shard_rate,
+            warmup=warmups[i],
             seed=seed + i,
             dataset_offset=offsets[i],
         )

@@ -8,6 +8,9 @@ to the merge, which recomputes the whole test's metrics with evalscope's code.
 from __future__ import annotations
 
 import asyncio
+import gc
+import netrc
+import urllib.request
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -19,7 +22,7 @@ from evalscope.perf.core.strategies import ClosedLoopStrategy
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
-from serve_app.perf.plugin import resilient
+from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
 # Longest error text kept per failed request: enough to act on, bounded for transfer.
@@ -37,12 +40,13 @@ class ShardRun:
     index: int
     node: str
     records: list[BenchmarkData] = field(default_factory=list)
+    cpu_s: float = 0.0
 
     def stats(self) -> ShardStats:
         timed = [r for r in self.records if r.completed_time >= r.start_time > 0]
         span = max(r.completed_time for r in timed) - min(r.start_time for r in timed) if timed else 0.0
         succeeded = sum(1 for r in self.records if r.success)
-        return ShardStats(self.index, self.node, len(self.records), succeeded, span)
+        return ShardStats(self.index, self.node, len(self.records), succeeded, span, self.cpu_s)
 
 
 def build_arguments(spec: ShardSpec) -> Arguments:
@@ -55,6 +59,7 @@ def build_arguments(spec: ShardSpec) -> Arguments:
         number=plan.number,
         parallel=plan.parallel,
         rate=plan.rate,
+        warmup_num=plan.warmup,
         seed=plan.seed,
         dataset_offset=plan.dataset_offset,
         dataset=spec.dataset,
@@ -90,7 +95,8 @@ class ShardRunner:
         self.spec = spec
         self.node = node
         self.args = build_arguments(spec)
-        self.api_plugin = resilient(ApiRegistry.get_class(self.args.api))(self.args)
+        plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
+        self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
         self.requests: list[tuple[dict, bool]] = []
         self.completed = 0  # read by progress reporting while the shard runs
 
@@ -109,7 +115,7 @@ class ShardRunner:
         if request is None:
             raise ShardError(f"shard {self.spec.plan.index}: the dataset produced no request")
         self.api_plugin.set_request_max_tokens(request, 1)
-        async with AioHttpClient(probe_args, self.api_plugin) as client:
+        async with _http_client(probe_args, self.api_plugin) as client:
             outcome = await client.post(request)
         if not outcome.success:
             reason = (outcome.error or "no response").strip().splitlines()[-1][:_ERROR_CHARS]
@@ -123,20 +129,26 @@ class ShardRunner:
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
         land on one time axis with monotonic precision.
         """
+        # Everything allocated so far (evalscope, pandas, transformers... imported) is long-lived: freezing it
+        # keeps the collector from walking it mid-test, which stalled the event loop for 100+ ms at a time.
+        gc.collect()
+        gc.freeze()
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
+        self.cpu_s = 0.0
         records = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
         for record in records:
             record.start_time = clock.to_coordinator(record.start_time)
             record.completed_time = clock.to_coordinator(record.completed_time)
-        return ShardRun(index=self.spec.plan.index, node=self.node, records=records)
+        return ShardRun(index=self.spec.plan.index, node=self.node, records=records, cpu_s=self.cpu_s)
 
     async def _dispatch(self, start_mono: float) -> list[BenchmarkData]:
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        cpu_start = time.process_time()
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
         records: list[BenchmarkData] = []
-        async with AioHttpClient(self.args, self.api_plugin) as client:
+        async with _http_client(self.args, self.api_plugin) as client:
             strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
             collector = asyncio.create_task(self._collect(queue, records))
             try:
@@ -144,6 +156,7 @@ class ShardRunner:
                 await queue.join()
             finally:
                 collector.cancel()
+        self.cpu_s = time.process_time() - cpu_start
         return records
 
     async def _collect(self, queue: asyncio.Queue[BenchmarkData], records: list[BenchmarkData]) -> None:
@@ -164,6 +177,29 @@ class ShardRunner:
                 record.success = False
                 record.error = f"could not read the reply's token counts: {exc}"
         return record
+
+
+def _http_client(args: Arguments, api_plugin: Any) -> AioHttpClient:
+    """evalscope's HTTP client, minus a per-request thread hop when the environment configures no proxy.
+
+    evalscope opens its aiohttp session with trust_env=True, which makes aiohttp look the proxy up in a worker
+    thread for every request: with no proxy variables and no .netrc that lookup finds nothing, yet it costs
+    more CPU than reading the reply and delays the send. Where a proxy or .netrc exists it is kept as is.
+    """
+    client = AioHttpClient(args, api_plugin)
+    if not _environment_sets_proxy_or_netrc():
+        client.client._trust_env = False  # aiohttp exposes trust_env read-only; this is its backing field
+    return client
+
+
+def _environment_sets_proxy_or_netrc() -> bool:
+    if urllib.request.getproxies():
+        return True
+    try:
+        netrc.netrc()
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return True
 
 
 async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:

@@ -52,7 +52,9 @@ async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
             max_shards=args.max_shards,
             workers_available=workers_available,
         )
-        plans = plan_shards(parallel=parallel, number=number, rate=request.rate, shards=shards, seed=42)
+        plans = plan_shards(
+            parallel=parallel, number=number, rate=request.rate, shards=shards, warmup=request.warmup, seed=42
+        )
         name = point_name(parallel, number)
         specs = [_shard_spec(request, plan, dataset_path, args, output_dir / name) for plan in plans]
         results[name] = await _run_point(specs, args, output_dir / name, request.rate, f"{run_id}/{name}")
@@ -106,6 +108,7 @@ async def _run_point(
             "parallel": sum(s.plan.parallel for s in shards),
             "number": sum(s.plan.number for s in shards),
             "rate": rate,
+            "warmup_num": sum(s.plan.warmup for s in shards),
         }
         # Records go shard to shard 0 directly (object refs), never through this process.
         record_refs = [shard.actor.records.remote() for shard in shards]
@@ -166,5 +169,6 @@ def _summarize(plan: ShardPlan, stats: ShardStats) -> ShardSummary:
         requests=stats.requests,
         succeeded=stats.succeeded,
         req_per_s=round(stats.req_per_s, 4),
+        cpu_ms_per_request=round(stats.cpu_ms_per_request, 4),
         node=stats.node,
     )

@@ -24,6 +24,7 @@ class ShardSpec:
     debug: bool
     connect_timeout_s: float
     work_dir: str
+    lean_client: bool = True  # evalscope's plugin with the cheaper stream reader (serve_app.perf.plugin)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class ShardStats:
     requests: int
     succeeded: int
     span_s: float  # first request start to last completion, on the coordinator's clock
+    cpu_s: float  # CPU time this load generator spent dispatching and reading replies
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_s / self.requests if self.requests else 0.0
 
     @property
     def req_per_s(self) -> float:

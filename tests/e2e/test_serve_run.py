@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import SAMPLES, Simulator
+from tests.conftest import SAMPLES, SimulatorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,7 @@ def test_small_perf_run_against_a_real_model(served, smollm2):
 
 
 def test_demo_eval_against_the_simulator_scores_the_shipped_samples(served):
-    simulator = Simulator()
-    try:
+    with SimulatorProcess() as simulator:
         response = served.post(
             "/api/v1/eval",
             json={
@@ -64,7 +63,5 @@ def test_demo_eval_against_the_simulator_scores_the_shipped_samples(served):
                 "limit": 3,
             },
         )
-    finally:
-        simulator.stop()
     assert response.status_code == 200, response.text
     assert response.json()["scores"] == {"iquiz": 1.0}

@@ -15,8 +15,9 @@ def test_split_evenly_sums_exactly_and_differs_by_at_most_one(total, parts):
 
 
 def test_shards_sum_to_the_requested_load():
-    shards = plan_shards(parallel=257, number=1001, rate=500.0, shards=4)
+    shards = plan_shards(parallel=257, number=1001, rate=500.0, shards=4, warmup=257)
     assert sum(s.parallel for s in shards) == 257
+    assert sum(s.warmup for s in shards) == 257
     assert sum(s.number for s in shards) == 1001
     assert sum(s.rate for s in shards) == pytest.approx(500.0)
     assert len({s.seed for s in shards}) == 4  # independent Poisson streams, not four copies of one
