@@ -1,0 +1,55 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from serve_app.perf.plan import plan_shards
+from serve_app.perf.runner import ShardRunner, _http_client
+from serve_app.perf.shard import ShardSpec
+
+PROMPTS = Path(__file__).resolve().parents[3] / "examples" / "datasets" / "perf" / "openqa.jsonl"
+
+
+def spec(**fields):
+    (plan,) = plan_shards(parallel=2, number=5, rate=-1, shards=1, warmup=2)
+    values = dict(plan=plan, model="m", url="http://127.0.0.1:9/v1/chat/completions", api="openai", api_key="sk-x",
+                  dataset="openqa", dataset_path=str(PROMPTS), max_tokens=8, temperature=0.0, stream=True,
+                  debug=False, connect_timeout_s=2, work_dir="/tmp/unused")
+    return ShardSpec(**{**values, **fields})
+
+
+def test_shard_arguments_carry_its_share_and_the_target():
+    runner = ShardRunner(spec())
+    args = runner.args
+    assert (args.parallel, args.number, args.warmup_num, args.max_tokens) == (2, 5, 2, 8)
+    assert type(runner.api_plugin).__name__ == "ResilientLeanOpenaiPlugin"
+    assert type(ShardRunner(spec(lean_client=False)).api_plugin).__name__ == "ResilientOpenaiPlugin"
+
+
+def test_requests_are_built_before_the_timed_window(monkeypatch):
+    runner = ShardRunner(spec())
+    runner.requests = asyncio.run(runner._collect_requests())
+    assert len(runner.requests) == 7  # number + warmup
+    assert sum(is_warmup for _, is_warmup in runner.requests) == 2
+
+
+def test_unreachable_target_fails_the_probe_naming_the_shard():
+    runner = ShardRunner(spec())
+    with pytest.raises(RuntimeError, match=r"shard 0 cannot reach http://127.0.0.1:9"):
+        runner.prepare()
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy"])
+def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.netrc
+
+    async def trust_env(with_proxy: bool) -> bool:
+        if with_proxy:
+            monkeypatch.setenv(variable, "http://proxy.invalid:3128")
+        async with _http_client(ShardRunner(spec()).args, None) as client:
+            return client.client.trust_env
+
+    assert asyncio.run(trust_env(False)) is False  # nothing to look up: skip aiohttp's per-request thread hop
+    assert asyncio.run(trust_env(True)) is True
