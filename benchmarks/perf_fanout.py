@@ -31,7 +31,7 @@ from serve_app.simulator.process import free_port, wait_until_healthy  # noqa: E
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO / "examples" / "datasets" / "perf" / "openqa.jsonl"
-EVALSCOPE = str(Path(sys.executable).with_name("evalscope"))
+EVALSCOPE = [sys.executable, "-m", "evalscope.cli.cli"]  # evalscope's own CLI, wherever it is installed
 
 
 def percentile(point: dict, metric: str, label: str) -> float:
@@ -50,7 +50,7 @@ def run_direct(
     out = work / f"direct_{parallel}_{number}_{time.monotonic_ns()}"
     cpu_before = children_cpu_s()
     subprocess.run(
-        [EVALSCOPE, "perf", "--url", url, "--model", "bench", "--api", "openai", "--dataset", "openqa",
+        [*EVALSCOPE, "perf", "--url", url, "--model", "bench", "--api", "openai", "--dataset", "openqa",
          "--dataset-path", str(PROMPTS), "--parallel", str(parallel), "--number", str(number),
          "--max-tokens", str(max_tokens), "--rate", str(rate), "--warmup-num", str(warmup), "--stream",
          "--outputs-dir", str(out)],
