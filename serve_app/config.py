@@ -32,7 +32,15 @@ class ServiceArgs(BaseModel):
         1.0, ge=0, description="Shards are told to start this long after all of them are ready (the barrier)."
     )
 
+    max_running_jobs: int = Field(4, ge=1, description="Jobs that run at once; later ones wait in a queue.")
+    max_queued_jobs: int = Field(64, ge=0, description="Jobs that may wait; beyond this a submission gets 429.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 429.")
+    progress_interval_s: float = Field(1.0, gt=0, description="How often a running job's progress is stored.")
+
     max_number: int = Field(1_000_000, ge=1, description="Largest `number` a perf request may ask for.")
     max_parallel: int = Field(100_000, ge=1, description="Largest `parallel` a perf request may ask for.")
     max_rate: float = Field(100_000.0, gt=0, description="Largest `rate` (req/s) a perf request may ask for.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Probe timeout when a perf run first reaches the target.")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="A perf request still unanswered after this long is recorded as failed."
+    )

@@ -185,6 +185,47 @@ class PerfResponse(BaseModel):
     results: dict[str, PerfPointResult] = Field(description="Keyed parallel_<p>_number_<n> like evalscope.")
 
 
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class JobProgress(BaseModel):
+    done: int = Field(0, description="Samples (eval) or requests (perf) finished.")
+    total: int = Field(0, description="Samples or requests planned (eval learns its total once datasets load).")
+    percent: float = 0.0
+    req_per_s: float | None = Field(None, description="Completions per second since the previous update.")
+
+
+class JobView(BaseModel):
+    job_id: str
+    kind: Literal["eval", "perf"]
+    status: JobStatus
+    model: str
+    created_at: str = Field(description="ISO 8601.")
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: JobProgress
+    request: dict[str, Any] = Field(description="The submitted request, secrets masked.")
+    result: dict[str, Any] | None = Field(None, description="Once succeeded: the synchronous response body.")
+    error: str | None = None
+    output_dir: str
+    links: dict[str, str] = Field(description="Where to follow the job: self, events, log, report, artifacts.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int = Field(description="Jobs matching the filters, over all pages.")
+    limit: int
+    offset: int
+
+
+class JobLog(BaseModel):
+    job_id: str
+    offset: int
+    lines: list[str]
+    next_offset: int
+    total: int = Field(description="Lines in the log so far.")
+
+
 class ErrorResponse(BaseModel):
     status: Literal["error"] = "error"
     message: str = Field(description="What went wrong, in words a user can act on.")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.errors import RequestError, RunError
+from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
 from serve_app.schemas import ErrorResponse
 
 logger = logging.getLogger("serve_app.api")
@@ -29,11 +30,13 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
-def _respond(request: Request, status: int, message: str, exc: BaseException | None = None) -> JSONResponse:
+def _respond(
+    request: Request, status: int, message: str, exc: BaseException | None = None, headers: dict | None = None
+) -> JSONResponse:
     debug = getattr(request.app.state, "debug", False) or getattr(request.state, "debug", False)
     trace = "".join(traceback.format_exception(exc)) if debug and exc is not None else None
     body = ErrorResponse(message=message, traceback=trace).model_dump(exclude_none=True)
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -49,6 +52,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return _respond(request, exc.status_code, message)
+
+    @app.exception_handler(QueueFull)
+    async def _full(request: Request, exc: QueueFull) -> JSONResponse:
+        return _respond(request, 429, str(exc), headers={"Retry-After": str(round(exc.retry_after_s))})
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return _respond(request, 409, str(exc))
+
+    @app.exception_handler(JobFinished)
+    async def _finished(request: Request, exc: JobFinished) -> JSONResponse:
+        return _respond(request, 409, str(exc))
+
+    @app.exception_handler(JobNotFound)
+    async def _no_job(request: Request, exc: JobNotFound) -> JSONResponse:
+        return _respond(request, 404, f"no job {exc.args[0]!r}")
 
     @app.exception_handler(RunError)
     async def _failed(request: Request, exc: RunError) -> JSONResponse:

@@ -1,27 +1,59 @@
-"""Thin routers: parse, hand the validated request to the backend, return its response."""
+"""Thin routers: parse, hand the validated request to the backend, translate its answer into HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
+import tempfile
 from datetime import datetime, timezone
-from typing import Protocol
+from pathlib import Path
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from serve_app.schemas import ErrorResponse, EvalRequest, EvalResponse, HealthResponse, PerfRequest, PerfResponse
+from serve_app.errors import RunError
+from serve_app.jobs.manager import JOB_LOG
+from serve_app.jobs.store import TERMINAL, JobRecord
+from serve_app.schemas import (
+    ErrorResponse,
+    EvalRequest,
+    EvalResponse,
+    HealthResponse,
+    JobList,
+    JobLog,
+    JobProgress,
+    JobStatus,
+    JobView,
+    PerfRequest,
+    PerfResponse,
+)
 
 
 class Backend(Protocol):
-    """Runs validated requests; the Ray implementation lives in serve_app.backend."""
+    """Submits and follows jobs; the Ray implementation lives in serve_app.backend."""
 
-    async def run_eval(self, request: EvalRequest) -> EvalResponse: ...
+    async def submit(self, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> tuple[JobRecord, bool]: ...
 
-    async def run_perf(self, request: PerfRequest) -> PerfResponse: ...
+    async def get(self, job_id: str) -> JobRecord: ...
+
+    async def list(self, **filters: Any) -> tuple[list[JobRecord], int]: ...
+
+    async def wait(self, job_id: str) -> JobRecord: ...
+
+    async def cancel(self, job_id: str) -> JobRecord: ...
 
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "Invalid parameters"},
+    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
+    429: {"model": ErrorResponse, "description": "Too many jobs running and queued; see Retry-After"},
     500: {"model": ErrorResponse, "description": "The run failed"},
 }
+_ACCEPTED = {202: {"model": JobView, "description": "Accepted (?wait=false or Prefer: respond-async)"}}
+_EVENT_POLL_S = 0.5
 
 router = APIRouter()
 
@@ -31,13 +63,156 @@ async def health() -> HealthResponse:
     return HealthResponse(timestamp=datetime.now(timezone.utc).isoformat())
 
 
-@router.post("/api/v1/eval", response_model=EvalResponse, responses=_ERRORS, tags=["eval"])
-async def evaluate(body: EvalRequest, request: Request) -> EvalResponse:
-    request.state.debug = body.debug
-    return await request.app.state.backend.run_eval(body)
+WaitQuery = Annotated[bool, Query(description="false: answer 202 with the job at once instead of its result.")]
+PreferHeader = Annotated[str | None, Header(description="`respond-async` does what wait=false does.")]
+KeyHeader = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="A retried submission with the same key and body "
+                       "returns the same job instead of starting another run.")
+]
 
 
-@router.post("/api/v1/perf", response_model=PerfResponse, responses=_ERRORS, tags=["perf"])
-async def perf(body: PerfRequest, request: Request) -> PerfResponse:
+@router.post("/api/v1/eval", response_model=EvalResponse, responses={**_ACCEPTED, **_ERRORS}, tags=["eval"])
+async def evaluate(
+    body: EvalRequest, request: Request, wait: WaitQuery = True, prefer: PreferHeader = None,
+    idempotency_key: KeyHeader = None,
+) -> Any:
+    return await _submit(body, request, wait, prefer, idempotency_key)
+
+
+@router.post("/api/v1/perf", response_model=PerfResponse, responses={**_ACCEPTED, **_ERRORS}, tags=["perf"])
+async def perf(
+    body: PerfRequest, request: Request, wait: WaitQuery = True, prefer: PreferHeader = None,
+    idempotency_key: KeyHeader = None,
+) -> Any:
+    return await _submit(body, request, wait, prefer, idempotency_key)
+
+
+async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool, prefer: str | None,
+                  idempotency_key: str | None) -> JSONResponse:
     request.state.debug = body.debug
-    return await request.app.state.backend.run_perf(body)
+    backend: Backend = request.app.state.backend
+    job, _ = await backend.submit(body, idempotency_key)
+    if not wait or "respond-async" in (prefer or "").lower():
+        return JSONResponse(status_code=202, content=job_view(job).model_dump(mode="json"),
+                            headers={"Location": f"/api/v1/jobs/{job.id}"})
+    job = await backend.wait(job.id)
+    if job.status != "succeeded":
+        raise RunError(job.error or f"the job ended {job.status}")
+    return JSONResponse(content=job.result)
+
+
+@router.get("/api/v1/jobs", response_model=JobList, tags=["jobs"])
+async def list_jobs(
+    request: Request,
+    kind: Annotated[str | None, Query(pattern="^(eval|perf)$")] = None,
+    status: JobStatus | None = None,
+    model: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    jobs, total = await request.app.state.backend.list(kind=kind, status=status, model=model, limit=limit,
+                                                        offset=offset)
+    return JobList(jobs=[job_view(job) for job in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/api/v1/jobs/{job_id}", response_model=JobView, responses={404: {"model": ErrorResponse}},
+            tags=["jobs"])
+async def get_job(job_id: str, request: Request) -> JobView:
+    return job_view(await request.app.state.backend.get(job_id))
+
+
+@router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobView, tags=["jobs"],
+             responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
+async def cancel_job(job_id: str, request: Request) -> JobView:
+    return job_view(await request.app.state.backend.cancel(job_id))
+
+
+@router.get("/api/v1/jobs/{job_id}/events", tags=["jobs"], responses={404: {"model": ErrorResponse}},
+            response_class=StreamingResponse)
+async def job_events(job_id: str, request: Request) -> StreamingResponse:
+    """Server-Sent Events: one `job` event per change of status or progress, until the job ends."""
+    backend: Backend = request.app.state.backend
+    first = await backend.get(job_id)  # a 404 before the stream starts
+
+    async def stream():
+        job, last = first, None
+        while True:
+            view = job_view(job)
+            snapshot = (view.status, view.progress)
+            if snapshot != last:
+                last = snapshot
+                data = {"job_id": job.id, "status": view.status, "progress": view.progress.model_dump()}
+                if job.status in TERMINAL:
+                    data.update(error=view.error)
+                yield f"event: job\ndata: {json.dumps(data)}\n\n"
+            if job.status in TERMINAL:
+                return
+            await asyncio.sleep(_EVENT_POLL_S)
+            job = await backend.get(job_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/v1/jobs/{job_id}/log", response_model=JobLog, tags=["jobs"])
+async def job_log(
+    job_id: str, request: Request, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> JobLog:
+    job = await request.app.state.backend.get(job_id)
+    path = Path(job.output_dir) / JOB_LOG
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    page = lines[offset : offset + limit]
+    return JobLog(job_id=job.id, offset=offset, lines=page, next_offset=offset + len(page), total=len(lines))
+
+
+@router.get("/api/v1/jobs/{job_id}/report", tags=["jobs"], response_class=FileResponse,
+            responses={404: {"model": ErrorResponse}})
+async def job_report(job_id: str, request: Request) -> FileResponse:
+    """evalscope's HTML report: the eval report over every dataset, or the perf report over every test point."""
+    job = await request.app.state.backend.get(job_id)
+    output = Path(job.output_dir)
+    report = output / "reports" / "report.html" if job.kind == "eval" else output / "perf_report.html"
+    if not report.is_file():
+        return _not_found(f"job {job.id} has no report ({job.status}); reports are written when a job succeeds")
+    return FileResponse(report, media_type="text/html")
+
+
+@router.get("/api/v1/jobs/{job_id}/artifacts", tags=["jobs"], response_class=FileResponse,
+            responses={404: {"model": ErrorResponse}})
+async def job_artifacts(job_id: str, request: Request) -> FileResponse:
+    """The job's output directory as a zip (partial outputs too, for failed and cancelled jobs)."""
+    job = await request.app.state.backend.get(job_id)
+    if not Path(job.output_dir).is_dir():
+        return _not_found(f"job {job.id} has no outputs yet")
+    scratch = tempfile.mkdtemp(prefix="artifacts-")
+    archive = await asyncio.to_thread(shutil.make_archive, str(Path(scratch) / job.id), "zip", job.output_dir)
+    return FileResponse(archive, media_type="application/zip", filename=f"{job.id}.zip",
+                        background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True))
+
+
+def _not_found(message: str) -> JSONResponse:
+    return JSONResponse(status_code=404, content=ErrorResponse(message=message).model_dump(exclude_none=True))
+
+
+def job_view(job: JobRecord) -> JobView:
+    base = f"/api/v1/jobs/{job.id}"
+    return JobView(
+        job_id=job.id,
+        kind=job.kind,
+        status=job.status,
+        model=job.model,
+        created_at=_iso(job.created_at),
+        started_at=_iso(job.started_at),
+        finished_at=_iso(job.finished_at),
+        progress=JobProgress(**job.progress),
+        request=job.request,
+        result=job.result,
+        error=job.error,
+        output_dir=job.output_dir,
+        links={name: f"{base}/{name}" if name != "self" else base
+               for name in ("self", "events", "log", "report", "artifacts")},
+    )
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc).isoformat()

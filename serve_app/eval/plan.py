@@ -18,6 +18,10 @@ from serve_app.schemas import DatasetSource, EvalRequest
 PARTS_DIR = "parts"  # each dataset's own evalscope run, before the combine step folds it into the run directory
 
 
+def part_dir(output_dir: Path, dataset: str) -> Path:
+    return output_dir / PARTS_DIR / dataset
+
+
 @dataclass(frozen=True)
 class EvalTask:
     dataset: str
@@ -63,7 +67,7 @@ def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
         tasks.append(
             EvalTask(
                 dataset=dataset,
-                task_config=_task_config(request, dataset, dataset_args, output_dir / PARTS_DIR / dataset),
+                task_config=_task_config(request, dataset, dataset_args, part_dir(output_dir, dataset)),
                 source=source,
             )
         )
@@ -103,4 +107,5 @@ def _task_config(request: EvalRequest, dataset: str, dataset_args: dict, work_di
         "no_timestamp": True,
         "debug": request.debug,
         "seed": request.seed,
+        "enable_progress_tracker": True,  # progress.json in the part, read for the job's progress
     }

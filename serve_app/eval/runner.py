@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from serve_app.eval.plan import PARTS_DIR
+from serve_app.eval.plan import PARTS_DIR, part_dir
 
 # Sub-directories of an evalscope run whose files are named per dataset, so parts merge without collisions.
 _PER_DATASET_DIRS = ("predictions", "reviews", "reports")
@@ -31,11 +31,13 @@ def combine_parts(output_dir: Path, datasets: list[str]) -> None:
     from evalscope.utils.io_utils import dict_to_yaml, yaml_to_dict
 
     parts = output_dir / PARTS_DIR
+    if not parts.is_dir():
+        return
     merged_config: dict[str, Any] | None = None
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
     with open(output_dir / "logs" / "eval_log.log", "a", encoding="utf-8") as combined_log:
         for dataset in datasets:
-            part = parts / dataset
+            part = part_dir(output_dir, dataset)
             for sub in _PER_DATASET_DIRS:
                 if (part / sub).is_dir():
                     shutil.copytree(part / sub, output_dir / sub, dirs_exist_ok=True)

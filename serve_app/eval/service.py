@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
 
 import ray
 from ray.exceptions import RayError, RayTaskError
@@ -10,7 +12,7 @@ from ray.exceptions import RayError, RayTaskError
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError, RunError
 from serve_app.eval import runner
-from serve_app.eval.plan import plan_eval
+from serve_app.eval.plan import EvalPlan, part_dir, plan_eval
 from serve_app.schemas import EvalRequest, EvalResponse
 
 # evalscope downloads datasets from ModelScope by default; probing it first turns a 15-45 s retry loop into seconds.
@@ -22,7 +24,8 @@ _evaluate_dataset = ray.remote(max_calls=1, max_retries=0)(runner.run_dataset)
 _combine_parts = ray.remote(max_calls=1, max_retries=0)(runner.combine_parts)
 
 
-async def run_eval(request: EvalRequest, args: ServiceArgs) -> EvalResponse:
+async def prepare_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
+    """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
     plan = plan_eval(request, args)
     from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
     if from_hub and not await _hub_reachable():
@@ -31,30 +34,59 @@ async def run_eval(request: EvalRequest, args: ServiceArgs) -> EvalResponse:
             f"and the dataset hub ({_HUB[0]}) cannot be reached: stage them there or pass "
             "dataset_args.<name>.local_path"
         )
-    api_key = request.api_key.get_secret_value()
-    options = {"num_cpus": args.eval_task_num_cpus}
-    refs = {
-        task.dataset: _evaluate_dataset.options(name=f"eval:{task.dataset}", **options).remote(
-            task.task_config, api_key
-        )
-        for task in plan.tasks
-    }
-    outcomes = {}
-    failures = []
-    for dataset, ref in refs.items():
+    return plan
+
+
+@dataclass
+class EvalRun:
+    """One eval on the cluster; `progress()` may be called while `execute()` runs, cancelling stops the tasks."""
+
+    plan: EvalPlan
+    request: EvalRequest
+    args: ServiceArgs
+
+    async def execute(self) -> EvalResponse:
+        api_key = self.request.api_key.get_secret_value()
+        options = {"num_cpus": self.args.eval_task_num_cpus}
+        refs = {
+            task.dataset: _evaluate_dataset.options(name=f"eval:{task.dataset}", **options).remote(
+                task.task_config, api_key
+            )
+            for task in self.plan.tasks
+        }
+        outcomes, failures = {}, []
         try:
-            outcomes[dataset] = await ref
-        except RayError as exc:
-            failures.append(f"{dataset}: {_reason(exc)}")
-    await _combine_parts.options(**options).remote(plan.output_dir, [t.dataset for t in plan.tasks])
-    if failures:
-        raise RunError(f"evaluation failed ({'; '.join(failures)}); partial outputs in {plan.output_dir}")
-    return EvalResponse(
-        result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
-        scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
-        dataset_sources={task.dataset: task.source for task in plan.tasks},
-        output_dir=str(plan.output_dir),
-    )
+            for dataset, ref in refs.items():
+                try:
+                    outcomes[dataset] = await ref
+                except RayError as exc:
+                    failures.append(f"{dataset}: {_reason(exc)}")
+        except asyncio.CancelledError:
+            for ref in refs.values():
+                ray.cancel(ref, force=True)  # kills the worker processes: the target stops receiving requests
+            raise
+        await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
+        if failures:
+            raise RunError(f"evaluation failed ({'; '.join(failures)}); partial outputs in {self.plan.output_dir}")
+        return EvalResponse(
+            result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
+            scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
+            dataset_sources={task.dataset: task.source for task in self.plan.tasks},
+            output_dir=str(self.plan.output_dir),
+        )
+
+    async def progress(self) -> dict:
+        """Samples done over samples planned, from the progress.json evalscope writes in each dataset's part."""
+        done = total = 0
+        for task in self.plan.tasks:
+            path = part_dir(self.plan.output_dir, task.dataset) / "progress.json"
+            try:
+                snapshot = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            done += int(snapshot.get("processed_count") or 0)
+            total += int(snapshot.get("total_count") or 0)
+        return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
 
 
 def _reason(exc: RayError) -> str:

@@ -71,6 +71,7 @@ def build_arguments(spec: ShardSpec) -> Arguments:
         outputs_dir=spec.work_dir,
         no_test_connection=True,
         connect_timeout=max(1, round(spec.connect_timeout_s)),
+        total_timeout=max(1, round(spec.request_timeout_s)),
     )
     # Arguments stores sweepable fields as lists; one run uses scalars, as evalscope's run_one_benchmark does.
     args.number, args.parallel, args.rate = plan.number, plan.parallel, plan.rate

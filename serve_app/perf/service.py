@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
@@ -13,12 +13,14 @@ from ray.exceptions import RayActorError, RayTaskError
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
 from serve_app.paths import new_run_dir, resolve_dataset_file
+from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
 from serve_app.perf.shard import ShardSpec, ShardStats
 from serve_app.perf.worker import PerfShardWorker
 from serve_app.schemas import PerfPointResult, PerfRequest, PerfResponse, ShardSummary
 
 _CLOCK_PROBES = 3
+_write_report = ray.remote(max_calls=1, max_retries=0)(write_perf_report)
 
 
 class PerfRunError(RunError):
@@ -26,21 +28,30 @@ class PerfRunError(RunError):
 
 
 @dataclass(frozen=True)
-class _Shard:
-    plan: ShardPlan
-    actor: ray.actor.ActorHandle
+class PointPlan:
+    name: str  # parallel_<p>_number_<n>, evalscope's key
+    shards: list[ShardPlan]
+
+
+@dataclass(frozen=True)
+class PerfPlan:
+    output_dir: Path
+    dataset_path: str | None
+    points: list[PointPlan]
+
+    @property
+    def total_requests(self) -> int:
+        return sum(shard.number for point in self.points for shard in point.shards)
 
 
 def point_name(parallel: int, number: int) -> str:
     return f"parallel_{parallel}_number_{number}"
 
 
-async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
+def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
+    """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
     dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args.datasets_root)
-    output_dir = new_run_dir(args.outputs_root, "perf", request.model)
-    run_id = output_dir.parent.name
-    workers_available = int(ray.cluster_resources().get("CPU", 1))
-    results: dict[str, PerfPointResult] = {}
+    points = []
     for parallel, number in request.sweep():
         shards = choose_shard_count(
             parallel=parallel,
@@ -55,72 +66,112 @@ async def run_perf(request: PerfRequest, args: ServiceArgs) -> PerfResponse:
         plans = plan_shards(
             parallel=parallel, number=number, rate=request.rate, shards=shards, warmup=request.warmup, seed=42
         )
-        name = point_name(parallel, number)
-        specs = [_shard_spec(request, plan, dataset_path, args, output_dir / name) for plan in plans]
-        results[name] = await _run_point(specs, args, output_dir / name, request.rate, f"{run_id}/{name}")
-    return PerfResponse(output_dir=str(output_dir), results=results)
+        points.append(PointPlan(point_name(parallel, number), plans))
+    return PerfPlan(new_run_dir(args.outputs_root, "perf", request.model), dataset_path, points)
 
 
-def _shard_spec(
-    request: PerfRequest, plan: ShardPlan, dataset_path: str | None, args: ServiceArgs, work_dir: Path
-) -> ShardSpec:
-    return ShardSpec(
-        plan=plan,
-        model=request.model,
-        url=request.url,
-        api=request.api,
-        api_key=request.api_key.get_secret_value() if request.api_key else None,
-        dataset=request.dataset,
-        dataset_path=dataset_path,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        stream=request.stream,
-        debug=request.debug,
-        connect_timeout_s=args.connect_timeout_s,
-        work_dir=str(work_dir),
-    )
+def cluster_workers() -> int:
+    return int(ray.cluster_resources().get("CPU", 1))
 
 
-async def _run_point(
-    specs: list[ShardSpec], args: ServiceArgs, output_dir: Path, rate: float, point_id: str
-) -> PerfPointResult:
-    shards = [
-        _Shard(
-            plan=spec.plan,
-            # Named so operators (and tests) can find a test's shards with `ray list actors`.
-            actor=PerfShardWorker.options(
-                name=f"perf-shard/{point_id}/{spec.plan.index}",
-                num_cpus=args.perf_shard_num_cpus,
-                scheduling_strategy="SPREAD",
-            ).remote(spec),
+@dataclass(frozen=True)
+class _Shard:
+    plan: ShardPlan
+    actor: ray.actor.ActorHandle
+
+
+@dataclass
+class PerfRun:
+    """One perf test on the cluster; `progress()` may be called while `execute()` runs."""
+
+    plan: PerfPlan
+    request: PerfRequest
+    args: ServiceArgs
+    _finished: int = 0  # requests of the points already merged
+    _live: list[_Shard] = field(default_factory=list)
+
+    async def execute(self) -> PerfResponse:
+        run_id = self.plan.output_dir.parent.name
+        results: dict[str, PerfPointResult] = {}
+        for point in self.plan.points:
+            results[point.name] = await self._run_point(point, f"{run_id}/{point.name}")
+            self._finished += sum(shard.number for shard in point.shards)
+        await _write_report.options(num_cpus=self.args.eval_task_num_cpus).remote(
+            str(self.plan.output_dir), self.request.api
         )
-        for spec in specs
-    ]
-    try:
-        await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
-        offsets = [await _clock_offset(shard.actor) for shard in shards]
-        # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
-        start_at = time.time() + args.shard_start_delay_s
-        stats: list[ShardStats] = await _each_shard(
-            shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index])
+        return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
+
+    async def progress(self) -> dict:
+        done = self._finished
+        if self._live:
+            counts = await asyncio.gather(
+                *(shard.actor.completed.remote() for shard in self._live), return_exceptions=True
+            )
+            done += sum(count for count in counts if isinstance(count, int))
+        total = self.plan.total_requests
+        return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
+
+    async def _run_point(self, point: PointPlan, point_id: str) -> PerfPointResult:
+        output_dir = self.plan.output_dir / point.name
+        shards = [
+            _Shard(
+                plan=plan,
+                # Named so operators (and tests) can find a test's shards with `ray list actors`.
+                actor=PerfShardWorker.options(
+                    name=f"perf-shard/{point_id}/{plan.index}",
+                    num_cpus=self.args.perf_shard_num_cpus,
+                    scheduling_strategy="SPREAD",
+                    max_concurrency=2,  # progress questions are answered while the shard runs
+                ).remote(self._spec(plan, output_dir)),
+            )
+            for plan in point.shards
+        ]
+        try:
+            await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
+            offsets = [await _clock_offset(shard.actor) for shard in shards]
+            # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
+            start_at = time.time() + self.args.shard_start_delay_s
+            self._live = shards
+            stats: list[ShardStats] = await _each_shard(
+                shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index])
+            )
+            total = {
+                "parallel": sum(s.plan.parallel for s in shards),
+                "number": sum(s.plan.number for s in shards),
+                "rate": self.request.rate,
+                "warmup_num": sum(s.plan.warmup for s in shards),
+            }
+            # Records go shard to shard 0 directly (object refs), never through this process.
+            record_refs = [shard.actor.records.remote() for shard in shards]
+            merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
+        finally:
+            self._live = []
+            for shard in shards:
+                ray.kill(shard.actor)  # also what stops the traffic when the job is cancelled
+        return PerfPointResult(
+            metrics=merged["metrics"],
+            percentiles=merged["percentiles"],
+            shards=[_summarize(shard.plan, stat) for shard, stat in zip(shards, stats)],
         )
-        total = {
-            "parallel": sum(s.plan.parallel for s in shards),
-            "number": sum(s.plan.number for s in shards),
-            "rate": rate,
-            "warmup_num": sum(s.plan.warmup for s in shards),
-        }
-        # Records go shard to shard 0 directly (object refs), never through this process.
-        record_refs = [shard.actor.records.remote() for shard in shards]
-        merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
-    finally:
-        for shard in shards:
-            ray.kill(shard.actor)
-    return PerfPointResult(
-        metrics=merged["metrics"],
-        percentiles=merged["percentiles"],
-        shards=[_summarize(shard.plan, stat) for shard, stat in zip(shards, stats)],
-    )
+
+    def _spec(self, plan: ShardPlan, work_dir: Path) -> ShardSpec:
+        request = self.request
+        return ShardSpec(
+            plan=plan,
+            model=request.model,
+            url=request.url,
+            api=request.api,
+            api_key=request.api_key.get_secret_value() if request.api_key else None,
+            dataset=request.dataset,
+            dataset_path=self.plan.dataset_path,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            stream=request.stream,
+            debug=request.debug,
+            connect_timeout_s=self.args.connect_timeout_s,
+            request_timeout_s=self.args.request_timeout_s,
+            work_dir=str(work_dir),
+        )
 
 
 async def _each_shard(shards: list[_Shard], call) -> list:
@@ -131,7 +182,9 @@ async def _each_shard(shards: list[_Shard], call) -> list:
             try:
                 await finished
             except (RayActorError, RayTaskError) as exc:
-                failed = next(shard for task, shard in tasks.items() if task.done() and task.exception())
+                failed = next(
+                    shard for task, shard in tasks.items() if task.done() and not task.cancelled() and task.exception()
+                )
                 raise PerfRunError(f"shard {failed.plan.index} failed: {_reason(exc)}") from exc
         return [task.result() for task in tasks]
     finally:

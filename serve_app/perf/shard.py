@@ -23,6 +23,7 @@ class ShardSpec:
     stream: bool
     debug: bool
     connect_timeout_s: float
+    request_timeout_s: float
     work_dir: str
     lean_client: bool = True  # evalscope's plugin with the cheaper stream reader (serve_app.perf.plugin)
 

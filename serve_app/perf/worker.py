@@ -28,6 +28,9 @@ class PerfShardWorker:
     def wall_clock(self) -> float:
         return time.time()
 
+    def completed(self) -> int:
+        return self.runner.completed
+
     def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
         self.last_run = self.runner.run(start_at, clock_offset_s)
         return self.last_run.stats()

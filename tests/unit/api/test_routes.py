@@ -1,50 +1,54 @@
-"""HTTP translation without Ray: status codes, error bodies and docs, with a recording backend."""
+"""HTTP translation without Ray: status codes, error bodies, async jobs and docs, over a real job manager."""
+
+import json
 
 import pytest
 from fastapi.testclient import TestClient
 
 from serve_app.api import create_api
-from serve_app.errors import RequestError, RunError
-from serve_app.schemas import EvalResponse, PerfResponse
+from serve_app.errors import RunError
+from tests.unit.fakes import FakeRun, ManagerBackend
+
+# Some tests end with jobs still running; their coroutines are dropped when the test's event loop closes.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 EVAL = {"model": "m", "datasets": ["gsm8k"], "api_url": "http://127.0.0.1:8801/v1"}
 PERF = {"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions", "number": 4}
 
 
-class RecordingBackend:
-    def __init__(self, failure: Exception | None = None):
-        self.failure = failure
-        self.calls = []
-
-    async def run_eval(self, request):
-        self.calls.append(request)
-        if self.failure:
-            raise self.failure
-        return EvalResponse(result={"gsm8k": {}}, scores={"gsm8k": 0.5}, dataset_sources={}, output_dir="/o")
-
-    async def run_perf(self, request):
-        self.calls.append(request)
-        if self.failure:
-            raise self.failure
-        return PerfResponse(output_dir="/o", results={})
+@pytest.fixture
+def backend(tmp_path):
+    return ManagerBackend(tmp_path)
 
 
-def client(backend=None, debug=False):
-    return TestClient(create_api(backend or RecordingBackend(), debug=debug), raise_server_exceptions=False)
+_open_clients = []
 
 
-def test_health_reports_service_and_iso_timestamp():
-    body = client().get("/health").json()
+def client(backend, debug=False):
+    """A client that keeps one event loop for the test, so background jobs live across requests."""
+    test_client = TestClient(create_api(backend, debug=debug), raise_server_exceptions=False)
+    _open_clients.append(test_client.__enter__())
+    return test_client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _open_clients:
+        _open_clients.pop().__exit__(None, None, None)
+
+
+def test_health_reports_service_and_iso_timestamp(backend):
+    body = client(backend).get("/health").json()
     assert body["status"] == "ok" and body["service"] == "evalscope"
     assert "T" in body["timestamp"]
 
 
-def test_valid_eval_reaches_the_backend_and_returns_its_result():
-    backend = RecordingBackend()
+def test_synchronous_eval_returns_the_result_itself(backend):
     response = client(backend).post("/api/v1/eval", json=EVAL)
     assert response.status_code == 200
     assert response.json()["scores"] == {"gsm8k": 0.5}
-    assert backend.calls[0].datasets == ["gsm8k"]
+    assert response.json()["status"] == "success"
 
 
 @pytest.mark.parametrize(
@@ -57,52 +61,121 @@ def test_valid_eval_reaches_the_backend_and_returns_its_result():
         ("/api/v1/perf", {"model": "m"}, "url"),
     ],
 )
-def test_invalid_input_is_a_400_naming_the_field(path, body, fragment):
-    backend = RecordingBackend()
+def test_invalid_input_is_a_400_naming_the_field(backend, path, body, fragment):
     response = client(backend).post(path, json=body)
     assert response.status_code == 400
     assert response.json()["status"] == "error"
     assert fragment in response.json()["message"]
-    assert not backend.calls
+    assert not backend.runs
 
 
-def test_non_json_body_is_a_400():
-    response = client().post("/api/v1/perf", content=b"{not json", headers={"content-type": "application/json"})
+def test_non_json_body_is_a_400(backend):
+    response = client(backend).post("/api/v1/perf", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["message"]
 
 
-def test_unknown_path_is_a_404_in_the_error_shape():
-    response = client().get("/api/v1/nothing")
-    assert response.status_code == 404
-    assert response.json() == {"status": "error", "message": "no such path: /api/v1/nothing"}
+def test_unknown_path_and_unknown_job_are_404s(backend):
+    assert client(backend).get("/api/v1/nothing").json() == {"status": "error", "message": "no such path: /api/v1/nothing"}
+    response = client(backend).get("/api/v1/jobs/job-000000000000")
+    assert response.status_code == 404 and "job-000000000000" in response.json()["message"]
 
 
-def test_request_error_from_the_backend_is_a_400():
-    response = client(RecordingBackend(RequestError("dataset 'openqa' reads its prompts from a file"))).post(
-        "/api/v1/perf", json=PERF
-    )
-    assert response.status_code == 400
-    assert "reads its prompts" in response.json()["message"]
-
-
-def test_run_failure_is_a_500_with_traceback_only_in_debug():
-    failing = RecordingBackend(RunError("shard 1 failed: its worker process died"))
+def test_failed_run_is_a_500_with_traceback_only_in_debug(tmp_path):
+    failing = ManagerBackend(tmp_path, make_run=lambda kind, r: FakeRun(kind, failure=RunError("shard 1 failed: died")))
     quiet = client(failing).post("/api/v1/perf", json=PERF)
     assert quiet.status_code == 500
-    assert quiet.json()["message"] == "shard 1 failed: its worker process died"
+    assert quiet.json()["message"] == "shard 1 failed: died"
     assert "traceback" not in quiet.json()
     loud = client(failing).post("/api/v1/perf", json={**PERF, "debug": True})
     assert "RunError" in loud.json()["traceback"]
-    service_debug = client(failing, debug=True).post("/api/v1/perf", json=PERF)
-    assert "traceback" in service_debug.json()
 
 
-def test_openapi_documents_every_request_field():
-    schema = client().get("/openapi.json").json()
+def test_async_submission_answers_202_with_a_location_then_the_job_carries_the_result(backend):
+    api = client(backend)
+    accepted = api.post("/api/v1/perf?wait=false", json={**PERF, "api_key": "sk-hidden"})
+    assert accepted.status_code == 202
+    job = accepted.json()
+    assert accepted.headers["location"] == f"/api/v1/jobs/{job['job_id']}"
+    assert job["status"] in ("queued", "running") and job["kind"] == "perf"
+    assert job["request"]["api_key"] == "**********"
+    events = api.get(f"/api/v1/jobs/{job['job_id']}/events")
+    assert events.headers["content-type"].startswith("text/event-stream")
+    statuses = [json.loads(line[5:])["status"] for line in events.text.splitlines() if line.startswith("data:")]
+    assert statuses[-1] == "succeeded"
+    finished = api.get(accepted.headers["location"]).json()
+    assert finished["result"]["status"] == "success"
+    assert finished["progress"]["percent"] == 100.0
+    assert finished["started_at"] and finished["finished_at"]
+    assert "sk-hidden" not in json.dumps(finished)
+
+
+def test_prefer_respond_async_is_the_same_as_wait_false(backend):
+    response = client(backend).post("/api/v1/eval", json=EVAL, headers={"Prefer": "respond-async"})
+    assert response.status_code == 202
+
+
+def test_idempotency_key_returns_the_same_job_and_refuses_another_body(backend):
+    api = client(backend)
+    first = api.post("/api/v1/perf?wait=false", json=PERF, headers={"Idempotency-Key": "k1"}).json()
+    again = api.post("/api/v1/perf?wait=false", json=PERF, headers={"Idempotency-Key": "k1"}).json()
+    assert again["job_id"] == first["job_id"]
+    other = api.post("/api/v1/perf?wait=false", json={**PERF, "number": 5}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 409 and "k1" in other.json()["message"]
+    assert len(backend.runs) == 3 and api.get("/api/v1/jobs").json()["total"] == 1
+
+
+def test_full_service_answers_429_with_retry_after(tmp_path):
+    slow = ManagerBackend(tmp_path, make_run=lambda kind, r: FakeRun(kind, total=500, step_s=0.01))
+    api = client(slow)
+    codes = [api.post("/api/v1/perf?wait=false", json=PERF).status_code for _ in range(5)]
+    assert codes == [202, 202, 202, 202, 429]
+    rejected = api.post("/api/v1/perf?wait=false", json=PERF)
+    assert rejected.headers["retry-after"] == "5"
+    jobs = api.get("/api/v1/jobs").json()
+    assert jobs["total"] == 4
+    assert sorted(j["status"] for j in jobs["jobs"]) == ["queued", "queued", "running", "running"]
+
+
+def test_cancel_stops_the_run_and_a_finished_job_cannot_be_cancelled(tmp_path):
+    slow = ManagerBackend(tmp_path, make_run=lambda kind, r: FakeRun(kind, total=500, step_s=0.01))
+    api = client(slow)
+    job = api.post("/api/v1/perf?wait=false", json=PERF).json()
+    cancelled = api.post(f"/api/v1/jobs/{job['job_id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert slow.runs[0].cancelled or slow.runs[0].done == 0
+    again = api.post(f"/api/v1/jobs/{job['job_id']}/cancel")
+    assert again.status_code == 409
+    log = api.get(f"/api/v1/jobs/{job['job_id']}/log").json()
+    assert any("cancelled" in line for line in log["lines"]) and log["total"] == len(log["lines"])
+
+
+def test_job_list_filters_and_pages_newest_first(backend):
+    api = client(backend)
+    ids = [api.post("/api/v1/perf", json={**PERF, "model": f"m{i}"}).status_code for i in range(3)]
+    assert ids == [200, 200, 200]
+    api.post("/api/v1/eval", json=EVAL)
+    page = api.get("/api/v1/jobs?kind=perf&limit=2").json()
+    assert page["total"] == 3 and [j["model"] for j in page["jobs"]] == ["m2", "m1"]
+    assert api.get("/api/v1/jobs?kind=perf&offset=2").json()["jobs"][0]["model"] == "m0"
+    assert api.get("/api/v1/jobs?model=m1").json()["total"] == 1
+    assert api.get("/api/v1/jobs?status=failed").json()["total"] == 0
+    assert api.get("/api/v1/jobs?status=bogus").status_code == 400
+
+
+def test_report_of_a_job_without_one_is_a_404(backend):
+    api = client(backend)
+    job = api.post("/api/v1/perf?wait=false", json=PERF).json()
+    response = api.get(f"/api/v1/jobs/{job['job_id']}/report")
+    assert response.status_code == 404 and "no report" in response.json()["message"]
+
+
+def test_openapi_documents_every_request_field(backend):
+    schema = client(backend).get("/openapi.json").json()
     components = schema["components"]["schemas"]
-    for field in ("model", "datasets", "api_url", "api_key", "limit", "generation_config", "dataset_args"):
-        assert "description" in components["EvalRequest"]["properties"][field] or field == "generation_config"
-    for field in ("number", "parallel", "rate", "dataset_path", "stream", "shards"):
+    for field in ("model", "datasets", "api_url", "api_key", "limit", "dataset_args"):
+        assert components["EvalRequest"]["properties"][field]["description"]
+    for field in ("number", "parallel", "rate", "dataset_path", "stream", "shards", "warmup"):
         assert components["PerfRequest"]["properties"][field]["description"]
-    assert client().get("/docs").status_code == 200
+    assert "/api/v1/jobs/{job_id}/events" in schema["paths"]
+    assert client(backend).get("/docs").status_code == 200

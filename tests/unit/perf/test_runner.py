@@ -14,7 +14,7 @@ def spec(**fields):
     (plan,) = plan_shards(parallel=2, number=5, rate=-1, shards=1, warmup=2)
     values = dict(plan=plan, model="m", url="http://127.0.0.1:9/v1/chat/completions", api="openai", api_key="sk-x",
                   dataset="openqa", dataset_path=str(PROMPTS), max_tokens=8, temperature=0.0, stream=True,
-                  debug=False, connect_timeout_s=2, work_dir="/tmp/unused")
+                  debug=False, connect_timeout_s=2, request_timeout_s=30, work_dir="/tmp/unused")
     return ShardSpec(**{**values, **fields})
 
 
@@ -22,6 +22,7 @@ def test_shard_arguments_carry_its_share_and_the_target():
     runner = ShardRunner(spec())
     args = runner.args
     assert (args.parallel, args.number, args.warmup_num, args.max_tokens) == (2, 5, 2, 8)
+    assert args.total_timeout == 30  # a target that stops answering fails requests instead of hanging the test
     assert type(runner.api_plugin).__name__ == "ResilientLeanOpenaiPlugin"
     assert type(ShardRunner(spec(lean_client=False)).api_plugin).__name__ == "ResilientOpenaiPlugin"
 

@@ -1,0 +1,81 @@
+"""The job manager as a named, detached Ray actor: one owner of job state for every ingress replica.
+
+Detached, so it outlives the replica that created it; restarted by Ray if its process dies, and then it marks
+the jobs it was running as interrupted. The runs it starts (Ray tasks, shard actors) are owned by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import ray
+
+from serve_app.config import ServiceArgs
+from serve_app.eval.plan import EvalPlan
+from serve_app.eval.service import EvalRun
+from serve_app.jobs.manager import JobManager, Submission
+from serve_app.jobs.store import JobRecord, SqliteJobStore
+from serve_app.perf.service import PerfPlan, PerfRun
+from serve_app.schemas import EvalRequest, PerfRequest
+
+JOBS_DB = "jobs.sqlite3"  # under the outputs root
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class JobManagerActor:
+    def __init__(self, args: ServiceArgs) -> None:
+        self.args = args
+        self.manager = JobManager(
+            SqliteJobStore(args.outputs_root / JOBS_DB),
+            max_running=args.max_running_jobs,
+            max_queued=args.max_queued_jobs,
+            retry_after_s=args.retry_after_s,
+            progress_interval_s=args.progress_interval_s,
+        )
+
+    async def submit(
+        self, request: EvalRequest | PerfRequest, plan: EvalPlan | PerfPlan, idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]:
+        if isinstance(request, EvalRequest):
+            kind, run = "eval", EvalRun(plan, request, self.args)
+        else:
+            kind, run = "perf", PerfRun(plan, request, self.args)
+        return self.manager.submit(
+            Submission(
+                kind=kind,
+                model=request.model,
+                request_view=request.model_dump(mode="json"),  # SecretStr fields dump masked
+                output_dir=str(plan.output_dir),
+                run=run,
+                idempotency_key=idempotency_key,
+                body_digest=body_digest(request),
+            )
+        )
+
+    async def get(self, job_id: str) -> JobRecord:
+        return self.manager.get(job_id)
+
+    async def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
+        return self.manager.list(**filters)
+
+    async def wait(self, job_id: str) -> JobRecord:
+        return await self.manager.wait(job_id)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        return await self.manager.cancel(job_id)
+
+
+def body_digest(request: EvalRequest | PerfRequest) -> str:
+    """Tells a retried submission from a different one; secrets count, but only their hash is kept."""
+    data = request.model_dump_json(round_trip=True, context={"reveal": True})
+    secret = request.api_key.get_secret_value() if request.api_key else ""
+    return hashlib.sha256(f"{type(request).__name__}\0{data}\0{secret}".encode()).hexdigest()
+
+
+def job_manager(args: ServiceArgs) -> ray.actor.ActorHandle:
+    """The cluster's job manager for these outputs, created on first use (also after it was lost)."""
+    name = "evalscope-jobs-" + hashlib.sha256(str(args.outputs_root).encode()).hexdigest()[:12]
+    return JobManagerActor.options(
+        name=name, namespace="evalscope", lifetime="detached", get_if_exists=True, max_concurrency=1000
+    ).remote(args)

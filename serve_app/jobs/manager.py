@@ -1,0 +1,206 @@
+"""The one owner of job state: admission, a FIFO queue, running, progress, cancel and recovery after a restart.
+
+Plain asyncio: the Ray actor in serve_app.jobs.actor wraps it, and unit tests drive it with stand-in runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from serve_app.errors import RequestError, RunError
+from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
+
+logger = logging.getLogger("serve_app.jobs")
+
+RESTART_MESSAGE = "the service restarted before this job finished; its partial outputs are kept, submit it again"
+JOB_LOG = "job.log"  # in the job's output directory
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: float, running: int, queued: int) -> None:
+        super().__init__(f"the service is full ({running} jobs running, {queued} queued); retry later")
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with another request body."""
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+class JobFinished(Exception):
+    """The job already ended, so it cannot be cancelled."""
+
+
+class JobRun(Protocol):
+    """A prepared run; holds the request with its secrets, which never reach the store."""
+
+    async def execute(self) -> Any: ...  # a pydantic response model
+
+    async def progress(self) -> dict: ...  # {"done", "total", "percent"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    kind: str
+    model: str
+    request_view: dict  # the request with secrets masked: what the store keeps and the API shows
+    output_dir: str
+    run: JobRun
+    idempotency_key: str | None = None
+    body_digest: str | None = None
+
+
+class JobManager:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        max_running: int,
+        max_queued: int,
+        retry_after_s: float = 5.0,
+        progress_interval_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.max_running = max_running
+        self.max_queued = max_queued
+        self.retry_after_s = retry_after_s
+        self.progress_interval_s = progress_interval_s
+        self._queue: deque[str] = deque()
+        self._runs: dict[str, JobRun] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        # Jobs a previous owner was running cannot resume (their secrets were never stored): say so, keep them.
+        for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
+            self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
+
+    def submit(self, submission: Submission) -> tuple[JobRecord, bool]:
+        """The job for this submission and whether it is new; a retried submission returns the first job."""
+        if submission.idempotency_key:
+            existing = self.store.find_by_idempotency_key(submission.idempotency_key)
+            if existing is not None:
+                return self._same_submission(existing, submission), False
+        if len(self._tasks) >= self.max_running and len(self._queue) >= self.max_queued:
+            raise QueueFull(self.retry_after_s, len(self._tasks), len(self._queue))
+        try:
+            record = self.store.create(
+                kind=submission.kind,
+                model=submission.model,
+                request=submission.request_view,
+                output_dir=submission.output_dir,
+                idempotency_key=submission.idempotency_key,
+                body_digest=submission.body_digest,
+            )
+        except DuplicateKey as duplicate:
+            return self._same_submission(duplicate.existing, submission), False
+        self._runs[record.id] = submission.run
+        self._ended[record.id] = asyncio.Event()
+        self._queue.append(record.id)
+        self._log(record, f"submitted {record.kind} job for model {record.model}")
+        self._start_queued()
+        return self.store.get(record.id), True
+
+    def get(self, job_id: str) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
+        return self.store.list(**filters)
+
+    async def wait(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
+        if record.status not in TERMINAL and job_id in self._ended:
+            await self._ended[job_id].wait()
+        return self.get(job_id)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
+        if record.status in TERMINAL:
+            raise JobFinished(f"job {job_id} already ended ({record.status})")
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+            self._runs.pop(job_id, None)
+            self._end(job_id, "cancelled", error="cancelled before it started")
+        elif job_id in self._tasks:
+            task = self._tasks[job_id]
+            task.cancel()
+            await asyncio.wait([task])  # the run stops its tasks and actors before the job reads cancelled
+        return self.get(job_id)
+
+    def _same_submission(self, existing: JobRecord, submission: Submission) -> JobRecord:
+        if existing.body_digest != submission.body_digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {submission.idempotency_key!r} was used for another request (job {existing.id})"
+            )
+        return existing
+
+    def _start_queued(self) -> None:
+        while self._queue and len(self._tasks) < self.max_running:
+            job_id = self._queue.popleft()
+            self._log(self.store.update(job_id, status="running", started_at=time.time()), "started")
+            self._tasks[job_id] = asyncio.create_task(self._run(job_id))
+
+    async def _run(self, job_id: str) -> None:
+        run = self._runs[job_id]
+        reporter = asyncio.create_task(self._report_progress(job_id, run))
+        try:
+            response = await run.execute()
+        except asyncio.CancelledError:
+            self._end(job_id, "cancelled", error="cancelled by request; partial outputs are kept")
+        except (RequestError, RunError) as exc:
+            self._end(job_id, "failed", error=str(exc))
+        except Exception as exc:  # a bug or an unexpected failure: the job says so instead of vanishing
+            logger.exception("job %s failed", job_id)
+            self._end(job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            progress = dict(self.store.get(job_id).progress)
+            progress.update(done=progress.get("total", 0), percent=100.0)
+            self._end(job_id, "succeeded", result=response.model_dump(mode="json"), progress=progress)
+        finally:
+            reporter.cancel()
+            self._runs.pop(job_id, None)
+            self._tasks.pop(job_id, None)
+            self._start_queued()
+
+    async def _report_progress(self, job_id: str, run: JobRun) -> None:
+        """Store the run's progress every interval, with the request rate since the previous report."""
+        last_done, last_time = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(self.progress_interval_s)
+            try:
+                progress = await run.progress()
+            except Exception:  # progress is best effort; the run itself reports real failures
+                continue
+            now = time.monotonic()
+            progress["req_per_s"] = round((progress["done"] - last_done) / (now - last_time), 2)
+            last_done, last_time = progress["done"], now
+            self.store.update(job_id, progress=progress)
+
+    def _end(self, job_id: str, status: str, **fields: Any) -> None:
+        record = self.store.update(job_id, status=status, finished_at=time.time(), **fields)
+        self._log(record, status + (f": {record.error}" if record.error else ""))
+        self._ended.pop(job_id, asyncio.Event()).set()
+
+    @staticmethod
+    def _log(record: JobRecord | None, message: str) -> None:
+        """One line per lifecycle event in the job's own log file (served by GET /api/v1/jobs/<id>/log)."""
+        if record is None:
+            return
+        try:
+            path = Path(record.output_dir) / JOB_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(f"{datetime.now().isoformat(timespec='milliseconds')} {record.id} {message}\n")
+        except OSError as exc:  # an unwritable disk must not take the job state down with it
+            logger.warning("cannot write the log of job %s: %s", record.id, exc)

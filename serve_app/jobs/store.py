@@ -1,0 +1,264 @@
+"""The durable job store: one SQLite file under the outputs root, written only by the process that owns it.
+
+Plain stdlib so the owner (a Ray actor) stays light and a server database can replace it behind `JobStore`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+JOB_KINDS = ("eval", "perf")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+UNFINISHED = ("queued", "running")
+
+# The fields `update` may change; identity, request and idempotency data are fixed at creation.
+UPDATABLE = frozenset({"status", "started_at", "finished_at", "progress", "result", "error"})
+_JSON_COLUMNS = frozenset({"request", "progress", "result"})
+
+
+@dataclass
+class JobRecord:
+    id: str  # "job-" + 12 hex chars, made by the store
+    kind: str  # one of JOB_KINDS
+    status: str  # one of STATUSES
+    model: str  # the model under test
+    request: dict  # the request body, secrets already redacted by the caller
+    output_dir: str
+    created_at: float  # unix seconds
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: dict = field(default_factory=dict)  # e.g. {"done": 3, "total": 10, "percent": 30.0}
+    result: dict | None = None  # the synchronous response body once succeeded
+    error: str | None = None
+    idempotency_key: str | None = None
+    body_digest: str | None = None  # sha256 of the canonical body: tells a retried submit from another one
+
+
+class DuplicateKey(Exception):
+    """A job with this idempotency key exists; the caller decides between "same job" and a conflict."""
+
+    def __init__(self, existing: JobRecord) -> None:
+        super().__init__(f"idempotency key already used by {existing.id}")
+        self.existing = existing
+
+
+class JobStore(Protocol):
+    """The small interface the service uses, so a server database can replace SQLite later."""
+
+    def create(
+        self,
+        *,
+        kind: str,
+        model: str,
+        request: dict,
+        output_dir: str,
+        idempotency_key: str | None = None,
+        body_digest: str | None = None,
+    ) -> JobRecord: ...
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def find_by_idempotency_key(self, key: str) -> JobRecord | None: ...
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord: ...
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[builtins.list[JobRecord], int]: ...
+
+    def count(self, *, status: str) -> int: ...
+
+    def interrupt_unfinished(self, message: str) -> builtins.list[str]: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    output_dir TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    progress TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    error TEXT,
+    idempotency_key TEXT,
+    body_digest TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model);
+CREATE INDEX IF NOT EXISTS jobs_created_at ON jobs (created_at);
+-- NULL keys never collide in SQLite, so jobs without a key are unconstrained.
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key ON jobs (idempotency_key);
+"""
+
+# Column order follows the dataclass, so a new field needs only a schema column.
+_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_COLUMNS = ", ".join(_FIELDS)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    data = {key: row[key] for key in row.keys()}
+    for column in _JSON_COLUMNS:
+        if data[column] is not None:
+            data[column] = json.loads(data[column])
+    return JobRecord(**data)
+
+
+class SqliteJobStore:
+    """`JobStore` on one SQLite file; safe to call from several threads of the owning process."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # Autocommit: every statement is its own transaction, and the lock serialises them across threads.
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def create(
+        self,
+        *,
+        kind: str,
+        model: str,
+        request: dict,
+        output_dir: str,
+        idempotency_key: str | None = None,
+        body_digest: str | None = None,
+    ) -> JobRecord:
+        if kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; expected one of {JOB_KINDS}")
+        record = JobRecord(
+            id=_new_id(),
+            kind=kind,
+            status="queued",
+            model=model,
+            request=request,
+            output_dir=str(output_dir),
+            created_at=time.time(),
+            idempotency_key=idempotency_key,
+            body_digest=body_digest,
+        )
+        with self._lock:
+            try:
+                self._insert(record)
+            except sqlite3.IntegrityError:
+                # The UNIQUE index decides, so two concurrent submits with one key cannot both win.
+                existing = self._one("idempotency_key = ?", idempotency_key) if idempotency_key else None
+                if existing is not None:
+                    raise DuplicateKey(existing) from None
+                record.id = _new_id()  # an id collision: astronomically rare, one retry is enough
+                self._insert(record)
+            # Read back, so the caller sees exactly what `get` will return (JSON turns tuples into lists...).
+            stored = self._one("id = ?", record.id)
+        assert stored is not None
+        return stored
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            return self._one("id = ?", job_id)
+
+    def find_by_idempotency_key(self, key: str) -> JobRecord | None:
+        with self._lock:
+            return self._one("idempotency_key = ?", key)
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}; updatable fields are {sorted(UPDATABLE)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status {fields['status']!r}; expected one of {STATUSES}")
+        if "progress" in fields and fields["progress"] is None:
+            fields["progress"] = {}  # progress is never NULL, so readers can always index it
+        values = [_dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()]
+        with self._lock:
+            if fields:
+                assignments = ", ".join(f"{name} = ?" for name in fields)
+                self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
+            record = self._one("id = ?", job_id)
+        if record is None:
+            raise KeyError(job_id)
+        return record
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[builtins.list[JobRecord], int]:
+        filters = {"kind": kind, "status": status, "model": model}
+        used = {name: value for name, value in filters.items() if value is not None}
+        where = " AND ".join(f"{name} = ?" for name in used) or "1"
+        params = tuple(used.values())
+        with self._lock:
+            total = self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", params).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [_record(row) for row in rows], total
+
+    def count(self, *, status: str) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+
+    def interrupt_unfinished(self, message: str) -> builtins.list[str]:
+        # A restarted owner cannot resume its predecessor's runs, so their jobs end as "interrupted".
+        with self._lock:
+            rows = self._conn.execute(
+                "UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ?"
+                " WHERE status IN (?, ?) RETURNING id, created_at",
+                (message, time.time(), *UNFINISHED),
+            ).fetchall()
+        return [row["id"] for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]
+
+    def _insert(self, record: JobRecord) -> None:
+        values = [getattr(record, name) for name in _FIELDS]
+        values = [_dump(v) if name in _JSON_COLUMNS else v for name, v in zip(_FIELDS, values, strict=True)]
+        placeholders = ", ".join("?" for _ in _FIELDS)
+        self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({placeholders})", values)
+
+    def _one(self, where: str, *params: Any) -> JobRecord | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where}", params).fetchone()
+        return None if row is None else _record(row)
+
+
+def _new_id() -> str:
+    return "job-" + secrets.token_hex(6)
