@@ -25,8 +25,11 @@ JOB_LOG = "job.log"  # in the job's output directory
 
 class QueueFull(Exception):
     def __init__(self, retry_after_s: float, running: int, queued: int) -> None:
-        super().__init__(f"the service is full ({running} jobs running, {queued} queued); retry later")
-        self.retry_after_s = retry_after_s
+        super().__init__(retry_after_s, running, queued)  # these args are what pickling (Ray) rebuilds it from
+        self.retry_after_s, self.running, self.queued = retry_after_s, running, queued
+
+    def __str__(self) -> str:
+        return f"the service is full ({self.running} jobs running, {self.queued} queued); retry later"
 
 
 class IdempotencyConflict(Exception):

@@ -25,10 +25,14 @@ def service(tmp_path_factory):
         ray_init=RAY_FOR_TESTS,
         outputs_root=str(root / "outputs"),
         datasets_root=str(datasets_root),
+        max_running_jobs=2,
+        max_queued_jobs=3,
+        progress_interval_s=0.5,
     )
     wait_until_healthy(f"{base}/health", 60)
     with httpx.Client(base_url=base, timeout=300) as client:
         client.root = root
+        client.base_url_text = base
         client.datasets_root = datasets_root
         yield client
     serve.shutdown()

@@ -1,0 +1,146 @@
+"""Asynchronous jobs through real HTTP on Ray Serve: submit, follow, cancel, restart, idempotency, admission."""
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+import ray
+
+from tests.conftest import SAMPLES
+
+TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+
+
+def perf_body(simulator, **fields):
+    return {"model": "simulator", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "max_tokens": 4,
+            **fields}
+
+
+def wait_for(service, job_id, statuses, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} never reached {statuses}: {job}")
+
+
+def test_async_eval_gives_the_synchronous_result_shape(service, simulator):
+    body = {"model": "simulator", "api_url": simulator.base_url, "datasets": ["iquiz"], "limit": 2,
+            "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}}}
+    accepted = service.post("/api/v1/eval?wait=false", json=body)
+    assert accepted.status_code == 202
+    job = wait_for(service, accepted.json()["job_id"], TERMINAL)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["status"] == "success" and job["result"]["scores"] == {"iquiz": 1.0}
+    assert job["progress"]["done"] == job["progress"]["total"] > 0
+    report = service.get(f"/api/v1/jobs/{job['job_id']}/report")
+    assert report.status_code == 200 and "<html" in report.text.lower()
+    archive = service.get(f"/api/v1/jobs/{job['job_id']}/artifacts")
+    assert archive.status_code == 200 and archive.content[:2] == b"PK"
+
+
+def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
+    accepted = service.post("/api/v1/perf", json=perf_body(simulator, number=300, parallel=4, shards=2),
+                            headers={"Prefer": "respond-async"})
+    assert accepted.status_code == 202
+    events = []
+    with service.stream("GET", f"/api/v1/jobs/{accepted.json()['job_id']}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    order = {"queued": 0, "running": 1, "succeeded": 2}
+    assert [order[e["status"]] for e in events] == sorted(order[e["status"]] for e in events)
+    assert events[-1]["status"] == "succeeded"
+    done = [e["progress"]["done"] for e in events]
+    assert done == sorted(done) and done[-1] == 300
+    job = service.get(f"/api/v1/jobs/{accepted.json()['job_id']}").json()
+    assert job["result"]["results"]["parallel_4_number_300"]["metrics"]["Total Requests"] == 300
+    assert service.get(f"/api/v1/jobs/{job['job_id']}/report").status_code == 200
+    log = service.get(f"/api/v1/jobs/{job['job_id']}/log").json()
+    assert [line.split(" ", 2)[2] for line in log["lines"]][:2] == ["submitted perf job for model simulator", "started"]
+
+
+def test_cancel_stops_the_traffic_within_seconds(service, simulator):
+    accepted = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=200000, parallel=4))
+    job_id = accepted.json()["job_id"]
+    wait_for(service, job_id, {"running"})
+    deadline = time.monotonic() + 60
+    while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cancelled = service.post(f"/api/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    time.sleep(1.0)
+    settled = simulator.requests_received()
+    time.sleep(2.0)
+    assert simulator.requests_received() == settled  # nothing reaches the target after cancel
+    assert service.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 409
+
+
+def test_idempotent_resubmission_returns_the_same_job(service, simulator):
+    key = str(uuid.uuid4())
+    body = perf_body(simulator, number=5, model=f"idem-{key}")
+    first = service.post("/api/v1/perf", json=body, headers={"Idempotency-Key": key})
+    second = service.post("/api/v1/perf", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    jobs = service.get("/api/v1/jobs", params={"model": f"idem-{key}"}).json()
+    assert jobs["total"] == 1
+    other = service.post("/api/v1/perf", json={**body, "number": 6}, headers={"Idempotency-Key": key})
+    assert other.status_code == 409
+
+
+def test_full_service_answers_429_and_concurrent_clients_are_all_accounted_for(service, simulator):
+    tag = uuid.uuid4().hex[:8]
+    outcomes = []
+
+    def client(i):
+        with httpx.Client(base_url=str(service.base_url), timeout=120) as http:
+            response = http.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=20000, parallel=2,
+                                                                            model=f"crowd-{tag}"),
+                                 headers={"Idempotency-Key": f"{tag}-{i}"})
+            outcomes.append((response.status_code, response.headers.get("retry-after"), response.json()))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted = [body["job_id"] for code, _, body in outcomes if code == 202]
+    rejected = [(code, retry) for code, retry, _ in outcomes if code != 202]
+    assert len(accepted) + len(rejected) == 20
+    assert len(accepted) == 5  # 2 running + 3 queued
+    assert all(code == 429 and retry == "5" for code, retry in rejected), outcomes
+    listed = service.get("/api/v1/jobs", params={"model": f"crowd-{tag}", "limit": 100}).json()
+    assert sorted(job["job_id"] for job in listed["jobs"]) == sorted(accepted)
+    for job_id in accepted:
+        assert service.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    statuses = {service.get(f"/api/v1/jobs/{job_id}").json()["status"] for job_id in accepted}
+    assert statuses == {"cancelled"}
+
+
+def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(service, simulator):
+    finished = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=3)).json()["job_id"]
+    finished_job = wait_for(service, finished, TERMINAL)
+    running = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=200000, parallel=2))
+    running_id = running.json()["job_id"]
+    wait_for(service, running_id, {"running"})
+    (manager,) = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("evalscope-jobs")]
+    ray.kill(ray.get_actor(manager["name"], namespace=manager["namespace"]), no_restart=False)
+    interrupted = wait_for(service, running_id, TERMINAL, timeout=60)
+    assert interrupted["status"] == "interrupted" and "restarted" in interrupted["error"]
+    assert service.get(f"/api/v1/jobs/{finished}").json() == finished_job
+    settled = simulator.requests_received()
+    time.sleep(2.0)
+    assert simulator.requests_received() == settled  # the lost manager's shards went with it
+    assert service.post("/api/v1/perf", json=perf_body(simulator, number=3)).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["", "/events", "/log", "/report", "/artifacts"])
+def test_unknown_job_is_a_404(service, path):
+    assert service.get(f"/api/v1/jobs/job-ffffffffffff{path}").status_code == 404
