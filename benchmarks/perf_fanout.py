@@ -4,6 +4,7 @@
 2. Fidelity against the same target with 100 ms TTFT and 10 ms between tokens at parallel 256: measured minus
    truth (its timers add microseconds, so the error shown is the load generator's).
 3. Open loop: rate 500 req/s over 2 shards, achieved / requested.
+4. Stream reader: one shard in this process with evalscope's OpenAI plugin vs the lean one (serve_app.perf.plugin).
 
 Prints a table per part and writes everything to --out as JSON. Runs unchanged on any core count: the shard
 counts tried grow with the cores (1, 2, 4, 8, ... up to the cores left after the targets).
@@ -84,8 +85,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests-per-shard", type=int, default=4000, help="throughput test: requests per shard")
     parser.add_argument("--parallel-per-shard", type=int, default=64)
-    parser.add_argument("--parts", nargs="+", default=["throughput", "fidelity", "open_loop"],
-                        choices=["throughput", "fidelity", "open_loop"])
+    parts = ["throughput", "fidelity", "open_loop", "stream_reader"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "perf_fanout.json"))
     options = parser.parse_args()
 
@@ -115,6 +116,8 @@ def main() -> None:
         report["fidelity"] = fidelity_part(client, max_shards, target_workers, work)
     if "open_loop" in options.parts:
         report["open_loop"] = open_loop_part(client, fast_url)
+    if "stream_reader" in options.parts:
+        report["stream_reader"] = stream_reader_part(fast_url, work)
 
     Path(options.out).parent.mkdir(parents=True, exist_ok=True)
     Path(options.out).write_text(json.dumps(report, indent=2))
@@ -188,6 +191,28 @@ def open_loop_part(client, fast_url) -> dict:
     print(table("Open loop over 2 shards", ["requested req/s", "achieved req/s", "ratio"],
                 [[500, round(achieved, 2), f"{achieved / 500:.4f}"]]))
     return {"requested": 500, "achieved": achieved, "ratio": achieved / 500}
+
+
+def stream_reader_part(fast_url: str, work: Path) -> dict:
+    """The same shard twice in this process, once per plugin: load-generator CPU per request."""
+    from serve_app.perf.plan import plan_shards
+    from serve_app.perf.runner import ShardRunner
+    from serve_app.perf.shard import ShardSpec
+
+    (plan,) = plan_shards(parallel=64, number=8000, rate=-1, shards=1, warmup=64)
+    results, rows = {}, []
+    for name, lean in (("evalscope openai plugin", False), ("openai_lean plugin", True)):
+        runner = ShardRunner(ShardSpec(
+            plan=plan, model="bench", url=fast_url, api="openai", api_key=None, dataset="openqa",
+            dataset_path=str(PROMPTS), max_tokens=20, temperature=0.0, stream=True, debug=False,
+            connect_timeout_s=5, request_timeout_s=60, work_dir=str(work), lean_client=lean,
+        ))
+        runner.prepare()
+        stats = runner.run(time.time() + 0.2).stats()
+        results[name] = {"req_per_s": stats.req_per_s, "cpu_ms_per_request": stats.cpu_ms_per_request}
+        rows.append([name, round(stats.req_per_s, 1), round(stats.cpu_ms_per_request, 3)])
+    print(table("Stream reader, one shard (parallel 64, 8000 requests)", ["plugin", "req/s", "CPU ms/req"], rows))
+    return results
 
 
 def wait_until_fast_target(url: str) -> None:

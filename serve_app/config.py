@@ -37,6 +37,10 @@ class ServiceArgs(BaseModel):
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 429.")
     progress_interval_s: float = Field(1.0, gt=0, description="How often a running job's progress is stored.")
 
+    perf_live_metrics: bool = Field(
+        True, description="Perf shards record every request in Prometheus metrics as it completes (~25 us each)."
+    )
+
     max_number: int = Field(1_000_000, ge=1, description="Largest `number` a perf request may ask for.")
     max_parallel: int = Field(100_000, ge=1, description="Largest `parallel` a perf request may ask for.")
     max_rate: float = Field(100_000.0, gt=0, description="Largest `rate` (req/s) a perf request may ask for.")

@@ -17,8 +17,15 @@ SAMPLES = REPO / "examples" / "datasets"
 # Ray in tests: no auth prompt, no dashboard, no port sharing with another Serve instance on this machine.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("SERVE_SOCKET_REUSE_PORT_ENABLED", "0")
-# A private local cluster; 2 logical CPUs so fractional tasks and shards fit without deadlocking.
-RAY_FOR_TESTS = {"address": "local", "num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+# A private local cluster; 2 logical CPUs so fractional tasks and shards fit without deadlocking; metrics
+# reported every second (Ray's default is 10 s) so the Prometheus test needs not wait long.
+RAY_FOR_TESTS = {
+    "address": "local",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "_system_config": {"metrics_report_interval_ms": 1000},
+}
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 from ray.exceptions import RayError, RayTaskError
@@ -13,6 +13,7 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError, RunError
 from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, part_dir, plan_eval
+from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
 
 # evalscope downloads datasets from ModelScope by default; probing it first turns a 15-45 s retry loop into seconds.
@@ -44,6 +45,8 @@ class EvalRun:
     plan: EvalPlan
     request: EvalRequest
     args: ServiceArgs
+    metrics: EvalMetrics | None = None
+    _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
 
     async def execute(self) -> EvalResponse:
         api_key = self.request.api_key.get_secret_value()
@@ -68,6 +71,11 @@ class EvalRun:
         await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
         if failures:
             raise RunError(f"evaluation failed ({'; '.join(failures)}); partial outputs in {self.plan.output_dir}")
+        if self.metrics:
+            await self.progress()  # the last samples
+            for dataset, outcome in outcomes.items():
+                if outcome["score"] is not None:
+                    self.metrics.scored(self.request.model, dataset, outcome["score"])
         return EvalResponse(
             result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
             scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
@@ -84,8 +92,12 @@ class EvalRun:
                 snapshot = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            done += int(snapshot.get("processed_count") or 0)
+            processed = int(snapshot.get("processed_count") or 0)
+            done += processed
             total += int(snapshot.get("total_count") or 0)
+            if self.metrics:
+                self.metrics.samples_done(self.request.model, task.dataset, processed - self._reported.get(task.dataset, 0))
+                self._reported[task.dataset] = processed
         return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
 
 

@@ -16,6 +16,7 @@ from serve_app.eval.plan import EvalPlan
 from serve_app.eval.service import EvalRun
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import JobRecord, SqliteJobStore
+from serve_app.metrics import EvalMetrics, JobMetrics
 from serve_app.perf.service import PerfPlan, PerfRun
 from serve_app.schemas import EvalRequest, PerfRequest
 
@@ -32,13 +33,15 @@ class JobManagerActor:
             max_queued=args.max_queued_jobs,
             retry_after_s=args.retry_after_s,
             progress_interval_s=args.progress_interval_s,
+            events=JobMetrics(),
         )
+        self.eval_metrics = EvalMetrics()
 
     async def submit(
         self, request: EvalRequest | PerfRequest, plan: EvalPlan | PerfPlan, idempotency_key: str | None
     ) -> tuple[JobRecord, bool]:
         if isinstance(request, EvalRequest):
-            kind, run = "eval", EvalRun(plan, request, self.args)
+            kind, run = "eval", EvalRun(plan, request, self.args, self.eval_metrics)
         else:
             kind, run = "perf", PerfRun(plan, request, self.args)
         return self.manager.submit(

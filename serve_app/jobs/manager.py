@@ -63,6 +63,16 @@ class Submission:
     body_digest: str | None = None
 
 
+class JobEvents(Protocol):
+    """Where job lifecycle numbers go (serve_app.metrics.JobMetrics in the service)."""
+
+    def job_submitted(self, kind: str) -> None: ...
+
+    def job_finished(self, kind: str, status: str, duration_s: float | None) -> None: ...
+
+    def jobs_running(self, kind: str, count: int) -> None: ...
+
+
 class JobManager:
     def __init__(
         self,
@@ -72,8 +82,10 @@ class JobManager:
         max_queued: int,
         retry_after_s: float = 5.0,
         progress_interval_s: float = 1.0,
+        events: JobEvents | None = None,
     ) -> None:
         self.store = store
+        self.events = events
         self.max_running = max_running
         self.max_queued = max_queued
         self.retry_after_s = retry_after_s
@@ -109,6 +121,8 @@ class JobManager:
         self._ended[record.id] = asyncio.Event()
         self._queue.append(record.id)
         self._log(record, f"submitted {record.kind} job for model {record.model}")
+        if self.events:
+            self.events.job_submitted(record.kind)
         self._start_queued()
         return self.store.get(record.id), True
 
@@ -151,8 +165,10 @@ class JobManager:
     def _start_queued(self) -> None:
         while self._queue and len(self._tasks) < self.max_running:
             job_id = self._queue.popleft()
-            self._log(self.store.update(job_id, status="running", started_at=time.time()), "started")
+            record = self.store.update(job_id, status="running", started_at=time.time())
+            self._log(record, "started")
             self._tasks[job_id] = asyncio.create_task(self._run(job_id))
+            self._count_running(record.kind)
 
     async def _run(self, job_id: str) -> None:
         run = self._runs[job_id]
@@ -174,6 +190,7 @@ class JobManager:
             reporter.cancel()
             self._runs.pop(job_id, None)
             self._tasks.pop(job_id, None)
+            self._count_running(self.store.get(job_id).kind)
             self._start_queued()
 
     async def _report_progress(self, job_id: str, run: JobRun) -> None:
@@ -193,7 +210,15 @@ class JobManager:
     def _end(self, job_id: str, status: str, **fields: Any) -> None:
         record = self.store.update(job_id, status=status, finished_at=time.time(), **fields)
         self._log(record, status + (f": {record.error}" if record.error else ""))
+        if self.events:
+            duration = record.finished_at - record.started_at if record.started_at else None
+            self.events.job_finished(record.kind, status, duration)
         self._ended.pop(job_id, asyncio.Event()).set()
+
+    def _count_running(self, kind: str) -> None:
+        if self.events:
+            running = sum(1 for job_id in self._tasks if self.store.get(job_id).kind == kind)
+            self.events.jobs_running(kind, running)
 
     @staticmethod
     def _log(record: JobRecord | None, message: str) -> None:

@@ -22,6 +22,7 @@ from evalscope.perf.core.strategies import ClosedLoopStrategy
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
+from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
@@ -99,6 +100,7 @@ class ShardRunner:
         plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
         self.requests: list[tuple[dict, bool]] = []
+        self.metrics = PerfMetrics(spec.model) if spec.live_metrics else None
         self.completed = 0  # read by progress reporting while the shard runs
 
     def prepare(self) -> None:
@@ -165,7 +167,11 @@ class ShardRunner:
             record = await queue.get()
             try:
                 if not record.is_warmup:
-                    records.append(_compact(self._finalized(record)))
+                    record = self._finalized(record)
+                    if self.metrics:
+                        self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
+                                            record.query_latency, record.completion_tokens)
+                    records.append(_compact(record))
                     self.completed += 1
             finally:
                 queue.task_done()

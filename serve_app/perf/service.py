@@ -144,10 +144,13 @@ class PerfRun:
             # Records go shard to shard 0 directly (object refs), never through this process.
             record_refs = [shard.actor.records.remote() for shard in shards]
             merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
+        except BaseException:
+            _kill(shards)  # at once: this is also what stops the traffic when a job is cancelled or fails
+            raise
         finally:
             self._live = []
-            for shard in shards:
-                ray.kill(shard.actor)  # also what stops the traffic when the job is cancelled
+        # Idle shards live one metrics report interval more, so their last requests reach Prometheus.
+        asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill, shards)
         return PerfPointResult(
             metrics=merged["metrics"],
             percentiles=merged["percentiles"],
@@ -171,7 +174,13 @@ class PerfRun:
             connect_timeout_s=self.args.connect_timeout_s,
             request_timeout_s=self.args.request_timeout_s,
             work_dir=str(work_dir),
+            live_metrics=self.args.perf_live_metrics,
         )
+
+
+def _kill(shards: list[_Shard]) -> None:
+    for shard in shards:
+        ray.kill(shard.actor)
 
 
 async def _each_shard(shards: list[_Shard], call) -> list:

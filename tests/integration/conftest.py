@@ -19,10 +19,11 @@ def service(tmp_path_factory):
     datasets_root = root / "datasets"
     datasets_root.mkdir()
     shutil.copytree(SAMPLES / "perf", datasets_root / "perf")
+    metrics_port = free_port()
     base = start_service(
         host="127.0.0.1",
         port=free_port(),
-        ray_init=RAY_FOR_TESTS,
+        ray_init={**RAY_FOR_TESTS, "_metrics_export_port": metrics_port},
         outputs_root=str(root / "outputs"),
         datasets_root=str(datasets_root),
         max_running_jobs=2,
@@ -32,7 +33,7 @@ def service(tmp_path_factory):
     wait_until_healthy(f"{base}/health", 60)
     with httpx.Client(base_url=base, timeout=300) as client:
         client.root = root
-        client.base_url_text = base
+        client.metrics_port = metrics_port
         client.datasets_root = datasets_root
         yield client
     serve.shutdown()

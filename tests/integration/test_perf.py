@@ -1,7 +1,7 @@
 """Perf through the real HTTP API on Ray Serve: sharded runs, exact totals, failures that name their shard."""
 
-import threading
 import time
+from pathlib import Path
 
 import ray
 
@@ -67,33 +67,30 @@ def test_perf_dataset_that_needs_a_file_is_a_400(service, simulator):
     assert "dataset_path" in response.json()["message"]
 
 
-def _alive_shards():
-    return [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("perf-shard/")]
+def _alive_shards(run_id):
+    return [a for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"perf-shard/{run_id}/")]
 
 
 def test_killed_shard_fails_the_test_by_name_and_the_service_stays_healthy(service, simulator):
-    killed = []
-
-    def kill_the_second_shard_once_traffic_flows():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_alive_shards()) < 2:
-            time.sleep(0.2)
-        time.sleep(3.0)  # past the barrier: both shards are sending
-        victim = next(a for a in _alive_shards() if a["name"].endswith("/1"))
-        ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]))
-        killed.append(victim["name"])
-
-    killer = threading.Thread(target=kill_the_second_shard_once_traffic_flows)
-    killer.start()
-    started = time.monotonic()
-    response = service.post("/api/v1/perf", json=perf_body(simulator, number=20000, parallel=4, shards=2))
-    killer.join()
-    assert killed
-    assert response.status_code == 500, response.text
-    assert response.json()["message"].startswith("shard 1 failed: its worker process died")
-    assert time.monotonic() - started < 60
+    accepted = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=20000, parallel=4, shards=2))
+    job_id = accepted.json()["job_id"]
+    run_id = Path(accepted.json()["output_dir"]).parent.name
+    deadline = time.monotonic() + 60
+    while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 100:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    (victim,) = [a for a in _alive_shards(run_id) if a["name"].endswith("/1")]
+    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]))
+    job = service.get(f"/api/v1/jobs/{job_id}").json()
+    while job["status"] not in ("succeeded", "failed", "cancelled", "interrupted"):
+        assert time.monotonic() < deadline + 15
+        time.sleep(0.2)
+        job = service.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed"
+    assert job["error"].startswith("shard 1 failed: its worker process died")
     time.sleep(1)
-    assert not _alive_shards()  # the surviving shard was stopped too: no traffic keeps flowing
+    assert not _alive_shards(run_id)  # the surviving shard was stopped too: no traffic keeps flowing
     assert service.get("/health").status_code == 200
     after = service.post("/api/v1/perf", json=perf_body(simulator, number=6, parallel=2))
     assert after.status_code == 200
