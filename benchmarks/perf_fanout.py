@@ -71,7 +71,8 @@ def run_service(client: httpx.Client, url: str, parallel: int, number: int, max_
         "model": "bench", "url": url, "dataset": "openqa", "dataset_path": str(PROMPTS), "parallel": parallel,
         "number": number, "max_tokens": max_tokens, "rate": rate, "shards": shards, "warmup": warmup,
     })
-    response.raise_for_status()
+    if response.status_code != 200:
+        raise RuntimeError(f"perf request failed ({response.status_code}): {response.text}")
     return response.json()["results"][f"parallel_{parallel}_number_{number}"]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
@@ -18,6 +19,8 @@ from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
 from serve_app.perf.shard import ShardSpec, ShardStats
 from serve_app.perf.worker import PerfShardWorker
 from serve_app.schemas import PerfPointResult, PerfRequest, PerfResponse, ShardSummary
+
+logger = logging.getLogger("serve_app.perf")
 
 _CLOCK_PROBES = 3
 _write_report = ray.remote(max_calls=1, max_retries=0)(write_perf_report)
@@ -96,9 +99,12 @@ class PerfRun:
         for point in self.plan.points:
             results[point.name] = await self._run_point(point, f"{run_id}/{point.name}")
             self._finished += sum(shard.number for shard in point.shards)
-        await _write_report.options(num_cpus=self.args.eval_task_num_cpus).remote(
-            str(self.plan.output_dir), self.request.api
-        )
+        try:
+            await _write_report.options(num_cpus=self.args.eval_task_num_cpus).remote(
+                str(self.plan.output_dir), self.request.api
+            )
+        except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
+            logger.warning("no perf report for %s: %s", self.plan.output_dir, _reason(exc))
         return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
 
     async def progress(self) -> dict:

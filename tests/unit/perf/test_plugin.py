@@ -79,9 +79,10 @@ def test_simulator_timing_is_seen_by_the_lean_reader():
     records = asyncio.run(_measure(LEAN_PLUGINS["openai"], "/v1/chat/completions"))
     for record in records:
         assert record.success and record.completion_tokens == 6
-        assert 0.013 < record.first_chunk_latency < 0.030
+        assert record.first_chunk_latency >= 0.014  # the simulator waits 15 ms; the reader never sees it early
         assert len(record.inter_chunk_latency) == 5
-        assert all(0.002 < gap < 0.012 for gap in record.inter_chunk_latency)
+        # Token i is due at 15 + 4 i ms: a late gap is followed by a short one, so the span is what holds.
+        assert 0.015 < sum(record.inter_chunk_latency) < 0.040
 
 
 def test_http_errors_fail_the_request_with_the_status():
