@@ -1,13 +1,35 @@
-"""`evalscope-serve`: start the service, or the OpenAI-compatible simulator used for demos and calibration."""
+"""`evalscope-serve`: start the service or the simulator, and submit, follow and gate jobs from a shell or CI.
+
+Exit codes of eval/perf/jobs: 0 done and every gate holds, 1 the job failed or was cancelled, 2 a gate failed,
+3 usage or connection error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2, which means "a gate failed" here
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evalscope-serve", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="evalscope-serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     service = commands.add_parser("service", help="start the HTTP service on Ray Serve")
     service.add_argument("--host", default="0.0.0.0")
@@ -23,29 +45,261 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--itl-ms", type=float, default=0.0, help="delay between tokens")
     simulate.add_argument("--output-tokens", type=int, default=16, help="reply length for unknown prompts")
     simulate.add_argument("--model", default="simulator")
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--server", default="http://127.0.0.1:9000", help="the service's base URL")
+    client.add_argument("--token", help="bearer token (default: $EVALSCOPE_SERVE_TOKEN)")
+    client.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP call")
+
+    submit = argparse.ArgumentParser(add_help=False, parents=[client])
+    submit.add_argument("--model", required=True)
+    submit.add_argument("--api-key", help="key for the model endpoint (never printed)")
+    submit.add_argument("--json", action="store_true", help="print the result document instead of a summary")
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.add_argument("--detach-on-interrupt", action="store_true", help="Ctrl-C leaves the job running")
+    submit.add_argument("--idempotency-key", help="default: a fresh one per invocation")
+
+    evaluate = commands.add_parser("eval", parents=[submit], help="score a model on benchmarks")
+    evaluate.add_argument("--api-url", required=True)
+    evaluate.add_argument("--datasets", nargs="+", required=True)
+    evaluate.add_argument("--limit", type=float)
+    evaluate.add_argument("--eval-batch-size", type=int)
+    evaluate.add_argument("--max-tokens", type=int)
+    evaluate.add_argument("--temperature", type=float)
+    evaluate.add_argument("--work-dir")
+    evaluate.add_argument("--dataset-args", type=json.loads, help="JSON, e.g. '{\"gsm8k\": {\"few_shot_num\": 0}}'")
+    evaluate.add_argument("--min-score", action="append", default=[], metavar="DATASET=SCORE",
+                          help="fail (exit 2) when a dataset scores below this")
+
+    perf = commands.add_parser("perf", parents=[submit], help="load-test an endpoint")
+    perf.add_argument("--url", required=True)
+    perf.add_argument("--api")
+    perf.add_argument("--number", type=int, nargs="+")
+    perf.add_argument("--parallel", type=int, nargs="+")
+    perf.add_argument("--rate", type=float)
+    perf.add_argument("--dataset")
+    perf.add_argument("--dataset-path")
+    perf.add_argument("--max-tokens", type=int)
+    perf.add_argument("--temperature", type=float)
+    perf.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None)
+    perf.add_argument("--warmup", type=int)
+    perf.add_argument("--shards", type=int)
+    perf.add_argument("--max", action="append", default=[], dest="max_gates", metavar='"METRIC[@PCT]"=VALUE',
+                      help='fail when above, e.g. "TTFT (ms)@99%%"=500 (names as in evalscope\'s tables)')
+    perf.add_argument("--min", action="append", default=[], dest="min_gates", metavar='"METRIC[@PCT]"=VALUE',
+                      help='fail when below, e.g. "Req Throughput (req/s)"=100')
+
+    jobs = commands.add_parser("jobs", help="list, show, cancel, log or report jobs")
+    actions = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    listing = actions.add_parser("list", parents=[client])
+    listing.add_argument("--kind", choices=["eval", "perf"])
+    listing.add_argument("--status")
+    listing.add_argument("--model")
+    listing.add_argument("--limit", type=int, default=20)
+    for action in ("show", "cancel", "log", "report"):
+        actions.add_parser(action, parents=[client]).add_argument("job_id")
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "service":
         from serve_app import run_service
 
-        run_service(
-            host=args.host,
-            port=args.port,
-            debug=args.debug,
-            outputs_root=args.outputs_root,
-            datasets_root=args.datasets_root,
-        )
-    else:
+        run_service(host=args.host, port=args.port, debug=args.debug, outputs_root=args.outputs_root,
+                    datasets_root=args.datasets_root)
+        return EXIT_OK
+    if args.command == "simulate":
         from serve_app.simulator import SimulatorConfig, run_simulator
 
-        config = SimulatorConfig(
-            ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens, model=args.model
-        )
+        config = SimulatorConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens,
+                                 model=args.model)
         run_simulator(host=args.host, port=args.port, config=config)
+        return EXIT_OK
+    return _client_command(args)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    import httpx
+    from pydantic import ValidationError
+
+    from serve_app.client import Client, ServiceError
+
+    try:
+        with Client(args.server, token=args.token, timeout_s=args.timeout) as client:
+            if args.command == "jobs":
+                return _jobs(client, args)
+            return _submit_and_follow(client, args)
+    except (UsageError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except ServiceError as exc:
+        print(f"error: the service answered {exc}", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach {args.server}: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
+    request = _request(args)
+    gates = _gates(args)
+    submit = client.submit_eval if args.command == "eval" else client.submit_perf
+    job = submit(request, idempotency_key=args.idempotency_key)
+    if args.no_wait:
+        print(job.job_id)
+        return EXIT_OK
+    print(f"job {job.job_id} {job.status}", file=sys.stderr)
+    with _cancel_on_interrupt(client, job.job_id, args.detach_on_interrupt):
+        job = client.wait(job.job_id, on_update=_progress_bar)
+    print(file=sys.stderr)
+    if job.status != "succeeded":
+        print(f"job {job.job_id} {job.status}: {job.error}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
+    failures = [failure for gate in gates if (failure := gate(job.result))]
+    for failure in failures:
+        print(f"gate failed: {failure}", file=sys.stderr)
+    return EXIT_GATE_FAILED if failures else EXIT_OK
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    """The request body from the flags the user gave; the service's defaults fill the rest."""
+    if args.command == "eval":
+        fields = {"api_url": args.api_url, "datasets": args.datasets, "eval_batch_size": args.eval_batch_size,
+                  "work_dir": args.work_dir, "dataset_args": args.dataset_args}
+        if args.limit is not None:
+            fields["limit"] = int(args.limit) if args.limit >= 1 else args.limit
+        generation = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+        fields["generation_config"] = {k: v for k, v in generation.items() if v is not None} or None
+    else:
+        fields = {name: getattr(args, name) for name in (
+            "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards")}
+        for name in ("number", "parallel"):
+            values = getattr(args, name)
+            fields[name] = values[0] if values and len(values) == 1 else values
+    fields.update(model=args.model, api_key=args.api_key)
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _gates(args: argparse.Namespace) -> list[Callable[[dict], str | None]]:
+    if args.command == "eval":
+        return [_score_gate(*_split(spec)) for spec in args.min_score]
+    return [_perf_gate(*_split(spec), at_most=True) for spec in args.max_gates] + [
+        _perf_gate(*_split(spec), at_most=False) for spec in args.min_gates
+    ]
+
+
+def _split(spec: str) -> tuple[str, float]:
+    name, separator, value = spec.rpartition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise UsageError(f"a gate is NAME=NUMBER, not {spec!r}") from None
+
+
+def _score_gate(dataset: str, minimum: float) -> Callable[[dict], str | None]:
+    def check(result: dict) -> str | None:
+        score = result["scores"].get(dataset)
+        if score is None:
+            return f"{dataset} has no score (datasets: {', '.join(result['scores'])})"
+        if score < minimum:
+            return f"{dataset} scored {score:.4f}, below {minimum} by {minimum - score:.4f}"
+        return None
+
+    return check
+
+
+def _perf_gate(name: str, limit: float, at_most: bool) -> Callable[[dict], str | None]:
+    metric, _, percentile = name.partition("@")
+
+    def check(result: dict) -> str | None:
+        problems = []
+        for point, outcome in result["results"].items():
+            value = _perf_value(outcome, metric, percentile)
+            if value is None:
+                problems.append(f"{point}: no {name!r} in the result")
+            elif (value > limit) if at_most else (value < limit):
+                relation = "above the maximum" if at_most else "below the minimum"
+                problems.append(f"{point}: {name} = {value} is {relation} {limit} by {abs(value - limit):.4g}")
+        return "; ".join(problems) or None
+
+    return check
+
+
+def _perf_value(outcome: dict, metric: str, percentile: str) -> float | None:
+    if not percentile:
+        return outcome["metrics"].get(metric)
+    row = next((r for r in outcome["percentiles"] if r.get("Percentiles") == percentile), None)
+    return None if row is None else row.get(metric)
+
+
+def _summary(kind: str, result: dict) -> str:
+    if kind == "eval":
+        rows = [(dataset, "n/a" if score is None else f"{score:.4f}") for dataset, score in result["scores"].items()]
+        return _table(["dataset", "score"], rows) + f"\noutputs: {result['output_dir']}"
+    rows = []
+    for point, outcome in result["results"].items():
+        metrics = outcome["metrics"]
+        rows.append((point, metrics.get("Total Requests"), metrics.get("Failed Requests"),
+                     metrics.get("Req Throughput (req/s)"), metrics.get("Output Throughput (tok/s)"),
+                     *(_perf_value(outcome, m, p) for m in ("TTFT (ms)", "ITL (ms)", "Latency (s)")
+                       for p in ("50%", "99%"))))
+    headers = ["test point", "requests", "failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
+               "ITL p50 ms", "ITL p99 ms", "latency p50 s", "latency p99 s"]
+    return _table(headers, rows) + f"\noutputs: {result['output_dir']}"
+
+
+def _table(headers: list[str], rows: list[tuple]) -> str:
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _progress_bar(job: Any) -> None:
+    progress = job.progress
+    filled = int(progress.percent / 5)
+    rate = f" {progress.req_per_s:.1f}/s" if progress.req_per_s else ""
+    print(f"\r[{'#' * filled}{'.' * (20 - filled)}] {progress.percent:5.1f}% {progress.done}/{progress.total}{rate}"
+          f" {job.status}   ", end="", file=sys.stderr, flush=True)
+
+
+class _cancel_on_interrupt:
+    """Ctrl-C while waiting cancels the job (unless detached), then leaves with the job's status."""
+
+    def __init__(self, client: Any, job_id: str, detach: bool) -> None:
+        self.client, self.job_id, self.detach = client, job_id, detach
+
+    def __enter__(self) -> None:
+        self.previous = signal.getsignal(signal.SIGINT)
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        signal.signal(signal.SIGINT, self.previous)
+        if kind is not KeyboardInterrupt:
+            return False
+        if self.detach:
+            print(f"\ndetached; job {self.job_id} keeps running", file=sys.stderr)
+            sys.exit(EXIT_OK)
+        job = self.client.cancel(self.job_id)
+        print(f"\ninterrupted: job {self.job_id} {job.status}", file=sys.stderr)
+        sys.exit(EXIT_JOB_FAILED)
+
+
+def _jobs(client: Any, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        page = client.list_jobs(kind=args.kind, status=args.status, model=args.model, limit=args.limit)
+        rows = [(j.job_id, j.kind, j.status, j.model, f"{j.progress.percent:.0f}%", j.created_at) for j in page.jobs]
+        print(_table(["job", "kind", "status", "model", "progress", "created"], rows))
+        print(f"{len(page.jobs)} of {page.total}")
+    elif args.action == "show":
+        print(client.job(args.job_id).model_dump_json(indent=2))
+    elif args.action == "cancel":
+        print(client.cancel(args.job_id).status)
+    elif args.action == "log":
+        print("\n".join(client.log(args.job_id).lines))
+    else:
+        print(client.report(args.job_id))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

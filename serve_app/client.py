@@ -1,0 +1,190 @@
+"""Python client of the service for scripts and CI pipelines, typed with the server's own schemas.
+
+`AsyncClient` does the work; `Client` is the same API for synchronous code (it drives an AsyncClient on a
+private event loop thread). Every submission carries an Idempotency-Key, so a retried submit never starts a
+second run; 429 and 503 answers are retried after the Retry-After the service sends, with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any, TypeVar
+
+import httpx
+from anyio.from_thread import start_blocking_portal
+
+from serve_app.schemas import EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
+
+TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
+_RETRIED_STATUSES = {429, 503}
+_TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+Result = TypeVar("Result")
+
+
+class ServiceError(Exception):
+    """The service answered with an error; `status` is the HTTP status, the message is the service's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message = status, message
+
+
+class JobFailed(Exception):
+    """The job ended without a result (failed, cancelled or interrupted)."""
+
+    def __init__(self, job: JobView) -> None:
+        super().__init__(f"job {job.job_id} {job.status}: {job.error or 'no reason given'}")
+        self.job = job
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        server: str,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        token = token or os.environ.get(TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.retries, self.backoff_s = retries, backoff_s
+        self.http = httpx.AsyncClient(base_url=server, headers=headers, timeout=timeout_s, transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def submit_eval(self, request: EvalRequest | dict[str, Any], idempotency_key: str | None = None) -> JobView:
+        return await self._submit("/api/v1/eval", EvalRequest.model_validate(request), idempotency_key)
+
+    async def submit_perf(self, request: PerfRequest | dict[str, Any], idempotency_key: str | None = None) -> JobView:
+        return await self._submit("/api/v1/perf", PerfRequest.model_validate(request), idempotency_key)
+
+    async def job(self, job_id: str) -> JobView:
+        return JobView.model_validate(await self._json("GET", f"/api/v1/jobs/{job_id}"))
+
+    async def wait(
+        self, job_id: str, on_update: Callable[[JobView], None] | None = None, poll_s: float = 1.0
+    ) -> JobView:
+        """Follow the job until it ends: its Server-Sent Events, or polling where a proxy drops the stream."""
+        try:
+            async with self.http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=None) as stream:
+                if stream.status_code == 200:
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data:") and on_update is not None:
+                            on_update(await self.job(job_id))
+                        if line.startswith("data:") and json.loads(line[5:])["status"] in _TERMINAL:
+                            return await self.job(job_id)
+        except httpx.HTTPError:
+            pass  # fall through to polling
+        while (job := await self.job(job_id)).status not in _TERMINAL:
+            if on_update is not None:
+                on_update(job)
+            await asyncio.sleep(poll_s)
+        return job
+
+    async def result(self, job_id: str) -> EvalResponse | PerfResponse:
+        """The job's result, typed; raises JobFailed when it ended without one."""
+        job = await self.job(job_id)
+        if job.status != "succeeded":
+            raise JobFailed(job)
+        return (EvalResponse if job.kind == "eval" else PerfResponse).model_validate(job.result)
+
+    async def cancel(self, job_id: str) -> JobView:
+        return JobView.model_validate(await self._json("POST", f"/api/v1/jobs/{job_id}/cancel"))
+
+    async def list_jobs(self, **filters: Any) -> JobList:
+        params = {name: value for name, value in filters.items() if value is not None}
+        return JobList.model_validate(await self._json("GET", "/api/v1/jobs", params=params))
+
+    async def log(self, job_id: str, offset: int = 0, limit: int = 1000) -> JobLog:
+        params = {"offset": offset, "limit": limit}
+        return JobLog.model_validate(await self._json("GET", f"/api/v1/jobs/{job_id}/log", params=params))
+
+    async def report(self, job_id: str) -> str:
+        return (await self._send("GET", f"/api/v1/jobs/{job_id}/report")).text
+
+    async def _submit(self, path: str, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> JobView:
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        body = json.loads(request.model_dump_json(exclude_unset=True))
+        if request.api_key is not None:  # the one field a dump masks on purpose
+            body["api_key"] = request.api_key.get_secret_value()
+        return JobView.model_validate(await self._json("POST", path, params={"wait": "false"}, json=body,
+                                                       headers=headers))
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._send(method, path, **kwargs)).json()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, retried on 429/503 after Retry-After (or exponential backoff) and on dropped connections.
+
+        Retrying a submission is safe: it carries its Idempotency-Key, so the service returns the first job.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+                continue
+            if response.status_code in _RETRIED_STATUSES and attempt < self.retries:
+                await asyncio.sleep(_retry_after(response) or self.backoff_s * 2**attempt)
+                continue
+            if response.is_error:
+                raise ServiceError(response.status_code, _message(response))
+            return response
+        raise AssertionError("unreachable")
+
+
+class Client:
+    """The AsyncClient's API for synchronous code."""
+
+    def __init__(self, server: str, **options: Any) -> None:
+        self._stack = ExitStack()
+        self._portal = self._stack.enter_context(start_blocking_portal())
+        self._async = self._portal.call(_open, server, options)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._portal.call(self._async.close)
+        self._stack.close()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._async, name)
+        return lambda *args, **kwargs: self._portal.call(lambda: method(*args, **kwargs))
+
+
+async def _open(server: str, options: dict[str, Any]) -> AsyncClient:
+    return AsyncClient(server, **options)  # created on the portal's loop, where it will be used
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return response.json()["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500] or response.reason_phrase

@@ -1,0 +1,67 @@
+"""The client's contract without a service: retries that honour Retry-After, idempotent submits, auth, errors."""
+
+import json
+import time
+
+import httpx
+import pytest
+
+from serve_app.client import Client, JobFailed, ServiceError
+
+JOB = {"job_id": "job-1", "kind": "perf", "status": "queued", "model": "m", "created_at": "2026-01-01T00:00:00",
+       "progress": {}, "request": {}, "output_dir": "/o", "links": {}}
+PERF = {"model": "m", "url": "http://target/v1/chat/completions", "number": 3, "api_key": "sk-secret"}
+
+
+def test_a_429_is_retried_after_the_retry_after_the_service_sends():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((time.monotonic(), request.headers["Idempotency-Key"], json.loads(request.content)))
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={"status": "error", "message": "full"})
+        return httpx.Response(202, json=JOB)
+
+    with Client("http://service", transport=httpx.MockTransport(handler), token="tok") as client:
+        job = client.submit_perf(PERF)
+    assert job.job_id == "job-1"
+    assert len(calls) == 2
+    assert calls[1][0] - calls[0][0] >= 1.0  # waited as told
+    assert calls[0][1] == calls[1][1]  # the same Idempotency-Key: a retry can never start a second run
+    assert calls[1][2]["api_key"] == "sk-secret" and calls[1][2]["number"] == 3
+    assert "parallel" not in calls[1][2]  # unset fields are left to the service's defaults
+
+
+def test_every_submission_gets_its_own_idempotency_key_and_the_bearer_token():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers["Idempotency-Key"], request.headers.get("Authorization"), request.url.params))
+        return httpx.Response(202, json=JOB)
+
+    with Client("http://service", transport=httpx.MockTransport(handler), token="tok") as client:
+        client.submit_perf(PERF)
+        client.submit_perf(PERF)
+    assert seen[0][0] != seen[1][0]
+    assert seen[0][1] == "Bearer tok"
+    assert seen[0][2]["wait"] == "false"
+
+
+def test_errors_carry_the_service_message_and_failed_jobs_have_no_result():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/job-1"):
+            return httpx.Response(200, json={**JOB, "status": "failed", "error": "shard 0 failed"})
+        return httpx.Response(400, json={"status": "error", "message": "invalid request: number: must be > 0"})
+
+    with Client("http://service", transport=httpx.MockTransport(handler), retries=0) as client:
+        with pytest.raises(ServiceError, match="number: must be > 0") as error:
+            client.submit_perf(PERF)
+        assert error.value.status == 400
+        with pytest.raises(JobFailed, match="shard 0 failed"):
+            client.result("job-1")
+
+
+def test_bad_input_is_refused_before_any_call():
+    with Client("http://service", transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
+        with pytest.raises(Exception, match="number"):
+            client.submit_perf({**PERF, "number": -1})
