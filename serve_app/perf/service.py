@@ -12,7 +12,7 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import RunError
+from serve_app.errors import RequestError, RunError
 from serve_app.paths import new_run_dir, resolve_dataset_file
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
@@ -53,6 +53,7 @@ def point_name(parallel: int, number: int) -> str:
 
 def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
     """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
+    _within_limits(request, args)
     dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args.datasets_root)
     points = []
     for parallel, number in request.sweep():
@@ -71,6 +72,18 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -
         )
         points.append(PointPlan(point_name(parallel, number), plans))
     return PerfPlan(new_run_dir(args.outputs_root, "perf", request.model), dataset_path, points)
+
+
+def _within_limits(request: PerfRequest, args: ServiceArgs) -> None:
+    numbers = request.number if isinstance(request.number, list) else [request.number]
+    parallels = request.parallel if isinstance(request.parallel, list) else [request.parallel]
+    for field_name, value, limit in (
+        ("number", max(numbers), args.max_number),
+        ("parallel", max(parallels), args.max_parallel),
+        ("rate", request.rate, args.max_rate),
+    ):
+        if value > limit:
+            raise RequestError(f"{field_name}={value} is over this service's limit of {limit} (max_{field_name})")
 
 
 def cluster_workers() -> int:
