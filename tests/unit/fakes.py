@@ -6,10 +6,9 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from serve_app.errors import RunError
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import SqliteJobStore
-from serve_app.schemas import EvalRequest, EvalResponse, PerfRequest, PerfResponse
+from serve_app.schemas import EvalRequest, EvalResponse, PerfResponse
 
 
 class FakeRun:
@@ -76,5 +75,3 @@ class ManagerBackend:
     async def cancel(self, job_id):
         return await self._manager().cancel(job_id)
 
-
-__all__ = ["FakeRun", "ManagerBackend", "PerfRequest", "RunError"]
