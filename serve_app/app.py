@@ -9,6 +9,7 @@ from ray import serve
 from ray.serve import Application
 
 from serve_app.api import create_api
+from serve_app.auth import load_tokens
 from serve_app.backend import RayBackend
 from serve_app.config import ServiceArgs
 
@@ -22,7 +23,8 @@ class EvalscopeIngress:
         self.args = args
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_api(RayBackend(self.args), debug=self.args.debug)
+        tokens = load_tokens(self.args.auth_tokens_env, self.args.auth_tokens_file)
+        return create_api(RayBackend(self.args), debug=self.args.debug, tokens=tokens)
 
 
 def build_app(args: dict[str, Any] | ServiceArgs | None = None) -> Application:

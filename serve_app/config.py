@@ -18,6 +18,10 @@ class ServiceArgs(BaseModel):
         description="Staged datasets: `<datasets_root>/<name>` is used for a dataset requested without a path.",
     )
     debug: bool = Field(False, description="Add tracebacks to every error response.")
+    auth_tokens_env: str | None = Field(
+        None, description="Environment variable holding the accepted bearer tokens (comma-separated); unset: no auth."
+    )
+    auth_tokens_file: Path | None = Field(None, description="File of accepted bearer tokens, one per line.")
 
     eval_task_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each eval task (one per dataset).")
     perf_shard_num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each perf shard actor.")

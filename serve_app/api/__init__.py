@@ -6,9 +6,10 @@ from fastapi import FastAPI
 
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.routes import Backend, router
+from serve_app.auth import require_tokens
 
 
-def create_api(backend: Backend, debug: bool = False) -> FastAPI:
+def create_api(backend: Backend, debug: bool = False, tokens: frozenset[str] = frozenset()) -> FastAPI:
     app = FastAPI(
         title="evalscope service",
         description="Evaluate and load-test OpenAI-compatible model endpoints with evalscope, on Ray.",
@@ -17,6 +18,7 @@ def create_api(backend: Backend, debug: bool = False) -> FastAPI:
     app.state.backend = backend
     app.state.debug = debug
     install_error_handlers(app)
+    require_tokens(app, tokens)
     app.include_router(router)
     return app
 
