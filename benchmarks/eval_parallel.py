@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from harness import REPO, SAMPLES, local_service
 
-from serve_app import start_service
-from serve_app.simulator.process import SimulatorProcess, free_port, wait_until_healthy
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "examples" / "datasets"
+from serve_app.simulator.process import SimulatorProcess
 DATASET_ARGS = {
     "gsm8k": {"local_path": str(SAMPLES / "gsm8k")},
     "iquiz": {"local_path": str(SAMPLES / "iquiz")},
@@ -47,14 +42,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "eval_parallel.json"))
     options = parser.parse_args()
 
-    cores = os.cpu_count() or 2
-    work = Path(tempfile.mkdtemp(prefix="eval_parallel_"))
-    base = start_service(
-        host="127.0.0.1", port=free_port(),
-        ray_init={"address": "local", "num_cpus": cores, "include_dashboard": False, "log_to_driver": False},
-        outputs_root=str(work), datasets_root=str(work / "datasets"),
-    )
-    wait_until_healthy(f"{base}/health", 60)
+    base, _, cores = local_service("eval_parallel")
     with SimulatorProcess(ttft_ms=options.ttft_ms, itl_ms=options.itl_ms) as simulator, \
             httpx.Client(base_url=base, timeout=1800) as client:
         evaluate(client, simulator.base_url, ["iquiz"], 1)  # warm the cluster's worker pool once

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from harness import REPO, SAMPLES, local_service
 
-from serve_app import start_service
-from serve_app.simulator.process import SimulatorProcess, free_port, wait_until_healthy
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "examples" / "datasets"
+from serve_app.simulator.process import SimulatorProcess
 
 
 def main() -> None:
@@ -29,14 +24,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "health_latency.json"))
     options = parser.parse_args()
 
-    cores = os.cpu_count() or 2
-    work = Path(tempfile.mkdtemp(prefix="health_latency_"))
-    base = start_service(
-        host="127.0.0.1", port=free_port(),
-        ray_init={"address": "local", "num_cpus": cores, "include_dashboard": False, "log_to_driver": False},
-        outputs_root=str(work), datasets_root=str(SAMPLES),
-    )
-    wait_until_healthy(f"{base}/health", 60)
+    base, _, cores = local_service("health_latency", datasets_root=str(SAMPLES))
     with SimulatorProcess(ttft_ms=20, itl_ms=2) as simulator, httpx.Client(base_url=base, timeout=60) as client:
         perf = client.post("/api/v1/perf?wait=false", json={
             "model": "simulator", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl",

@@ -18,20 +18,17 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fast_target  # noqa: E402
+import fast_target  # benchmarks/ is the script's directory, first on sys.path
+from harness import REPO, SAMPLES, local_service
 
-from serve_app import start_service  # noqa: E402
-from serve_app.simulator.process import free_port, wait_until_healthy  # noqa: E402
+from serve_app.simulator.process import free_port
 
-REPO = Path(__file__).resolve().parents[1]
-PROMPTS = REPO / "examples" / "datasets" / "perf" / "openqa.jsonl"
+PROMPTS = SAMPLES / "perf" / "openqa.jsonl"
 EVALSCOPE = [sys.executable, "-m", "evalscope.cli.cli"]  # evalscope's own CLI, wherever it is installed
 
 
@@ -95,20 +92,13 @@ def main() -> None:
     target_workers = max(1, cores // 8)
     max_shards = max(2, cores - target_workers)
     shard_counts = sorted({1, 2, *[n for n in (4, 8, 12, 16, 24, 32, 48, 64) if n <= max_shards], max_shards})
-    work = Path(tempfile.mkdtemp(prefix="perf_fanout_"))
     report: dict = {"cores": cores, "target_workers": target_workers}
 
     fast_port = free_port()
     fast_processes = fast_target.start(fast_port, tokens=20, workers=target_workers)
     fast_url = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
     wait_until_fast_target(fast_url)
-    base = start_service(
-        host="127.0.0.1", port=free_port(),
-        ray_init={"address": "local", "num_cpus": cores, "include_dashboard": False, "log_to_driver": False},
-        outputs_root=str(work / "service"), datasets_root=str(REPO / "examples" / "datasets"),
-        max_shards=max(shard_counts), perf_shard_num_cpus=0.5,
-    )
-    wait_until_healthy(f"{base}/health", 60)
+    base, work, _ = local_service("perf_fanout", max_shards=max(shard_counts), perf_shard_num_cpus=0.5)
     client = httpx.Client(base_url=base, timeout=1800)
 
     if "throughput" in options.parts:
