@@ -12,6 +12,7 @@ from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
 from serve_app.perf.service import cluster_workers, plan_perf
 from serve_app.schemas import EvalRequest, PerfRequest
+from serve_app.targets import check_target
 
 
 class RayBackend:
@@ -22,8 +23,10 @@ class RayBackend:
     async def submit(self, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> tuple[JobRecord, bool]:
         # Planning refuses bad requests (400) before a job exists; it is pure and cheap, no evalscope here.
         if isinstance(request, EvalRequest):
+            await check_target(request.api_url, self.args.allowed_targets)
             plan = await prepare_eval(request, self.args)
         else:
+            await check_target(request.url, self.args.allowed_targets)
             plan = plan_perf(request, self.args, cluster_workers())
         return await self._call("submit", request, plan, idempotency_key)
 

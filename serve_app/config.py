@@ -22,6 +22,10 @@ class ServiceArgs(BaseModel):
         None, description="Environment variable holding the accepted bearer tokens (comma-separated); unset: no auth."
     )
     auth_tokens_file: Path | None = Field(None, description="File of accepted bearer tokens, one per line.")
+    allowed_targets: list[str] = Field(
+        default_factory=list,
+        description="Hosts or CIDR networks that eval and perf may call (empty: any); others are refused with 400.",
+    )
 
     eval_task_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each eval task (one per dataset).")
     perf_shard_num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each perf shard actor.")

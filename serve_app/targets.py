@@ -1,0 +1,51 @@
+"""Which endpoints the service may send requests to: an optional allowlist of hosts and networks."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from serve_app.errors import RequestError
+
+
+async def check_target(url: str, allowed: list[str]) -> None:
+    """Refuse (400) a URL whose host is not allowed; an empty allowlist allows every host.
+
+    An entry is a host name (matched exactly) or an IP network in CIDR form (`10.0.0.0/8`, `127.0.0.1/32`),
+    which a host matches when every address it resolves to lies inside an allowed network.
+    """
+    if not allowed:
+        return
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise RequestError(f"{url!r} is not an http(s) URL")
+    names = {entry.lower() for entry in allowed if not _network(entry)}
+    if host in names:
+        return
+    networks = [network for entry in allowed if (network := _network(entry))]
+    addresses = await _addresses(host)
+    if addresses and networks and all(any(address in network for network in networks) for address in addresses):
+        return
+    raise RequestError(f"target host {host!r} is not allowed here; allowed targets: {', '.join(allowed)}")
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
+async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
