@@ -93,6 +93,7 @@ class JobManager:
         self._queue: deque[str] = deque()
         self._runs: dict[str, JobRun] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._running_kinds: dict[str, str] = {}  # job id -> kind, for the running-jobs gauge without store reads
         self._ended: dict[str, asyncio.Event] = {}
         # Jobs a previous owner was running cannot resume (their secrets were never stored): say so, keep them.
         for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
@@ -168,6 +169,7 @@ class JobManager:
             record = self.store.update(job_id, status="running", started_at=time.time())
             self._log(record, "started")
             self._tasks[job_id] = asyncio.create_task(self._run(job_id))
+            self._running_kinds[job_id] = record.kind
             self._count_running(record.kind)
 
     async def _run(self, job_id: str) -> None:
@@ -190,7 +192,7 @@ class JobManager:
             reporter.cancel()
             self._runs.pop(job_id, None)
             self._tasks.pop(job_id, None)
-            self._count_running(self.store.get(job_id).kind)
+            self._count_running(self._running_kinds.pop(job_id))
             self._start_queued()
 
     async def _report_progress(self, job_id: str, run: JobRun) -> None:
@@ -217,8 +219,7 @@ class JobManager:
 
     def _count_running(self, kind: str) -> None:
         if self.events:
-            running = sum(1 for job_id in self._tasks if self.store.get(job_id).kind == kind)
-            self.events.jobs_running(kind, running)
+            self.events.jobs_running(kind, sum(1 for running in self._running_kinds.values() if running == kind))
 
     @staticmethod
     def _log(record: JobRecord | None, message: str) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import netrc
-import urllib.request
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
@@ -137,14 +137,14 @@ class ShardRunner:
         gc.collect()
         gc.freeze()
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
-        self.cpu_s = 0.0
-        records = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
+        records, cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
         for record in records:
             record.start_time = clock.to_coordinator(record.start_time)
             record.completed_time = clock.to_coordinator(record.completed_time)
-        return ShardRun(index=self.spec.plan.index, node=self.node, records=records, cpu_s=self.cpu_s)
+        return ShardRun(index=self.spec.plan.index, node=self.node, records=records, cpu_s=cpu_s)
 
-    async def _dispatch(self, start_mono: float) -> list[BenchmarkData]:
+    async def _dispatch(self, start_mono: float) -> tuple[list[BenchmarkData], float]:
+        """Every request's record, and the CPU seconds this process spent sending them and reading the replies."""
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -159,8 +159,7 @@ class ShardRunner:
                 await queue.join()
             finally:
                 collector.cancel()
-        self.cpu_s = time.process_time() - cpu_start
-        return records
+        return records, time.process_time() - cpu_start
 
     async def _collect(self, queue: asyncio.Queue[BenchmarkData], records: list[BenchmarkData]) -> None:
         while True:
