@@ -22,7 +22,7 @@ def local_service(name: str, **args: Any) -> tuple[str, Path, int]:
         host="127.0.0.1",
         port=free_port(),
         ray_init={"address": "local", "num_cpus": cores, "include_dashboard": False, "log_to_driver": False},
-        **{"outputs_root": str(work), **args},
+        **{"outputs_root": str(work), "samples_root": str(SAMPLES), **args},
     )
     wait_until_healthy(f"{base}/health", 60)
     return base, work, cores

@@ -24,7 +24,9 @@ class EvalscopeIngress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         tokens = load_tokens(self.args.auth_tokens_env, self.args.auth_tokens_file)
-        return create_api(RayBackend(self.args), debug=self.args.debug, tokens=tokens)
+        return create_api(
+            RayBackend(self.args), debug=self.args.debug, tokens=tokens, max_body_bytes=self.args.max_body_bytes
+        )
 
 
 def build_app(args: dict[str, Any] | ServiceArgs | None = None) -> Application:
@@ -35,6 +37,7 @@ def build_app(args: dict[str, Any] | ServiceArgs | None = None) -> Application:
         update={
             "outputs_root": service_args.outputs_root.expanduser().resolve(),
             "datasets_root": service_args.datasets_root.expanduser().resolve(),
+            "samples_root": service_args.samples_root and service_args.samples_root.expanduser().resolve(),
         }
     )
     return EvalscopeIngress.bind(service_args)

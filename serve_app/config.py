@@ -17,6 +17,11 @@ class ServiceArgs(BaseModel):
         Path("datasets"),
         description="Staged datasets: `<datasets_root>/<name>` is used for a dataset requested without a path.",
     )
+    samples_root: Path | None = Field(
+        Path("examples/datasets"),
+        description="The shipped sample datasets, which requests may also name by path (local_path, dataset_path); "
+        "null: only the datasets root.",
+    )
     debug: bool = Field(False, description="Add tracebacks to every error response.")
     auth_tokens_env: str | None = Field(
         None, description="Environment variable holding the accepted bearer tokens (comma-separated); unset: no auth."
@@ -54,5 +59,23 @@ class ServiceArgs(BaseModel):
     max_rate: float = Field(100_000.0, gt=0, description="Largest `rate` (req/s) a perf request may ask for.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Probe timeout when a perf run first reaches the target.")
     request_timeout_s: float = Field(
-        600.0, gt=0, description="A perf request still unanswered after this long is recorded as failed."
+        600.0,
+        gt=0,
+        description="A model request still unanswered after this long fails (perf: recorded as failed); also the "
+        "largest generation_config.timeout an eval request may ask for.",
     )
+    eval_timeout_s: float = Field(
+        120.0, gt=0, description="Default generation_config.timeout of an eval: seconds one model request may take."
+    )
+    eval_retries: int = Field(
+        2, ge=1, description="Default generation_config.retries of an eval: attempts per model request."
+    )
+    eval_retry_interval_s: int = Field(
+        1, ge=0, description="Default generation_config.retry_interval of an eval: seconds between attempts."
+    )
+    max_eval_retries: int = Field(5, ge=1, description="Largest generation_config.retries an eval may ask for.")
+    max_limit: int | None = Field(
+        None, ge=1, description="Largest eval `limit` (samples per subset); when set, an eval must give a limit."
+    )
+    max_eval_batch_size: int = Field(256, ge=1, description="Largest eval_batch_size an eval may ask for.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; beyond it a 413.")

@@ -1,4 +1,8 @@
-"""Where runs write and where datasets are read from: pure path logic shared by eval and perf."""
+"""Where runs write and where datasets are read from: pure path logic shared by eval and perf.
+
+Every path a request names is confined: it must resolve (symlinks and `..` followed) inside one of the service's
+roots, so a request can neither read nor overwrite files the operator did not put there.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,54 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
+from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 
 # evalscope perf dataset plugins that read prompts from a file (and would otherwise fetch one from a hub).
 PERF_FILE_DATASETS = {"openqa": "open_qa.jsonl", "longalpaca": None, "line_by_line": None, "share_gpt": None}
 
 
-def new_run_dir(outputs_root: Path, kind: str, model: str, work_dir: str | None = None) -> Path:
-    """A fresh directory for one run: `work_dir` under the outputs root when given, else a timestamped one."""
+def new_run_dir(args: ServiceArgs, kind: str, model: str, work_dir: str | None = None) -> Path:
+    """A fresh directory for one run: `work_dir` inside the outputs root when given, else a timestamped one."""
     if work_dir:
-        return resolve_under(outputs_root, work_dir)
+        path = confine("work_dir", work_dir, {"outputs root": args.outputs_root})
+        if path == args.outputs_root.resolve():
+            raise RequestError("work_dir must name a directory inside the outputs root, not the root itself")
+        return path
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model"
-    return outputs_root / kind / f"{stamp}_{secrets.token_hex(3)}" / safe_model
+    return args.outputs_root / kind / f"{stamp}_{secrets.token_hex(3)}" / safe_model
 
 
-def resolve_under(root: Path, path: str) -> Path:
-    """A relative path is taken relative to `root`; an absolute one is kept."""
+def dataset_roots(args: ServiceArgs) -> dict[str, Path]:
+    """The roots a request may read datasets from, by the name an error message gives them."""
+    roots = {"datasets root": args.datasets_root}
+    if args.samples_root is not None:
+        roots["samples root"] = args.samples_root
+    return roots
+
+
+def confine(field: str, path: str, roots: dict[str, Path]) -> Path:
+    """`path` resolved (relative to the first root) if it lies inside one of `roots`; else a 400 naming them."""
+    first_root = next(iter(roots.values()))
     candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else root / candidate
+    resolved = (candidate if candidate.is_absolute() else first_root / candidate).resolve()
+    if any(resolved.is_relative_to(root.resolve()) for root in roots.values()):
+        return resolved
+    allowed = " or ".join(f"the {name} ({root.resolve()})" for name, root in roots.items())
+    raise RequestError(f"{field} {path!r} is outside the allowed directories: it must lie inside {allowed}")
 
 
-def resolve_dataset_file(dataset: str, dataset_path: str | None, datasets_root: Path) -> str | None:
+def resolve_dataset_file(dataset: str, dataset_path: str | None, args: ServiceArgs) -> str | None:
     """The prompt file a perf dataset plugin reads, or None for plugins that generate prompts themselves."""
     if dataset_path:
-        path = resolve_under(datasets_root, dataset_path)
-        if not path.exists():
-            raise RequestError(f"dataset_path {dataset_path!r} does not exist (looked at {path})")
+        path = confine("dataset_path", dataset_path, dataset_roots(args))
+        if not path.is_file():
+            raise RequestError(f"dataset_path {dataset_path!r} is not a file (looked at {path})")
         return str(path)
     if dataset not in PERF_FILE_DATASETS:
         return None
-    staged = datasets_root / dataset
+    staged = args.datasets_root / dataset
     default_file = PERF_FILE_DATASETS[dataset]
     if staged.is_dir() and default_file and (staged / default_file).is_file():
         return str(staged / default_file)

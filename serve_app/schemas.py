@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 # evalscope's perf API plugins that talk to a remote endpoint (its `local*` plugins start a model in-process).
 PERF_APIS = ("openai", "dashscope", "anthropic", "gemini", "openai_responses", "openai_embedding", "openai_rerank")
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. http://host:8000/v1")
+    return url
+
+
+HttpUrl = Annotated[
+    str, AfterValidator(_http_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"})
+]
 
 
 class _Request(BaseModel):
@@ -20,6 +42,15 @@ class GenerationConfig(_Request):
     max_tokens: int = Field(2048, gt=0, description="Most tokens the model may generate per sample.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int | None = Field(None, gt=0, description="Top-k sampling.")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds one model request may take; default: the service's eval_timeout_s."
+    )
+    retries: int | None = Field(
+        None, ge=1, description="Attempts per model request (1: no retry); default: the service's eval_retries."
+    )
+    retry_interval: int | None = Field(
+        None, ge=0, description="Seconds between attempts; default: the service's eval_retry_interval_s."
+    )
 
 
 class EvalRequest(_Request):
@@ -27,8 +58,7 @@ class EvalRequest(_Request):
 
     model: str = Field(min_length=1, description="Model name sent to the endpoint.")
     datasets: list[str] = Field(min_length=1, description="evalscope benchmark names, e.g. gsm8k, iquiz, ceval.")
-    api_url: str = Field(
-        min_length=1,
+    api_url: HttpUrl = Field(
         description="OpenAI-compatible base URL (http://host:port/v1); a URL ending in /chat/completions works too.",
     )
     api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint; never echoed or stored.")
@@ -78,7 +108,7 @@ class PerfRequest(_Request):
     """Load-test an endpoint with evalscope's perf engine, spread over shards."""
 
     model: str = Field(min_length=1, description="Model name sent in every request.")
-    url: str = Field(min_length=1, description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
+    url: HttpUrl = Field(description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
     api: Literal[PERF_APIS] = Field("openai", description="evalscope API plugin that shapes requests and responses.")
     api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
     number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
@@ -100,6 +130,12 @@ class PerfRequest(_Request):
     )
     shards: int | None = Field(
         None, ge=1, description="Load-generator processes to split the test over; default: chosen from the load."
+    )
+    total_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds one request may take before it is recorded as failed; default: the service's "
+        "request_timeout_s.",
     )
 
     @field_validator("number", "parallel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 from urllib.parse import urlsplit
 
@@ -49,3 +50,19 @@ async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
     except OSError:
         return []
     return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+async def unreachable_reason(url: str, timeout_s: float) -> str | None:
+    """Why a TCP connection to the URL's host and port cannot be opened, or None when it can."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout_s)
+    except asyncio.TimeoutError:
+        return f"{parts.hostname}:{port} did not accept a connection within {timeout_s:g} s"
+    except OSError as exc:
+        # asyncio words a refused connection as "Connect call failed"; the errno says what happened.
+        known_errno = exc.errno and not isinstance(exc, socket.gaierror)
+        return f"{parts.hostname}:{port}: {os.strerror(exc.errno) if known_errno else exc.strerror or exc}"
+    writer.close()
+    return None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serve_app.api.errors import install_error_handlers
+from serve_app.api.body_limit import BodyLimit
+from serve_app.api.errors import document_errors, install_error_handlers
 from serve_app.api.routes import Backend, router
 from serve_app.auth import require_tokens
 
 
-def create_api(backend: Backend, debug: bool = False, tokens: frozenset[str] = frozenset()) -> FastAPI:
+def create_api(
+    backend: Backend, debug: bool = False, tokens: frozenset[str] = frozenset(), max_body_bytes: int = 1_048_576
+) -> FastAPI:
     app = FastAPI(
         title="evalscope service",
         description="Evaluate and load-test OpenAI-compatible model endpoints with evalscope, on Ray.",
@@ -18,7 +21,9 @@ def create_api(backend: Backend, debug: bool = False, tokens: frozenset[str] = f
     app.state.backend = backend
     app.state.debug = debug
     install_error_handlers(app)
+    document_errors(app, authenticated=bool(tokens))
     require_tokens(app, tokens)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.include_router(router)
     return app
 

@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return _respond(request, exc.status_code, message)
+        return _respond(request, exc.status_code, message, headers=exc.headers)  # e.g. Allow with a 405
 
     @app.exception_handler(QueueFull)
     async def _full(request: Request, exc: QueueFull) -> JSONResponse:
@@ -78,3 +78,28 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s", request.url.path)
         return _respond(request, 500, f"internal error: {type(exc).__name__}: {exc}", exc)
+
+
+def document_errors(app: FastAPI, authenticated: bool) -> None:
+    """Make the OpenAPI document say what the API answers: 400 (not FastAPI's 422) for invalid input, 401 when
+    tokens are required, 413 for an oversized body, always in the ErrorResponse shape."""
+    generate = app.openapi
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()  # caches itself in app.openapi_schema, edited in place below
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    responses = operation["responses"]
+                    if responses.pop("422", None) is not None:
+                        responses.setdefault("400", {"description": "Invalid parameters", **error})
+                    if "requestBody" in operation:
+                        responses.setdefault("413", {"description": "The body is over max_body_bytes", **error})
+                    if authenticated and path.startswith("/api/"):
+                        responses["401"] = {"description": "A valid bearer token is required", **error}
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -54,6 +54,7 @@ _ERRORS = {
 }
 _ACCEPTED = {202: {"model": JobView, "description": "Accepted (?wait=false or Prefer: respond-async)"}}
 _EVENT_POLL_S = 0.5
+_MAX_OFFSET = 2**62  # SQLite integers are 64-bit
 
 router = APIRouter()
 
@@ -66,8 +67,9 @@ async def health() -> HealthResponse:
 WaitQuery = Annotated[bool, Query(description="false: answer 202 with the job at once instead of its result.")]
 PreferHeader = Annotated[str | None, Header(description="`respond-async` does what wait=false does.")]
 KeyHeader = Annotated[
-    str | None, Header(alias="Idempotency-Key", description="A retried submission with the same key and body "
-                       "returns the same job instead of starting another run.")
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, description="A retried submission with the "
+           "same key and body returns the same job instead of starting another run."),
 ]
 
 
@@ -108,7 +110,7 @@ async def list_jobs(
     status: JobStatus | None = None,
     model: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
 ) -> JobList:
     jobs, total = await request.app.state.backend.list(kind=kind, status=status, model=model, limit=limit,
                                                         offset=offset)
@@ -153,9 +155,10 @@ async def job_events(job_id: str, request: Request) -> StreamingResponse:
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/v1/jobs/{job_id}/log", response_model=JobLog, tags=["jobs"])
+@router.get("/api/v1/jobs/{job_id}/log", response_model=JobLog, responses={404: {"model": ErrorResponse}},
+            tags=["jobs"])
 async def job_log(
-    job_id: str, request: Request, offset: Annotated[int, Query(ge=0)] = 0,
+    job_id: str, request: Request, offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> JobLog:
     job = await request.app.state.backend.get(job_id)

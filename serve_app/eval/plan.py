@@ -12,7 +12,8 @@ from typing import Any
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
-from serve_app.paths import new_run_dir, resolve_under
+from serve_app.limits import check_eval_limits
+from serve_app.paths import confine, dataset_roots, new_run_dir
 from serve_app.schemas import DatasetSource, EvalRequest
 
 PARTS_DIR = "parts"  # each dataset's own evalscope run, before the combine step folds it into the run directory
@@ -55,45 +56,55 @@ def normalize_api_url(api_url: str) -> str:
 
 
 def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
+    check_eval_limits(request, args)
     unknown = [name for name in request.datasets if name not in known_benchmarks()]
     if unknown:
         raise RequestError(
             f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
         )
-    output_dir = new_run_dir(args.outputs_root, "eval", request.model, request.work_dir)
+    output_dir = new_run_dir(args, "eval", request.model, request.work_dir)
     tasks = []
     for dataset in request.datasets:
-        dataset_args, source = _locate_dataset(dataset, request.dataset_args.get(dataset, {}), args.datasets_root)
+        dataset_args, source = _locate_dataset(dataset, request.dataset_args.get(dataset, {}), args)
         tasks.append(
             EvalTask(
                 dataset=dataset,
-                task_config=_task_config(request, dataset, dataset_args, part_dir(output_dir, dataset)),
+                task_config=_task_config(request, args, dataset, dataset_args, part_dir(output_dir, dataset)),
                 source=source,
             )
         )
     return EvalPlan(output_dir=output_dir, tasks=tasks)
 
 
-def _locate_dataset(dataset: str, dataset_args: dict[str, Any], datasets_root: Path) -> tuple[dict, DatasetSource]:
+def _locate_dataset(dataset: str, dataset_args: dict[str, Any], args: ServiceArgs) -> tuple[dict, DatasetSource]:
     """The request's local_path, else a copy the operator staged under the datasets root, else the hub."""
     dataset_args = copy.deepcopy(dataset_args)
     local_path = dataset_args.get("local_path")
     if local_path is not None:
         if not isinstance(local_path, str) or not local_path:
             raise RequestError(f"dataset_args.{dataset}.local_path must be a non-empty string")
-        path = resolve_under(datasets_root, local_path)
+        path = confine(f"dataset_args.{dataset}.local_path", local_path, dataset_roots(args))
         if not path.is_dir():
-            raise RequestError(f"dataset_args.{dataset}.local_path {local_path!r} is not a directory (looked at {path})")
+            raise RequestError(
+                f"dataset_args.{dataset}.local_path {local_path!r} is not a directory (looked at {path})"
+            )
         dataset_args["local_path"] = str(path)
         return dataset_args, DatasetSource(origin="request", path=str(path))
-    staged = datasets_root / dataset
+    staged = args.datasets_root / dataset
     if staged.is_dir():
         dataset_args["local_path"] = str(staged)
         return dataset_args, DatasetSource(origin="datasets_root", path=str(staged))
     return dataset_args, DatasetSource(origin="hub")
 
 
-def _task_config(request: EvalRequest, dataset: str, dataset_args: dict, work_dir: Path) -> dict[str, Any]:
+def _task_config(
+    request: EvalRequest, args: ServiceArgs, dataset: str, dataset_args: dict, work_dir: Path
+) -> dict[str, Any]:
+    service_defaults = {
+        "timeout": args.eval_timeout_s,
+        "retries": args.eval_retries,
+        "retry_interval": args.eval_retry_interval_s,
+    }
     return {
         "model": request.model,
         "api_url": normalize_api_url(request.api_url),
@@ -102,7 +113,9 @@ def _task_config(request: EvalRequest, dataset: str, dataset_args: dict, work_di
         "dataset_args": {dataset: dataset_args} if dataset_args else {},
         "limit": request.limit,
         "eval_batch_size": request.eval_batch_size,
-        "generation_config": request.generation_config.model_dump(exclude_none=True),
+        "generation_config": service_defaults | request.generation_config.model_dump(exclude_none=True),
+        # The OpenAI SDK retries twice more on its own, with backoff: `retries` alone should count attempts.
+        "model_args": {"max_retries": 0},
         "work_dir": str(work_dir),
         "no_timestamp": True,
         "debug": request.debug,

@@ -15,9 +15,10 @@ from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, part_dir, plan_eval
 from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
+from serve_app.targets import unreachable_reason
 
 # evalscope downloads datasets from ModelScope by default; probing it first turns a 15-45 s retry loop into seconds.
-_HUB = ("www.modelscope.cn", 443)
+_HUB_URL = "https://www.modelscope.cn"
 _HUB_PROBE_TIMEOUT_S = 3.0
 
 # max_calls=1: the worker process exits after one dataset, so evalscope's global state never spans two runs.
@@ -29,10 +30,10 @@ async def prepare_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
     """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
     plan = plan_eval(request, args)
     from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
-    if from_hub and not await _hub_reachable():
+    if from_hub and await unreachable_reason(_HUB_URL, _HUB_PROBE_TIMEOUT_S):
         raise RequestError(
             f"dataset(s) {', '.join(from_hub)} are not staged under the datasets root ({args.datasets_root}) "
-            f"and the dataset hub ({_HUB[0]}) cannot be reached: stage them there or pass "
+            f"and the dataset hub ({_HUB_URL}) cannot be reached: stage them there or pass "
             "dataset_args.<name>.local_path"
         )
     return plan
@@ -49,6 +50,10 @@ class EvalRun:
     _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
 
     async def execute(self) -> EvalResponse:
+        # A dead endpoint would otherwise cost every sample its timeouts and retries before the run gives up.
+        problem = await unreachable_reason(self.request.api_url, self.args.connect_timeout_s)
+        if problem:
+            raise RunError(f"cannot reach the model endpoint: {problem}")
         api_key = self.request.api_key.get_secret_value()
         options = {"num_cpus": self.args.eval_task_num_cpus}
         refs = {
@@ -105,12 +110,3 @@ def _reason(exc: RayError) -> str:
     if isinstance(exc, RayTaskError) and exc.cause is not None:
         return f"{type(exc.cause).__name__}: {exc.cause}"
     return str(exc).strip().splitlines()[-1]
-
-
-async def _hub_reachable() -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(*_HUB), _HUB_PROBE_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError):
-        return False
-    writer.close()
-    return True

@@ -101,7 +101,7 @@ class JobManager:
 
     def submit(self, submission: Submission) -> tuple[JobRecord, bool]:
         """The job for this submission and whether it is new; a retried submission returns the first job."""
-        if submission.idempotency_key:
+        if submission.idempotency_key is not None:
             existing = self.store.find_by_idempotency_key(submission.idempotency_key)
             if existing is not None:
                 return self._same_submission(existing, submission), False

@@ -178,7 +178,7 @@ class SqliteJobStore:
                 self._insert(record)
             except sqlite3.IntegrityError:
                 # The UNIQUE index decides, so two concurrent submits with one key cannot both win.
-                existing = self._one("idempotency_key = ?", idempotency_key) if idempotency_key else None
+                existing = self._one("idempotency_key = ?", idempotency_key) if idempotency_key is not None else None
                 if existing is not None:
                     raise DuplicateKey(existing) from None
                 record.id = _new_id()  # an id collision: astronomically rare, one retry is enough

@@ -12,7 +12,8 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import RequestError, RunError
+from serve_app.errors import RunError
+from serve_app.limits import check_perf_limits
 from serve_app.paths import new_run_dir, resolve_dataset_file
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
@@ -53,8 +54,8 @@ def point_name(parallel: int, number: int) -> str:
 
 def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
     """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
-    _within_limits(request, args)
-    dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args.datasets_root)
+    check_perf_limits(request, args)
+    dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args)
     points = []
     for parallel, number in request.sweep():
         shards = choose_shard_count(
@@ -71,19 +72,7 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -
             parallel=parallel, number=number, rate=request.rate, shards=shards, warmup=request.warmup, seed=42
         )
         points.append(PointPlan(point_name(parallel, number), plans))
-    return PerfPlan(new_run_dir(args.outputs_root, "perf", request.model), dataset_path, points)
-
-
-def _within_limits(request: PerfRequest, args: ServiceArgs) -> None:
-    numbers = request.number if isinstance(request.number, list) else [request.number]
-    parallels = request.parallel if isinstance(request.parallel, list) else [request.parallel]
-    for field_name, value, limit in (
-        ("number", max(numbers), args.max_number),
-        ("parallel", max(parallels), args.max_parallel),
-        ("rate", request.rate, args.max_rate),
-    ):
-        if value > limit:
-            raise RequestError(f"{field_name}={value} is over this service's limit of {limit} (max_{field_name})")
+    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points)
 
 
 def cluster_workers() -> int:
@@ -191,7 +180,7 @@ class PerfRun:
             stream=request.stream,
             debug=request.debug,
             connect_timeout_s=self.args.connect_timeout_s,
-            request_timeout_s=self.args.request_timeout_s,
+            request_timeout_s=request.total_timeout or self.args.request_timeout_s,
             work_dir=str(work_dir),
             live_metrics=self.args.perf_live_metrics,
         )

@@ -26,6 +26,7 @@ def service(tmp_path_factory):
         ray_init={**RAY_FOR_TESTS, "_metrics_export_port": metrics_port},
         outputs_root=str(root / "outputs"),
         datasets_root=str(datasets_root),
+        samples_root=str(SAMPLES),
         max_running_jobs=2,
         max_queued_jobs=3,
         progress_interval_s=0.5,

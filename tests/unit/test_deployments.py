@@ -34,8 +34,10 @@ DASHBOARD_PATH = REPO / "deployments" / "grafana" / "evalscope-serve.json"
 DOCKERFILE_PATH = REPO / "Dockerfile"
 SERVE_CONFIG_PATH = REPO / "configs" / "serve.yaml"
 
-# The only args serveConfigV2 may change from configs/serve.yaml: they point at the mounted volume.
+# The only args serveConfigV2 may change from configs/serve.yaml: they point at the mounted volume, or at the
+# samples the image ships.
 VOLUME_ARGS = {"outputs_root", "datasets_root"}
+PATH_ARGS = VOLUME_ARGS | {"samples_root"}
 KUBERAY_SERVE_PORT = 8000  # KubeRay's serve Service targets the container port named `serve`, 8000 by default.
 
 
@@ -390,17 +392,17 @@ def test_rayservice_mounts_a_persistent_volume_everywhere(manifests, rayservice)
 # RayService: serveConfigV2 is configs/serve.yaml
 
 
-def _without_volume_args(applications: list[dict]) -> list[dict]:
+def _without_path_args(applications: list[dict]) -> list[dict]:
     apps = copy.deepcopy(applications)
     for app in apps:
-        for key in VOLUME_ARGS:
+        for key in PATH_ARGS:
             app.get("args", {}).pop(key, None)
     return apps
 
 
 def test_serve_config_v2_is_the_local_serve_config(serve_config_v2, local_serve_config):
     kube_apps, local_apps = serve_config_v2["applications"], local_serve_config["applications"]
-    assert _without_volume_args(kube_apps) == _without_volume_args(local_apps)
+    assert _without_path_args(kube_apps) == _without_path_args(local_apps)
     assert serve_config_v2.get("proxy_location") == local_serve_config.get("proxy_location")
     local_http = dict(local_serve_config.get("http_options", {}), port=KUBERAY_SERVE_PORT)
     assert serve_config_v2.get("http_options") == local_http
@@ -418,6 +420,14 @@ def test_serve_config_v2_writes_to_the_mounted_volume(serve_config_v2, rayservic
             assert path.is_absolute(), f"{key}: a relative path depends on each Ray worker's directory"
             for mounts in mounts_per_group:
                 assert any(path == m or m in path.parents for m in mounts), f"{key}={path} is not on a mounted volume"
+
+
+def test_serve_config_v2_reads_samples_where_the_image_puts_them(serve_config_v2):
+    workdir = next(line.split()[1] for line in DOCKERFILE_PATH.read_text().splitlines() if line.startswith("WORKDIR"))
+    copied = [line.split()[-1] for line in DOCKERFILE_PATH.read_text().splitlines() if line.startswith("COPY")]
+    assert "./examples/" in copied
+    for app in serve_config_v2["applications"]:
+        assert PurePosixPath(app["args"]["samples_root"]) == PurePosixPath(workdir) / "examples" / "datasets"
 
 
 @pytest.mark.parametrize("source", ["configs/serve.yaml", "serveConfigV2"])

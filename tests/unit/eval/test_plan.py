@@ -82,3 +82,16 @@ def test_missing_local_path_is_refused_with_where_it_looked(args):
 
 def test_work_dir_is_relative_to_the_outputs_root(args):
     assert plan_eval(request(work_dir="team-a/run1"), args).output_dir == args.outputs_root / "team-a/run1"
+
+
+def test_timeouts_and_retries_default_to_the_service_and_requests_may_override(args):
+    args = args.model_copy(update={"eval_timeout_s": 30, "eval_retries": 2, "eval_retry_interval_s": 1})
+    defaults = TaskConfig(**plan_eval(request(), args).tasks[0].task_config, api_key="k")
+    assert (defaults.generation_config.timeout, defaults.generation_config.retries) == (30, 2)
+    assert defaults.generation_config.retry_interval == 1
+    # Only evalscope's attempts count: the OpenAI SDK's own hidden retries are off.
+    assert defaults.model_args["max_retries"] == 0
+    chosen = {"timeout": 5, "retries": 1, "retry_interval": 0}
+    overridden = TaskConfig(**plan_eval(request(generation_config=chosen), args).tasks[0].task_config, api_key="k")
+    assert overridden.generation_config.timeout == 5 and overridden.generation_config.retries == 1
+    assert overridden.generation_config.retry_interval == 0

@@ -1,0 +1,33 @@
+"""What one request may ask of the service (ServiceArgs `max_*`): beyond a limit, a 400 that names it."""
+
+from __future__ import annotations
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RequestError
+from serve_app.schemas import EvalRequest, PerfRequest
+
+
+def check_eval_limits(request: EvalRequest, args: ServiceArgs) -> None:
+    if args.max_limit is not None:
+        if request.limit is None:
+            raise RequestError(f"limit is required by this service (at most {args.max_limit} samples per subset)")
+        if isinstance(request.limit, int):
+            _at_most("limit", request.limit, args.max_limit, "max_limit")
+    generation = request.generation_config
+    _at_most("eval_batch_size", request.eval_batch_size, args.max_eval_batch_size, "max_eval_batch_size")
+    _at_most("generation_config.timeout", generation.timeout, args.request_timeout_s, "request_timeout_s")
+    _at_most("generation_config.retries", generation.retries, args.max_eval_retries, "max_eval_retries")
+
+
+def check_perf_limits(request: PerfRequest, args: ServiceArgs) -> None:
+    numbers = request.number if isinstance(request.number, list) else [request.number]
+    parallels = request.parallel if isinstance(request.parallel, list) else [request.parallel]
+    _at_most("number", max(numbers), args.max_number, "max_number")
+    _at_most("parallel", max(parallels), args.max_parallel, "max_parallel")
+    _at_most("rate", request.rate, args.max_rate, "max_rate")
+    _at_most("total_timeout", request.total_timeout, args.request_timeout_s, "request_timeout_s")
+
+
+def _at_most(field: str, value: float | None, limit: float, setting: str) -> None:
+    if value is not None and value > limit:
+        raise RequestError(f"{field}={value} is over this service's limit of {limit} ({setting})")
