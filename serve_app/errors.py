@@ -1,4 +1,9 @@
-"""The two ways a request can fail, shared by planning, running and the HTTP layer."""
+"""The ways a request can fail, shared by planning, running, the job store and the HTTP layer."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
 
 
 class RequestError(ValueError):
@@ -7,3 +12,21 @@ class RequestError(ValueError):
 
 class RunError(RuntimeError):
     """A run failed after it started (target errors, a dead worker): answered with 500 and the reason."""
+
+
+class StorageError(RunError):
+    """The outputs root cannot be written: 507 when it is full, else 500 (read-only, permissions, ...)."""
+
+    def __init__(self, message: str, full: bool = False) -> None:
+        super().__init__(message, full)  # both args, so the error survives pickling between Ray processes
+        self.full = full
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def storage_error(what: str, exc: OSError | sqlite3.Error) -> StorageError:
+    """A StorageError saying what could not be written and why; SQLite words a full disk in its message."""
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StorageError(f"{what} cannot be written: {reason}", full=full)

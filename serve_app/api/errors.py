@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.errors import RequestError, RunError
+from serve_app.errors import RequestError, RunError, StorageError
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
 from serve_app.schemas import ErrorResponse
 
@@ -68,6 +68,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobNotFound)
     async def _no_job(request: Request, exc: JobNotFound) -> JSONResponse:
         return _respond(request, 404, f"no job {exc.args[0]!r}")
+
+    @app.exception_handler(StorageError)
+    async def _unwritable(request: Request, exc: StorageError) -> JSONResponse:
+        logger.error("storage: %s", exc)
+        return _respond(request, 507 if exc.full else 500, str(exc), exc)
 
     @app.exception_handler(RunError)
     async def _failed(request: Request, exc: RunError) -> JSONResponse:

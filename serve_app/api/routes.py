@@ -50,7 +50,8 @@ _ERRORS = {
     400: {"model": ErrorResponse, "description": "Invalid parameters"},
     409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
     429: {"model": ErrorResponse, "description": "Too many jobs running and queued; see Retry-After"},
-    500: {"model": ErrorResponse, "description": "The run failed"},
+    500: {"model": ErrorResponse, "description": "The run failed, or the outputs root cannot be written"},
+    507: {"model": ErrorResponse, "description": "The outputs root is full"},
 }
 _ACCEPTED = {202: {"model": JobView, "description": "Accepted (?wait=false or Prefer: respond-async)"}}
 _EVENT_POLL_S = 0.5

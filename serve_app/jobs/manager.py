@@ -6,6 +6,7 @@ Plain asyncio: the Ray actor in serve_app.jobs.actor wraps it, and unit tests dr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from serve_app.errors import RequestError, RunError
+from serve_app.errors import RequestError, RunError, StorageError, storage_error
 from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
 
 logger = logging.getLogger("serve_app.jobs")
@@ -95,6 +96,8 @@ class JobManager:
         self._tasks: dict[str, asyncio.Task] = {}
         self._running_kinds: dict[str, str] = {}  # job id -> kind, for the running-jobs gauge without store reads
         self._ended: dict[str, asyncio.Event] = {}
+        # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
+        self._unsaved_endings: dict[str, JobRecord] = {}
         # Jobs a previous owner was running cannot resume (their secrets were never stored): say so, keep them.
         for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
             self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
@@ -107,6 +110,10 @@ class JobManager:
                 return self._same_submission(existing, submission), False
         if len(self._tasks) >= self.max_running and len(self._queue) >= self.max_queued:
             raise QueueFull(self.retry_after_s, len(self._tasks), len(self._queue))
+        try:
+            Path(submission.output_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # refused before a job exists: nothing to clean up, the caller learns why
+            raise storage_error(f"the run directory {submission.output_dir}", exc) from exc
         try:
             record = self.store.create(
                 kind=submission.kind,
@@ -128,7 +135,7 @@ class JobManager:
         return self.store.get(record.id), True
 
     def get(self, job_id: str) -> JobRecord:
-        record = self.store.get(job_id)
+        record = self._unsaved_endings.get(job_id) or self.store.get(job_id)
         if record is None:
             raise JobNotFound(job_id)
         return record
@@ -166,7 +173,12 @@ class JobManager:
     def _start_queued(self) -> None:
         while self._queue and len(self._tasks) < self.max_running:
             job_id = self._queue.popleft()
-            record = self.store.update(job_id, status="running", started_at=time.time())
+            try:
+                record = self.store.update(job_id, status="running", started_at=time.time())
+            except StorageError as exc:
+                self._runs.pop(job_id, None)
+                self._end(job_id, "failed", error=str(exc))
+                continue
             self._log(record, "started")
             self._tasks[job_id] = asyncio.create_task(self._run(job_id))
             self._running_kinds[job_id] = record.kind
@@ -207,10 +219,19 @@ class JobManager:
             now = time.monotonic()
             progress["req_per_s"] = round((progress["done"] - last_done) / (now - last_time), 2)
             last_done, last_time = progress["done"], now
-            self.store.update(job_id, progress=progress)
+            try:
+                self.store.update(job_id, progress=progress)
+            except StorageError as exc:  # progress is best effort; the job's ending is what must be kept
+                logger.warning("cannot store the progress of job %s: %s", job_id, exc)
 
     def _end(self, job_id: str, status: str, **fields: Any) -> None:
-        record = self.store.update(job_id, status=status, finished_at=time.time(), **fields)
+        fields.update(status=status, finished_at=time.time())
+        try:
+            record = self.store.update(job_id, **fields)
+        except StorageError as exc:
+            logger.error("job %s ended %s but the store cannot save it: %s", job_id, status, exc)
+            record = dataclasses.replace(self.store.get(job_id), **fields)
+            self._unsaved_endings[job_id] = record
         self._log(record, status + (f": {record.error}" if record.error else ""))
         if self.events:
             duration = record.finished_at - record.started_at if record.started_at else None

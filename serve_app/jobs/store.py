@@ -6,6 +6,7 @@ Plain stdlib so the owner (a Ray actor) stays light and a server database can re
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from serve_app.errors import storage_error
 
 JOB_KINDS = ("eval", "perf")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -133,14 +136,13 @@ class SqliteJobStore:
     """`JobStore` on one SQLite file; safe to call from several threads of the owning process."""
 
     def __init__(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # Autocommit: every statement is its own transaction, and the lock serialises them across threads.
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        self._conn.row_factory = sqlite3.Row
+        self.path = Path(path)
         self._lock = threading.Lock()
-        with self._lock:
+        with self._writing():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: every statement is its own transaction, and the lock serialises them across threads.
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
+            self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
@@ -173,7 +175,7 @@ class SqliteJobStore:
             idempotency_key=idempotency_key,
             body_digest=body_digest,
         )
-        with self._lock:
+        with self._writing():
             try:
                 self._insert(record)
             except sqlite3.IntegrityError:
@@ -205,7 +207,7 @@ class SqliteJobStore:
         if "progress" in fields and fields["progress"] is None:
             fields["progress"] = {}  # progress is never NULL, so readers can always index it
         values = [_dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()]
-        with self._lock:
+        with self._writing():
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
@@ -241,13 +243,22 @@ class SqliteJobStore:
 
     def interrupt_unfinished(self, message: str) -> builtins.list[str]:
         # A restarted owner cannot resume its predecessor's runs, so their jobs end as "interrupted".
-        with self._lock:
+        with self._writing():
             rows = self._conn.execute(
                 "UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ?"
                 " WHERE status IN (?, ?) RETURNING id, created_at",
                 (message, time.time(), *UNFINISHED),
             ).fetchall()
         return [row["id"] for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Hold the lock for a write; a full or unwritable disk becomes a StorageError that says so."""
+        try:
+            with self._lock:
+                yield
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise storage_error(f"the job store {self.path}", exc) from exc
 
     def _insert(self, record: JobRecord) -> None:
         values = [getattr(record, name) for name in _FIELDS]

@@ -113,17 +113,18 @@ class ShardRunner:
 
     async def _probe(self) -> None:
         """One request to the target, so an unreachable endpoint fails in seconds instead of per request."""
-        probe_args = self.args.model_copy(update={"parallel": 1, "total_timeout": self.spec.connect_timeout_s * 3})
+        timeout = min(self.spec.connect_timeout_s * 3, self.spec.request_timeout_s)
+        probe_args = self.args.model_copy(update={"parallel": 1, "total_timeout": timeout})
         request = dict(self.requests[0][0]) if self.requests else None
         if request is None:
-            raise ShardError(f"shard {self.spec.plan.index}: the dataset produced no request")
+            raise ShardError("the dataset produced no request")
         self.api_plugin.set_request_max_tokens(request, 1)
         async with _http_client(probe_args, self.api_plugin) as client:
-            outcome = await client.post(request)
+            outcome = self._finalized(await client.post(request))
         if not outcome.success:
             reason = (outcome.error or "no response").strip().splitlines()[-1][:_ERROR_CHARS]
             status = f" (HTTP {outcome.status_code})" if outcome.status_code else ""
-            raise ShardError(f"shard {self.spec.plan.index} cannot reach {self.spec.url}{status}: {reason}")
+            raise ShardError(f"probe request to {self.spec.url} failed{status}: {reason}")
 
     def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardRun:
         """Start dispatching at `start_at` (coordinator wall clock) and return every request's record.
@@ -181,7 +182,7 @@ class ShardRunner:
                 record.finalize(self.api_plugin)
             except Exception as exc:  # e.g. a reply without usage and no tokenizer: a failed request, not a hang
                 record.success = False
-                record.error = f"could not read the reply's token counts: {exc}"
+                record.error = f"the reply is not an OpenAI-style completion (no token counts: {exc})"
         return record
 
 

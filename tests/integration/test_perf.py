@@ -54,7 +54,7 @@ def test_unreachable_target_fails_fast_naming_the_shard(service):
               "number": 4, "parallel": 2, "shards": 2},
     )
     assert response.status_code == 500
-    assert "cannot reach http://127.0.0.1:9" in response.json()["message"]
+    assert "probe request to http://127.0.0.1:9" in response.json()["message"]
     assert "shard" in response.json()["message"]
     assert time.monotonic() - started < 30
 

@@ -1,0 +1,134 @@
+"""Faults through real HTTP: targets that fail, hang or answer garbage, a killed ingress, an unwritable disk.
+Each job ends with a reason a user can act on, within its timeouts, and the service keeps serving."""
+
+import subprocess
+import time
+
+import pytest
+import ray
+
+from tests.conftest import SAMPLES
+from tests.integration.faulty_target import FaultyTarget
+
+TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+
+
+@pytest.fixture(scope="module")
+def faulty():
+    return FaultyTarget()
+
+
+def perf_body(url, **fields):
+    return {"model": "m", "url": url, "dataset_path": "perf/openqa.jsonl", "max_tokens": 4, "stream": False,
+            "shards": 1, **fields}
+
+
+def eval_body(api_url, **fields):
+    return {"model": "m", "api_url": api_url, "datasets": ["gsm8k"], "limit": 2,
+            "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k"), "few_shot_num": 0}}, **fields}
+
+
+def timed_post(service, path, body):
+    started = time.monotonic()
+    response = service.post(path, json=body)
+    return response, time.monotonic() - started
+
+
+def test_perf_against_a_target_answering_500_fails_fast_with_the_status(service, faulty):
+    response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("error"), number=10))
+    assert response.status_code == 500
+    message = response.json()["message"]
+    assert message.startswith(f"shard 0 failed: probe request to {faulty.url('error')} failed (HTTP 500): ")
+    assert '"message": "injected failure"' in message
+    assert elapsed < 20
+
+
+def test_perf_against_a_flaky_target_records_every_failure_and_succeeds(service, faulty):
+    # parallel 1: the probe is the 1st request, then 2nd..21st alternate between failing and succeeding.
+    response = service.post("/api/v1/perf", json=perf_body(faulty.url("flaky"), number=20, parallel=1))
+    assert response.status_code == 200, response.text
+    metrics = response.json()["results"]["parallel_1_number_20"]["metrics"]
+    assert (metrics["Total Requests"], metrics["Success Requests"], metrics["Failed Requests"]) == (20, 10, 10)
+
+
+def test_perf_against_a_target_answering_garbage_fails_saying_so(service, faulty):
+    response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("garbage"), number=10))
+    assert response.status_code == 500
+    assert response.json()["message"].startswith(
+        f"shard 0 failed: probe request to {faulty.url('garbage')} failed: the reply is not an OpenAI-style completion"
+    )
+    assert elapsed < 20
+
+
+def test_perf_against_a_hanging_target_ends_by_its_timeout(service, faulty):
+    response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("hang"), number=4, total_timeout=2))
+    assert response.status_code == 500
+    assert response.json()["message"].startswith(f"shard 0 failed: probe request to {faulty.url('hang')} failed")
+    assert elapsed < 20
+
+
+def test_eval_against_a_target_answering_500_ends_within_seconds_with_the_reason(service, faulty):
+    body = eval_body(faulty.url("error", "/v1"), generation_config={"retries": 1, "max_tokens": 8})
+    response, elapsed = timed_post(service, "/api/v1/eval", body)
+    assert response.status_code == 500
+    assert "injected failure" in response.json()["message"]
+    assert elapsed < 60
+
+
+def test_eval_against_a_hanging_target_ends_by_its_timeout(service, faulty):
+    body = eval_body(faulty.url("hang", "/v1"), generation_config={"timeout": 2, "retries": 1, "max_tokens": 8})
+    response, elapsed = timed_post(service, "/api/v1/eval", body)
+    assert response.status_code == 500
+    assert "timed out" in response.json()["message"].lower()
+    assert elapsed < 60
+
+
+def test_killing_the_ingress_replica_loses_no_job(service, simulator):
+    body = {"model": "simulator", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "max_tokens": 4,
+            "number": 300, "parallel": 2, "rate": 60}  # about 5 s of traffic
+    job_id = service.post("/api/v1/perf?wait=false", json=body).json()["job_id"]
+    (replica,) = [a for a in ray.util.list_named_actors(all_namespaces=True) if "EvalscopeIngress" in a["name"]]
+    ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+    deadline = time.monotonic() + 90
+    job = None
+    while job is None or job["status"] not in TERMINAL:  # Serve starts a new replica; the job ran on meanwhile
+        assert time.monotonic() < deadline, job
+        try:
+            answer = service.get(f"/api/v1/jobs/{job_id}")
+            job = answer.json() if answer.status_code == 200 else job
+        except Exception:  # the proxy has no replica for a moment
+            pass
+        time.sleep(0.5)
+    assert job["status"] == "succeeded"
+    assert job["result"]["results"]["parallel_2_number_300"]["metrics"]["Total Requests"] == 300
+
+
+def test_an_unwritable_run_directory_is_a_clear_500_and_the_service_stays_up(service, simulator):
+    (service.root / "outputs" / "blocked").write_text("a file where a directory should be")
+    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="blocked/run"))
+    assert response.status_code == 500
+    run_dir = (service.root / "outputs" / "blocked" / "run").resolve()
+    assert response.json()["message"] == f"the run directory {run_dir} cannot be written: Not a directory"
+    assert service.get("/health").status_code == 200
+    assert service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="fine/run")).status_code == 200
+
+
+@pytest.fixture
+def full_disk(service):
+    """A 1 MiB tmpfs inside the outputs root, filled up; needs the right to mount (root in a container)."""
+    mount_point = service.root / "outputs" / "full"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    subprocess.run(["dd", "if=/dev/zero", f"of={mount_point}/filler", "bs=64k"], capture_output=True)
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_full_disk_fails_the_run_saying_so_and_the_service_stays_up(service, simulator, full_disk):
+    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="full/run"))
+    assert response.status_code in (500, 507)
+    assert "No space left on device" in response.json()["message"]
+    assert service.get("/health").status_code == 200
