@@ -11,6 +11,7 @@ from ray import serve
 
 from serve_app import start_service
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
+from tests.integration.faulty_target import FaultyTarget
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,9 @@ def service(tmp_path_factory):
         yield client
     serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def faulty():
+    """A target that answers 500s, garbage or nothing, by path (tests/integration/faulty_target.py)."""
+    return FaultyTarget()

@@ -8,14 +8,8 @@ import pytest
 import ray
 
 from tests.conftest import SAMPLES
-from tests.integration.faulty_target import FaultyTarget
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
-
-
-@pytest.fixture(scope="module")
-def faulty():
-    return FaultyTarget()
 
 
 def perf_body(url, **fields):
