@@ -33,8 +33,9 @@ HttpUrl = Annotated[
 
 
 class _Request(BaseModel):
-    # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option; JSON numbers too
+    # large for a float (1e400) read as infinity and are refused too.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class GenerationConfig(_Request):

@@ -59,6 +59,12 @@ def test_synchronous_eval_returns_the_result_itself(backend):
         ("/api/v1/perf", {**PERF, "number": -1}, "number"),
         ("/api/v1/perf", {**PERF, "parallel": "many"}, "parallel"),
         ("/api/v1/perf", {"model": "m"}, "url"),
+        ("/api/v1/perf", {**PERF, "url": "localhost:8000/v1"}, "url: Value error, must be an http:// or https:// URL"),
+        ("/api/v1/perf", {**PERF, "max_tokens": 0}, "max_tokens: Input should be greater than 0"),
+        ("/api/v1/eval", {**EVAL, "limit": 1.5}, "limit: Value error, a fractional limit must be in (0, 1]"),
+        ("/api/v1/eval", {**EVAL, "generation_config": {"retries": 0}}, "generation_config.retries"),
+        ("/api/v1/eval", {**EVAL, "typo_field": 1}, "typo_field: Extra inputs are not permitted"),
+        ("/api/v1/eval", ["not", "an", "object"], "Input should be a valid dictionary"),
     ],
 )
 def test_invalid_input_is_a_400_naming_the_field(backend, path, body, fragment):
@@ -67,6 +73,13 @@ def test_invalid_input_is_a_400_naming_the_field(backend, path, body, fragment):
     assert response.json()["status"] == "error"
     assert fragment in response.json()["message"]
     assert not backend.runs
+
+
+def test_a_number_json_reads_as_infinity_is_a_400(backend):
+    body = b'{"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions", "rate": 1e400}'
+    response = client(backend).post("/api/v1/perf", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["message"] == "invalid request: rate: Input should be a finite number"
 
 
 def test_non_json_body_is_a_400(backend):
