@@ -34,6 +34,8 @@ def smollm2():
 def served(tmp_path_factory):
     """`serve run configs/serve.yaml`, started from a scratch directory so its outputs land there."""
     workdir = tmp_path_factory.mktemp("serve-run")
+    # The shipped samples where the config's relative samples_root finds them, as in the repository root.
+    (workdir / "examples").symlink_to(REPO / "examples")
     log = open(workdir / "serve.log", "w")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SERVE_SOCKET_REUSE_PORT_ENABLED": "0"}
     process = subprocess.Popen(
