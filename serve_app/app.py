@@ -14,9 +14,14 @@ from serve_app.backend import RayBackend
 from serve_app.config import ServiceArgs
 
 INGRESS_NUM_CPUS = 0.1  # the ingress only routes and awaits Ray refs; the work runs in tasks and actors
+# Serve's default of 5 requests in flight per replica let five synchronous submits (each open for its whole run)
+# or a burst of polls queue /health behind them for seconds; every request here only awaits, so admit many.
+INGRESS_MAX_ONGOING_REQUESTS = 1000
 
 
-@serve.deployment(ray_actor_options={"num_cpus": INGRESS_NUM_CPUS})
+@serve.deployment(
+    ray_actor_options={"num_cpus": INGRESS_NUM_CPUS}, max_ongoing_requests=INGRESS_MAX_ONGOING_REQUESTS
+)
 @serve.ingress()
 class EvalscopeIngress:
     def __init__(self, args: ServiceArgs) -> None:

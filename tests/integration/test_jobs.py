@@ -144,3 +144,20 @@ def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(servi
 @pytest.mark.parametrize("path", ["", "/events", "/log", "/report", "/artifacts"])
 def test_unknown_job_is_a_404(service, path):
     assert service.get(f"/api/v1/jobs/job-ffffffffffff{path}").status_code == 404
+
+
+def test_health_answers_at_once_while_synchronous_submissions_wait(service, simulator):
+    body = perf_body(simulator, number=100, parallel=1, rate=50)  # 2 s of traffic each; 2 run, 3 queue
+    submissions = [
+        threading.Thread(target=httpx.post, args=(f"{service.base_url}/api/v1/perf",), kwargs={"json": body,
+                                                                                            "timeout": 300})
+        for _ in range(5)
+    ]
+    for submission in submissions:
+        submission.start()
+    time.sleep(1.5)  # all five are open at the ingress, waiting for their runs
+    started = time.monotonic()
+    assert service.get("/health").status_code == 200
+    assert time.monotonic() - started < 1.0
+    for submission in submissions:
+        submission.join(300)
