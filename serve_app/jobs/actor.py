@@ -7,11 +7,13 @@ the jobs it was running as interrupted. The runs it starts (Ray tasks, shard act
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import ray
 
 from serve_app.config import ServiceArgs
+from serve_app.errors import StorageError
 from serve_app.eval.plan import EvalPlan
 from serve_app.eval.service import EvalRun
 from serve_app.jobs.manager import JobManager, Submission
@@ -22,20 +24,37 @@ from serve_app.schemas import EvalRequest, PerfRequest
 
 JOBS_DB = "jobs.sqlite3"  # under the outputs root
 
+logger = logging.getLogger("serve_app.jobs")
+
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class JobManagerActor:
     def __init__(self, args: ServiceArgs) -> None:
         self.args = args
-        self.manager = JobManager(
-            SqliteJobStore(args.outputs_root / JOBS_DB),
-            max_running=args.max_running_jobs,
-            max_queued=args.max_queued_jobs,
-            retry_after_s=args.retry_after_s,
-            progress_interval_s=args.progress_interval_s,
+        self.eval_metrics = EvalMetrics()
+        self._manager: JobManager | None = None
+        try:
+            self._manager = self._open()  # at once, so a restart marks its predecessor's jobs interrupted now
+        except StorageError as exc:
+            logger.error("the job store cannot be opened yet: %s", exc)
+
+    @property
+    def manager(self) -> JobManager:
+        """The job manager; while its store cannot be opened every call fails with why, and the next call tries
+        again, so fixing the outputs root needs no restart (an actor whose __init__ raised would be dead)."""
+        if self._manager is None:
+            self._manager = self._open()
+        return self._manager
+
+    def _open(self) -> JobManager:
+        return JobManager(
+            SqliteJobStore(self.args.outputs_root / JOBS_DB),
+            max_running=self.args.max_running_jobs,
+            max_queued=self.args.max_queued_jobs,
+            retry_after_s=self.args.retry_after_s,
+            progress_interval_s=self.args.progress_interval_s,
             events=JobMetrics(),
         )
-        self.eval_metrics = EvalMetrics()
 
     async def submit(
         self, request: EvalRequest | PerfRequest, plan: EvalPlan | PerfPlan, idempotency_key: str | None

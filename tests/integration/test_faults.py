@@ -6,7 +6,11 @@ import time
 
 import pytest
 import ray
+from ray import serve
 
+from serve_app.app import build_app
+from serve_app.config import ServiceArgs
+from serve_app.jobs.actor import job_manager
 from tests.conftest import SAMPLES
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
@@ -105,6 +109,26 @@ def test_an_unwritable_run_directory_is_a_clear_500_and_the_service_stays_up(ser
     assert response.json()["message"] == f"the run directory {run_dir} cannot be written: Not a directory"
     assert service.get("/health").status_code == 200
     assert service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="fine/run")).status_code == 200
+
+
+def test_an_outputs_root_that_cannot_be_written_is_a_clear_500_until_fixed(service, simulator):
+    blocker = service.root / "not-a-directory"
+    blocker.write_text("a file where the outputs root should be")
+    args = {"outputs_root": str(blocker / "outputs"), "datasets_root": str(service.datasets_root)}
+    serve.run(build_app(args), name="unwritable", route_prefix="/unwritable")
+    try:
+        listing = service.get("/unwritable/api/v1/jobs")
+        assert listing.status_code == 500
+        assert listing.json()["message"] == (
+            f"the job store {blocker}/outputs/jobs.sqlite3 cannot be written: Not a directory"
+        )
+        assert service.get("/unwritable/health").status_code == 200
+        blocker.unlink()  # the operator fixes the volume; no restart needed
+        body = {"model": "m", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "number": 3}
+        assert service.post("/unwritable/api/v1/perf", json=body).status_code == 200
+    finally:
+        serve.delete("unwritable")
+        ray.kill(job_manager(ServiceArgs(**args)))  # detached: it would outlive the application
 
 
 @pytest.fixture
