@@ -72,6 +72,7 @@ class JobManagerActor:
                 run=run,
                 idempotency_key=idempotency_key,
                 body_digest=body_digest(request),
+                secrets=(request.api_key.get_secret_value(),) if request.api_key else (),
             )
         )
 

@@ -22,6 +22,7 @@ logger = logging.getLogger("serve_app.jobs")
 
 RESTART_MESSAGE = "the service restarted before this job finished; its partial outputs are kept, submit it again"
 JOB_LOG = "job.log"  # in the job's output directory
+_MIN_SECRET_CHARS = 8  # shorter "keys" (evalscope's placeholder EMPTY) would mask ordinary words
 
 
 class QueueFull(Exception):
@@ -62,6 +63,7 @@ class Submission:
     run: JobRun
     idempotency_key: str | None = None
     body_digest: str | None = None
+    secrets: tuple[str, ...] = ()  # masked in the job's error, should a target echo one back in its answer
 
 
 class JobEvents(Protocol):
@@ -96,6 +98,7 @@ class JobManager:
         self._tasks: dict[str, asyncio.Task] = {}
         self._running_kinds: dict[str, str] = {}  # job id -> kind, for the running-jobs gauge without store reads
         self._ended: dict[str, asyncio.Event] = {}
+        self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
         self._unsaved_endings: dict[str, JobRecord] = {}
         # Jobs a previous owner was running cannot resume (their secrets were never stored): say so, keep them.
@@ -126,6 +129,7 @@ class JobManager:
         except DuplicateKey as duplicate:
             return self._same_submission(duplicate.existing, submission), False
         self._runs[record.id] = submission.run
+        self._secrets[record.id] = tuple(secret for secret in submission.secrets if len(secret) >= _MIN_SECRET_CHARS)
         self._ended[record.id] = asyncio.Event()
         self._queue.append(record.id)
         self._log(record, f"submitted {record.kind} job for model {record.model}")
@@ -226,6 +230,9 @@ class JobManager:
 
     def _end(self, job_id: str, status: str, **fields: Any) -> None:
         fields.update(status=status, finished_at=time.time())
+        for secret in self._secrets.pop(job_id, ()):
+            if fields.get("error"):
+                fields["error"] = fields["error"].replace(secret, "***")
         try:
             record = self.store.update(job_id, **fields)
         except StorageError as exc:

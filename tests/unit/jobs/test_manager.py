@@ -1,7 +1,9 @@
 import asyncio
+import dataclasses
 
 import pytest
 
+from serve_app.errors import RunError
 from serve_app.jobs.manager import RESTART_MESSAGE, JobManager, Submission
 from serve_app.jobs.store import SqliteJobStore
 from tests.unit.fakes import FakeRun
@@ -73,3 +75,15 @@ def test_an_unexpected_failure_fails_the_job_with_its_reason(tmp_path, failure, 
 
     job = asyncio.run(scenario())
     assert job.status == status and "RuntimeError: boom" in job.error
+
+
+def test_a_key_the_target_echoes_in_an_error_is_masked_in_the_job(tmp_path):
+    key = "sk-echoed-0123456789"
+    echoing = FakeRun("perf", failure=RunError(f"shard 0 failed: HTTP 401: invalid api key {key}"))
+
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1)
+        job, _ = manager.submit(dataclasses.replace(submission(echoing), secrets=(key, "EMPTY")))
+        return await manager.wait(job.id)
+
+    assert asyncio.run(scenario()).error == "shard 0 failed: HTTP 401: invalid api key ***"
