@@ -87,7 +87,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def document_errors(app: FastAPI, authenticated: bool) -> None:
     """Make the OpenAPI document say what the API answers: 400 (not FastAPI's 422) for invalid input, 401 when
-    tokens are required, 413 for an oversized body, always in the ErrorResponse shape."""
+    tokens are required (declared as a bearer scheme, so /docs can send one), 413 for an oversized body, always
+    in the ErrorResponse shape."""
     generate = app.openapi
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
@@ -103,6 +104,9 @@ def document_errors(app: FastAPI, authenticated: bool) -> None:
                         responses.setdefault("413", {"description": "The body is over max_body_bytes", **error})
                     if authenticated and path.startswith("/api/"):
                         responses["401"] = {"description": "A valid bearer token is required", **error}
+                        operation["security"] = [{"bearer": []}]
+            if authenticated:
+                schema["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
             for unused in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(unused, None)
         return app.openapi_schema

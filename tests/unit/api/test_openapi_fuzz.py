@@ -38,29 +38,37 @@ class PlanningBackend(ManagerBackend):
         return await super().submit(request, idempotency_key)
 
 
-@pytest.fixture
-def base_url(tmp_path):
+TOKEN = "fuzz-token-5b1e"
+
+
+@pytest.fixture(params=["open", "with tokens"])
+def service(request, tmp_path):
+    """The API on a real server; once open and once requiring a bearer token."""
+    tokens = frozenset({TOKEN}) if request.param == "with tokens" else frozenset()
     args = ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets", samples_root=SAMPLES,
                        max_body_bytes=65536)
-    app = create_api(PlanningBackend(tmp_path, args), max_body_bytes=args.max_body_bytes)
+    app = create_api(PlanningBackend(tmp_path, args), tokens=tokens, max_body_bytes=args.max_body_bytes)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
+    yield f"http://127.0.0.1:{server.config.port}", tokens
     server.should_exit = True
     thread.join(10)
 
 
-def test_the_api_keeps_its_documented_promises(base_url, tmp_path):
+def test_the_api_keeps_its_documented_promises(service, tmp_path):
+    base_url, tokens = service
+    # With tokens, requests carry one, and the ignored_auth check also calls without it and expects a 401.
+    auth = ["--header", f"Authorization: Bearer {TOKEN}"] if tokens else []
     # Every check but positive_data_acceptance: a schema-valid request may still be refused (400) for what no
     # schema can say, like a dataset file that is not there or an unknown benchmark name.
     run = subprocess.run(
         [str(SCHEMATHESIS), "run", f"{base_url}/openapi.json", "--checks", "all",
          "--exclude-checks", "positive_data_acceptance", "--max-examples", "100",
          "--seed", "1", "--generation-database", "none", "--no-color", "--request-timeout", "30",
-         "--report-dir", str(tmp_path / "report")],
+         "--report-dir", str(tmp_path / "report"), *auth],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
