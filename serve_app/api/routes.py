@@ -35,7 +35,9 @@ from serve_app.schemas import (
 class Backend(Protocol):
     """Submits and follows jobs; the Ray implementation lives in serve_app.backend."""
 
-    async def submit(self, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> tuple[JobRecord, bool]: ...
+    async def submit(
+        self, request: EvalRequest | PerfRequest, idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]: ...
 
     async def get(self, job_id: str) -> JobRecord: ...
 

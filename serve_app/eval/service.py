@@ -101,7 +101,8 @@ class EvalRun:
             done += processed
             total += int(snapshot.get("total_count") or 0)
             if self.metrics:
-                self.metrics.samples_done(self.request.model, task.dataset, processed - self._reported.get(task.dataset, 0))
+                newly_done = processed - self._reported.get(task.dataset, 0)
+                self.metrics.samples_done(self.request.model, task.dataset, newly_done)
                 self._reported[task.dataset] = processed
         return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
 

@@ -89,7 +89,8 @@ def test_non_json_body_is_a_400(backend):
 
 
 def test_unknown_path_and_unknown_job_are_404s(backend):
-    assert client(backend).get("/api/v1/nothing").json() == {"status": "error", "message": "no such path: /api/v1/nothing"}
+    unknown_path = client(backend).get("/api/v1/nothing").json()
+    assert unknown_path == {"status": "error", "message": "no such path: /api/v1/nothing"}
     response = client(backend).get("/api/v1/jobs/job-000000000000")
     assert response.status_code == 404 and "job-000000000000" in response.json()["message"]
 

@@ -69,10 +69,10 @@ def test_lean_reader_reports_what_evalscope_reports(path):
     stock = asyncio.run(_measure("openai", path))
     lean = asyncio.run(_measure(LEAN_PLUGINS["openai"], path))
     assert [_observable(r) for r in lean] == [_observable(r) for r in stock]
-    for s, l in zip(stock, lean):
-        assert l.first_chunk_latency == pytest.approx(s.first_chunk_latency, abs=0.01)
-        assert l.query_latency == pytest.approx(s.query_latency, abs=0.01)
-        assert l.completed_time >= l.start_time
+    for theirs, ours in zip(stock, lean):
+        assert ours.first_chunk_latency == pytest.approx(theirs.first_chunk_latency, abs=0.01)
+        assert ours.query_latency == pytest.approx(theirs.query_latency, abs=0.01)
+        assert ours.completed_time >= ours.start_time
 
 
 def test_simulator_timing_is_seen_by_the_lean_reader():
