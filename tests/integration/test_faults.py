@@ -73,6 +73,14 @@ def test_eval_against_a_target_answering_500_ends_within_seconds_with_the_reason
     assert elapsed < 60
 
 
+def test_eval_against_a_target_answering_garbage_ends_within_seconds_saying_so(service, faulty):
+    body = eval_body(faulty.url("garbage", "/v1"), generation_config={"retries": 1, "max_tokens": 8})
+    response, elapsed = timed_post(service, "/api/v1/eval", body)
+    assert response.status_code == 500
+    assert response.json()["message"].startswith("evaluation failed (gsm8k: RuntimeError: No valid chat completion")
+    assert elapsed < 60
+
+
 def test_eval_against_a_hanging_target_ends_by_its_timeout(service, faulty):
     body = eval_body(faulty.url("hang", "/v1"), generation_config={"timeout": 2, "retries": 1, "max_tokens": 8})
     response, elapsed = timed_post(service, "/api/v1/eval", body)
