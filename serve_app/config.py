@@ -65,7 +65,10 @@ class ServiceArgs(BaseModel):
         "largest generation_config.timeout an eval request may ask for.",
     )
     eval_timeout_s: float = Field(
-        120.0, gt=0, description="Default generation_config.timeout of an eval: seconds one model request may take."
+        120.0,
+        gt=0,
+        description="Default generation_config.timeout of an eval: seconds a model request may wait to connect or "
+        "for its next bytes (evalscope streams, so a long answer that keeps coming never times out).",
     )
     eval_retries: int = Field(
         2, ge=1, description="Default generation_config.retries of an eval: attempts per model request."

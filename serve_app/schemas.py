@@ -44,7 +44,10 @@ class GenerationConfig(_Request):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int | None = Field(None, gt=0, description="Top-k sampling.")
     timeout: float | None = Field(
-        None, gt=0, description="Seconds one model request may take; default: the service's eval_timeout_s."
+        None,
+        gt=0,
+        description="Seconds a model request may wait to connect or for its next bytes; default: the service's "
+        "eval_timeout_s.",
     )
     retries: int | None = Field(
         None, ge=1, description="Attempts per model request (1: no retry); default: the service's eval_retries."
