@@ -42,3 +42,11 @@ def test_tokens_come_from_an_environment_variable_and_a_file(tmp_path, monkeypat
 def test_without_tokens_the_api_is_open(tmp_path):
     with TestClient(create_api(ManagerBackend(tmp_path))) as client:
         assert client.get("/api/v1/jobs").status_code == 200
+
+
+def test_a_mount_prefix_does_not_open_the_api(tmp_path):
+    app = create_api(ManagerBackend(tmp_path), tokens=frozenset({"team-a"}))
+    with TestClient(app, root_path="/evalscope") as client:
+        assert client.get("/evalscope/api/v1/jobs").status_code == 401
+        assert client.get("/evalscope/api/v1/jobs", headers={"Authorization": "Bearer team-a"}).status_code == 200
+        assert client.get("/evalscope/health").status_code == 200
