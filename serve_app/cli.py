@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--eval-batch-size", type=int)
     evaluate.add_argument("--max-tokens", type=int)
     evaluate.add_argument("--temperature", type=float)
+    evaluate.add_argument("--request-timeout", type=float,
+                          help="seconds a model request may wait to connect or for its next bytes")
+    evaluate.add_argument("--retries", type=int, help="attempts per model request (1: no retry)")
     evaluate.add_argument("--work-dir")
     evaluate.add_argument("--dataset-args", type=json.loads, help="JSON, e.g. '{\"gsm8k\": {\"few_shot_num\": 0}}'")
     evaluate.add_argument("--min-score", action="append", default=[], metavar="DATASET=SCORE",
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None)
     perf.add_argument("--warmup", type=int)
     perf.add_argument("--shards", type=int)
+    perf.add_argument("--total-timeout", type=float, help="seconds one request may take before it counts as failed")
     perf.add_argument("--max", action="append", default=[], dest="max_gates", metavar='"METRIC[@PCT]"=VALUE',
                       help='fail when above, e.g. "TTFT (ms)@99%%"=500 (names as in evalscope\'s tables)')
     perf.add_argument("--min", action="append", default=[], dest="min_gates", metavar='"METRIC[@PCT]"=VALUE',
@@ -168,11 +172,13 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
                   "work_dir": args.work_dir, "dataset_args": args.dataset_args}
         if args.limit is not None:
             fields["limit"] = int(args.limit) if args.limit >= 1 else args.limit
-        generation = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+        generation = {"max_tokens": args.max_tokens, "temperature": args.temperature,
+                      "timeout": args.request_timeout, "retries": args.retries}
         fields["generation_config"] = {k: v for k, v in generation.items() if v is not None} or None
     else:
         fields = {name: getattr(args, name) for name in (
-            "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards")}
+            "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
+            "total_timeout")}
         for name in ("number", "parallel"):
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values
