@@ -2,7 +2,8 @@
 
 `AsyncClient` does the work; `Client` is the same API for synchronous code (it drives an AsyncClient on a
 private event loop thread). Every submission carries an Idempotency-Key, so a retried submit never starts a
-second run; 429 and 503 answers are retried after the Retry-After the service sends, with backoff.
+second run; 429 and 503 answers are retried after the Retry-After the service sends, with backoff, and so are
+answers the service itself did not write (a proxy's 5xx while Serve replaces a replica).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from anyio.from_thread import start_blocking_portal
 from serve_app.schemas import EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
 
 TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
-_RETRIED_STATUSES = {429, 503}
+_RETRIED_STATUSES = {429, 502, 503, 504}
 _TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 Result = TypeVar("Result")
 
@@ -128,7 +129,10 @@ class AsyncClient:
         return (await self._send(method, path, **kwargs)).json()
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call, retried on 429/503 after Retry-After (or exponential backoff) and on dropped connections.
+        """One call, retried on 429/5xx after Retry-After (or exponential backoff) and on dropped connections.
+
+        A 500 in the service's own error shape is a real failure (a run failed) and is not retried; a 500 without
+        it comes from Serve's proxy, whose replica was lost, and is.
 
         Retrying a submission is safe: it carries its Idempotency-Key, so the service returns the first job.
         """
@@ -140,7 +144,7 @@ class AsyncClient:
                     raise
                 await asyncio.sleep(self.backoff_s * 2**attempt)
                 continue
-            if response.status_code in _RETRIED_STATUSES and attempt < self.retries:
+            if _transient(response) and attempt < self.retries:
                 await asyncio.sleep(_retry_after(response) or self.backoff_s * 2**attempt)
                 continue
             if response.is_error:
@@ -174,6 +178,17 @@ class Client:
 
 async def _open(server: str, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(server, **options)  # created on the portal's loop, where it will be used
+
+
+def _transient(response: httpx.Response) -> bool:
+    if response.status_code in _RETRIED_STATUSES:
+        return True
+    if response.status_code != 500:
+        return False
+    try:
+        return response.json().get("status") != "error"
+    except (ValueError, AttributeError):
+        return True
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -65,3 +65,19 @@ def test_bad_input_is_refused_before_any_call():
     with Client("http://service", transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
         with pytest.raises(Exception, match="number"):
             client.submit_perf({**PERF, "number": -1})
+
+
+def test_a_proxy_500_is_retried_but_a_failed_run_is_not():
+    answers = [httpx.Response(500, text="Internal Server Error"), httpx.Response(200, json=JOB),
+               httpx.Response(500, json={"status": "error", "message": "shard 0 failed: died"})]
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return answers[len(calls) - 1]
+
+    with Client("http://service", transport=httpx.MockTransport(handler), backoff_s=0.01) as client:
+        assert client.job("job-1").job_id == "job-1"  # the replica was replaced between two calls
+        with pytest.raises(ServiceError, match="shard 0 failed: died"):
+            client.job("job-1")
+    assert len(calls) == 3
