@@ -145,7 +145,8 @@ class JobManager:
         return record
 
     def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
-        return self.store.list(**filters)
+        records, total = self.store.list(**filters)
+        return [self._unsaved_endings.get(record.id, record) for record in records], total
 
     async def wait(self, job_id: str) -> JobRecord:
         record = self.get(job_id)

@@ -66,7 +66,7 @@ def test_a_job_whose_ending_cannot_be_stored_still_ends_for_whoever_waits(tmp_pa
     async def scenario():
         manager = JobManager(store, max_running=1, max_queued=1)
         job, _ = manager.submit(submission(tmp_path / "run"))
-        return await asyncio.wait_for(manager.wait(job.id), 5), manager.get(job.id)
+        return await asyncio.wait_for(manager.wait(job.id), 5), manager.get(job.id), manager.list()[0]
 
-    waited, seen = asyncio.run(scenario())
-    assert waited.status == seen.status == "succeeded" and waited.finished_at is not None
+    waited, seen, (listed,) = asyncio.run(scenario())
+    assert waited.status == seen.status == listed.status == "succeeded" and waited.finished_at is not None
