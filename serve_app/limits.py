@@ -23,6 +23,7 @@ def check_perf_limits(request: PerfRequest, args: ServiceArgs) -> None:
     numbers = request.number if isinstance(request.number, list) else [request.number]
     parallels = request.parallel if isinstance(request.parallel, list) else [request.parallel]
     _at_most("number", max(numbers), args.max_number, "max_number")
+    _at_most("warmup", request.warmup, args.max_number, "max_number")
     _at_most("parallel", max(parallels), args.max_parallel, "max_parallel")
     _at_most("rate", request.rate, args.max_rate, "max_rate")
     _at_most("total_timeout", request.total_timeout, args.request_timeout_s, "request_timeout_s")

@@ -53,7 +53,7 @@ class GenerationConfig(_Request):
         None, ge=1, description="Attempts per model request (1: no retry); default: the service's eval_retries."
     )
     retry_interval: int | None = Field(
-        None, ge=0, description="Seconds between attempts; default: the service's eval_retry_interval_s."
+        None, ge=0, le=300, description="Seconds between attempts; default: the service's eval_retry_interval_s."
     )
 
 
@@ -73,7 +73,7 @@ class EvalRequest(_Request):
     generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
     work_dir: str | None = Field(None, description="Output directory, relative to the service's outputs root.")
     debug: bool = Field(False, description="Verbose evalscope logs and tracebacks in error responses.")
-    seed: int = Field(42, description="Random seed.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (numpy's range).")
     dataset_args: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}; "

@@ -24,6 +24,7 @@ def perf_request(**fields):
     [({"number": 2_000_001}, "number=2000001 is over this service's limit of 1000000 (max_number)"),
      ({"number": [10, 10], "parallel": [1, 500]}, "parallel=500 is over this service's limit of 100 (max_parallel)"),
      ({"rate": 10_000}, "rate=10000.0 is over this service's limit of 5000.0 (max_rate)"),
+     ({"warmup": 2_000_000}, "warmup=2000000 is over this service's limit of 1000000 (max_number)"),
      ({"total_timeout": 301}, "total_timeout=301.0 is over this service's limit of 300.0 (request_timeout_s)")],
 )
 def test_perf_over_a_limit_is_refused_naming_the_limit(fields, message):
