@@ -18,7 +18,7 @@ from serve_app.perf.service import plan_perf
 from serve_app.schemas import EvalRequest
 from serve_app.simulator.process import free_port
 from tests.conftest import SAMPLES
-from tests.unit.fakes import ManagerBackend
+from tests.unit.fakes import FakeRun, ManagerBackend
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -27,7 +27,9 @@ class PlanningBackend(ManagerBackend):
     """Refuses what the real service refuses (limits, paths, unknown datasets), then runs fakes instead of Ray."""
 
     def __init__(self, root, args):
-        super().__init__(root, max_running=4, max_queued=10_000)
+        # Runs that end at once, so none is left pending when the server stops.
+        super().__init__(root, make_run=lambda kind, request: FakeRun(kind, total=1, step_s=0),
+                         max_running=4, max_queued=10_000)
         self.args = args
 
     async def submit(self, request, idempotency_key):
