@@ -40,12 +40,12 @@ def dataset_roots(args: ServiceArgs) -> dict[str, Path]:
 
 def confine(field: str, path: str, roots: dict[str, Path]) -> Path:
     """`path` resolved (relative to the first root) if it lies inside one of `roots`; else a 400 naming them."""
-    first_root = next(iter(roots.values()))
+    real_roots = {name: root.resolve() for name, root in roots.items()}
     candidate = Path(path).expanduser()
-    resolved = (candidate if candidate.is_absolute() else first_root / candidate).resolve()
-    if any(resolved.is_relative_to(root.resolve()) for root in roots.values()):
+    resolved = (candidate if candidate.is_absolute() else next(iter(real_roots.values())) / candidate).resolve()
+    if any(resolved.is_relative_to(root) for root in real_roots.values()):
         return resolved
-    allowed = " or ".join(f"the {name} ({root.resolve()})" for name, root in roots.items())
+    allowed = " or ".join(f"the {name} ({root})" for name, root in real_roots.items())
     raise RequestError(f"{field} {path!r} is outside the allowed directories: it must lie inside {allowed}")
 
 

@@ -27,7 +27,7 @@ def _http_url(url: str) -> str:
     return url
 
 
-HttpUrl = Annotated[
+EndpointUrl = Annotated[
     str, AfterValidator(_http_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"})
 ]
 
@@ -62,7 +62,7 @@ class EvalRequest(_Request):
 
     model: str = Field(min_length=1, description="Model name sent to the endpoint.")
     datasets: list[str] = Field(min_length=1, description="evalscope benchmark names, e.g. gsm8k, iquiz, ceval.")
-    api_url: HttpUrl = Field(
+    api_url: EndpointUrl = Field(
         description="OpenAI-compatible base URL (http://host:port/v1); a URL ending in /chat/completions works too.",
     )
     api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint; never echoed or stored.")
@@ -112,7 +112,7 @@ class PerfRequest(_Request):
     """Load-test an endpoint with evalscope's perf engine, spread over shards."""
 
     model: str = Field(min_length=1, description="Model name sent in every request.")
-    url: HttpUrl = Field(description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
+    url: EndpointUrl = Field(description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
     api: Literal[PERF_APIS] = Field("openai", description="evalscope API plugin that shapes requests and responses.")
     api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
     number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve_app.auth import OPEN_PATHS
 from serve_app.errors import RequestError, RunError, StorageError
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
 from serve_app.schemas import ErrorResponse
@@ -102,7 +103,7 @@ def document_errors(app: FastAPI, authenticated: bool) -> None:
                         responses.setdefault("400", {"description": "Invalid parameters", **error})
                     if "requestBody" in operation:
                         responses.setdefault("413", {"description": "The body is over max_body_bytes", **error})
-                    if authenticated and path.startswith("/api/"):
+                    if authenticated and path not in OPEN_PATHS:
                         responses["401"] = {"description": "A valid bearer token is required", **error}
                         operation["security"] = [{"bearer": []}]
             if authenticated:
