@@ -11,6 +11,7 @@ from serve_app.eval.service import prepare_eval
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
 from serve_app.perf.service import cluster_workers, plan_perf
+from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest, PerfRequest
 from serve_app.targets import check_target
 
@@ -20,7 +21,9 @@ class RayBackend:
         self.args = args
         self._manager = job_manager(args)
 
-    async def submit(self, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> tuple[JobRecord, bool]:
+    async def submit(
+        self, request: EvalRequest | PerfRequest, idempotency_key: str | None, caller: Principal
+    ) -> tuple[JobRecord, bool]:
         # Planning refuses bad requests (400) before a job exists; it is pure and cheap, no evalscope here.
         if isinstance(request, EvalRequest):
             await check_target(request.api_url, self.args.allowed_targets)
@@ -28,19 +31,19 @@ class RayBackend:
         else:
             await check_target(request.url, self.args.allowed_targets)
             plan = plan_perf(request, self.args, cluster_workers())
-        return await self._call("submit", request, plan, idempotency_key)
+        return await self._call("submit", request, plan, idempotency_key, caller)
 
-    async def get(self, job_id: str) -> JobRecord:
-        return await self._call("get", job_id)
+    async def get(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self._call("get", job_id, caller)
 
-    async def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
-        return await self._call("list", **filters)
+    async def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]:
+        return await self._call("list", caller, **filters)
 
-    async def wait(self, job_id: str) -> JobRecord:
-        return await self._call("wait", job_id)
+    async def wait(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self._call("wait", job_id, caller)
 
-    async def cancel(self, job_id: str) -> JobRecord:
-        return await self._call("cancel", job_id)
+    async def cancel(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self._call("cancel", job_id, caller)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call the manager; its own exceptions come back as themselves, and a lost manager is found again."""

@@ -293,8 +293,9 @@ class _cancel_on_interrupt:
 def _jobs(client: Any, args: argparse.Namespace) -> int:
     if args.action == "list":
         page = client.list_jobs(kind=args.kind, status=args.status, model=args.model, limit=args.limit)
-        rows = [(j.job_id, j.kind, j.status, j.model, f"{j.progress.percent:.0f}%", j.created_at) for j in page.jobs]
-        print(_table(["job", "kind", "status", "model", "progress", "created"], rows))
+        rows = [(j.job_id, j.kind, j.status, j.model, j.owner, f"{j.progress.percent:.0f}%", j.created_at)
+                for j in page.jobs]
+        print(_table(["job", "kind", "status", "model", "owner", "progress", "created"], rows))
         print(f"{len(page.jobs)} of {page.total}")
     elif args.action == "show":
         print(client.job(args.job_id).model_dump_json(indent=2))

@@ -24,9 +24,20 @@ class ServiceArgs(BaseModel):
     )
     debug: bool = Field(False, description="Add tracebacks to every error response.")
     auth_tokens_env: str | None = Field(
-        None, description="Environment variable holding the accepted bearer tokens (comma-separated); unset: no auth."
+        None,
+        description="Environment variable holding the accepted bearer tokens, comma-separated entries "
+        "`token[:principal[:admin]]`; unset (and no file): no auth, one principal.",
     )
-    auth_tokens_file: Path | None = Field(None, description="File of accepted bearer tokens, one per line.")
+    auth_tokens_file: Path | None = Field(
+        None,
+        description="File of accepted bearer tokens, one `token [principal [admin]]` per line; a token alone stands "
+        "for the principal `default`. A principal sees and cancels its own jobs; an admin all of them.",
+    )
+    idempotency_secret_env: str | None = Field(
+        None,
+        description="Environment variable holding the secret that keys the stored request digests; unset: a "
+        "secret generated once and kept owner-only under the outputs root.",
+    )
     allowed_targets: list[str] = Field(
         default_factory=list,
         description="Hosts or CIDR networks that eval and perf may call (empty: any); others are refused with 400.",
@@ -47,11 +58,25 @@ class ServiceArgs(BaseModel):
 
     max_running_jobs: int = Field(4, ge=1, description="Jobs that run at once; later ones wait in a queue.")
     max_queued_jobs: int = Field(64, ge=0, description="Jobs that may wait; beyond this a submission gets 429.")
+    max_running_jobs_per_principal: int | None = Field(
+        None, ge=1, description="Jobs of one principal that run at once (null: only max_running_jobs applies)."
+    )
+    max_queued_jobs_per_principal: int | None = Field(
+        None,
+        ge=0,
+        description="Jobs of one principal that may wait; beyond this its submissions get 429 (null: no own limit).",
+    )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 429.")
     progress_interval_s: float = Field(1.0, gt=0, description="How often a running job's progress is stored.")
 
     perf_live_metrics: bool = Field(
         True, description="Perf shards record every request in Prometheus metrics as it completes (~25 us each)."
+    )
+    max_metric_models: int = Field(
+        100,
+        ge=1,
+        description="Distinct `model` label values the metrics export (each cut to 64 characters); models beyond "
+        "these are exported as `other`, so callers cannot grow Prometheus without bound.",
     )
 
     max_number: int = Field(1_000_000, ge=1, description="Largest `number` a perf request may ask for.")

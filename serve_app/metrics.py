@@ -1,8 +1,9 @@
 """Every metric the service exports, named once, through Ray's metrics system.
 
 Ray serves them on each node's metrics export port (Prometheus format, names prefixed `ray_`), so Prometheus
-scrapes every node and replica correctly. Labels are bounded: kind, status, outcome, model and dataset names;
-never URLs, prompts, keys or job ids. Create the recorders inside Ray processes (actors, tasks).
+scrapes every node and replica correctly. Labels are bounded: kind, status, outcome, dataset names from
+evalscope's registry, and model names through a LabelBudget; never URLs, prompts, keys or job ids. Create the
+recorders inside Ray processes (actors, tasks).
 """
 
 from __future__ import annotations
@@ -30,6 +31,27 @@ METRICS = {
     "eval_samples": ("counter", ("model", "dataset")),
     "eval_score": ("gauge", ("model", "dataset")),
 }
+
+
+LABEL_MAX_CHARS = 64
+OTHER_LABEL = "other"
+
+
+class LabelBudget:
+    """Bounds the values one label takes, whatever callers send: each value cut to LABEL_MAX_CHARS, and once
+    `max_values` distinct values are in use every new one is exported as "other" (Prometheus keeps one series per
+    value, so an unbounded label would grow its memory without end)."""
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._values: set[str] = set()
+
+    def label(self, value: str) -> str:
+        value = value[:LABEL_MAX_CHARS]
+        if value not in self._values and len(self._values) >= self.max_values:
+            return OTHER_LABEL
+        self._values.add(value)
+        return value
 
 
 class JobMetrics:

@@ -14,20 +14,33 @@ from pathlib import Path
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 
+JOB_LOG = "job.log"  # the job manager's log of a job, in its run directory: also what marks a run directory
+_MODEL_DIR_CHARS = 64  # the model's part of a run directory's path
+_NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
+
 # evalscope perf dataset plugins that read prompts from a file (and would otherwise fetch one from a hub).
 PERF_FILE_DATASETS = {"openqa": "open_qa.jsonl", "longalpaca": None, "line_by_line": None, "share_gpt": None}
 
 
 def new_run_dir(args: ServiceArgs, kind: str, model: str, work_dir: str | None = None) -> Path:
-    """A fresh directory for one run: `work_dir` inside the outputs root when given, else a timestamped one."""
+    """A new directory for one run, in `work_dir` (inside the outputs root) when given, else under `<kind>/`.
+
+    Every run gets a directory of its own, so two jobs given one `work_dir` never share files, logs or artifacts;
+    `work_dir` may not lie inside another run's directory, whose artifacts would then hold this one.
+    """
+    base = args.outputs_root / kind
     if work_dir:
-        path = confine("work_dir", work_dir, {"outputs root": args.outputs_root})
-        if path == args.outputs_root.resolve():
-            raise RequestError("work_dir must name a directory inside the outputs root, not the root itself")
-        return path
+        base = confine("work_dir", work_dir, {"outputs root": args.outputs_root})
+        for directory in (base, *base.parents):
+            if directory.exists() and not directory.is_dir():
+                raise RequestError(f"work_dir {work_dir!r} runs into a file ({directory}); name a directory")
+            if (directory / JOB_LOG).is_file():
+                raise RequestError(f"work_dir {work_dir!r} lies inside the output directory of another job")
+            if directory == args.outputs_root.resolve():
+                break
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-    safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model"
-    return args.outputs_root / kind / f"{stamp}_{secrets.token_hex(3)}" / safe_model
+    safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._")[:_MODEL_DIR_CHARS] or "model"
+    return base / f"{stamp}_{secrets.token_hex(4)}" / safe_model
 
 
 def dataset_roots(args: ServiceArgs) -> dict[str, Path]:
@@ -42,6 +55,8 @@ def confine(field: str, path: str, roots: dict[str, Path]) -> Path:
     """`path` resolved (relative to the first root) if it lies inside one of `roots`; else a 400 naming them."""
     real_roots = {name: root.resolve() for name, root in roots.items()}
     candidate = Path(path).expanduser()
+    if any(len(part.encode()) > _NAME_MAX_BYTES for part in candidate.parts):
+        raise RequestError(f"{field} has a path component over {_NAME_MAX_BYTES} bytes, the file system's limit")
     resolved = (candidate if candidate.is_absolute() else next(iter(real_roots.values())) / candidate).resolve()
     if any(resolved.is_relative_to(root) for root in real_roots.values()):
         return resolved

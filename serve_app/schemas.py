@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from serve_app.principals import DEFAULT_PRINCIPAL
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -15,6 +16,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+# Long enough for any real model id ("org/name-variant"), short enough to fit a file name in evalscope's layout.
+MODEL_NAME_MAX_CHARS = 128
 
 # evalscope's perf API plugins that talk to a remote endpoint (its `local*` plugins start a model in-process).
 PERF_APIS = ("openai", "dashscope", "anthropic", "gemini", "openai_responses", "openai_embedding", "openai_rerank")
@@ -60,7 +64,7 @@ class GenerationConfig(_Request):
 class EvalRequest(_Request):
     """Score a model behind an OpenAI-compatible endpoint on one or more benchmarks."""
 
-    model: str = Field(min_length=1, description="Model name sent to the endpoint.")
+    model: str = Field(min_length=1, max_length=MODEL_NAME_MAX_CHARS, description="Model name sent to the endpoint.")
     datasets: list[str] = Field(min_length=1, description="evalscope benchmark names, e.g. gsm8k, iquiz, ceval.")
     api_url: EndpointUrl = Field(
         description="OpenAI-compatible base URL (http://host:port/v1); a URL ending in /chat/completions works too.",
@@ -71,7 +75,12 @@ class EvalRequest(_Request):
     )
     eval_batch_size: int = Field(1, ge=1, description="Concurrent requests per dataset.")
     generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
-    work_dir: str | None = Field(None, description="Output directory, relative to the service's outputs root.")
+    work_dir: str | None = Field(
+        None,
+        max_length=1024,
+        description="Where under the service's outputs root the job's own new directory is made (relative to the "
+        "root); default: eval/.",
+    )
     debug: bool = Field(False, description="Verbose evalscope logs and tracebacks in error responses.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (numpy's range).")
     dataset_args: dict[str, dict[str, Any]] = Field(
@@ -111,7 +120,9 @@ class EvalRequest(_Request):
 class PerfRequest(_Request):
     """Load-test an endpoint with evalscope's perf engine, spread over shards."""
 
-    model: str = Field(min_length=1, description="Model name sent in every request.")
+    model: str = Field(
+        min_length=1, max_length=MODEL_NAME_MAX_CHARS, description="Model name sent in every request."
+    )
     url: EndpointUrl = Field(description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
     api: Literal[PERF_APIS] = Field("openai", description="evalscope API plugin that shapes requests and responses.")
     api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
@@ -240,6 +251,7 @@ class JobView(BaseModel):
     kind: Literal["eval", "perf"]
     status: JobStatus
     model: str
+    owner: str = Field(DEFAULT_PRINCIPAL, description="The principal that submitted the job (auth off: default).")
     created_at: str = Field(description="ISO 8601.")
     started_at: str | None = None
     finished_at: str | None = None

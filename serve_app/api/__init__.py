@@ -8,10 +8,14 @@ from serve_app.api.body_limit import BodyLimit
 from serve_app.api.errors import document_errors, install_error_handlers
 from serve_app.api.routes import Backend, router
 from serve_app.auth import require_tokens
+from serve_app.principals import Principal
 
 
 def create_api(
-    backend: Backend, debug: bool = False, tokens: frozenset[str] = frozenset(), max_body_bytes: int = 1_048_576
+    backend: Backend,
+    debug: bool = False,
+    tokens: dict[str, Principal] | None = None,
+    max_body_bytes: int = 1_048_576,
 ) -> FastAPI:
     app = FastAPI(
         title="evalscope service",
@@ -22,7 +26,7 @@ def create_api(
     app.state.debug = debug
     install_error_handlers(app)
     document_errors(app, authenticated=bool(tokens))
-    require_tokens(app, tokens)
+    require_tokens(app, tokens or {})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.include_router(router)
     return app

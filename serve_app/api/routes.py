@@ -14,9 +14,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from serve_app.auth import caller
 from serve_app.errors import RunError
-from serve_app.jobs.manager import JOB_LOG
 from serve_app.jobs.store import TERMINAL, JobRecord
+from serve_app.paths import JOB_LOG
+from serve_app.principals import Principal
 from serve_app.schemas import (
     ErrorResponse,
     EvalRequest,
@@ -36,16 +38,17 @@ class Backend(Protocol):
     """Submits and follows jobs; the Ray implementation lives in serve_app.backend."""
 
     async def submit(
-        self, request: EvalRequest | PerfRequest, idempotency_key: str | None
+        self, request: EvalRequest | PerfRequest, idempotency_key: str | None, caller: Principal
     ) -> tuple[JobRecord, bool]: ...
 
-    async def get(self, job_id: str) -> JobRecord: ...
+    # Each call acts only on jobs `caller` may see: another principal's job is not found.
+    async def get(self, job_id: str, caller: Principal) -> JobRecord: ...
 
-    async def list(self, **filters: Any) -> tuple[list[JobRecord], int]: ...
+    async def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]: ...
 
-    async def wait(self, job_id: str) -> JobRecord: ...
+    async def wait(self, job_id: str, caller: Principal) -> JobRecord: ...
 
-    async def cancel(self, job_id: str) -> JobRecord: ...
+    async def cancel(self, job_id: str, caller: Principal) -> JobRecord: ...
 
 
 _ERRORS = {
@@ -96,11 +99,11 @@ async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool,
                   idempotency_key: str | None) -> JSONResponse:
     request.state.debug = body.debug
     backend: Backend = request.app.state.backend
-    job, _ = await backend.submit(body, idempotency_key)
+    job, _ = await backend.submit(body, idempotency_key, caller(request))
     if not wait or "respond-async" in (prefer or "").lower():
         return JSONResponse(status_code=202, content=job_view(job).model_dump(mode="json"),
                             headers={"Location": f"/api/v1/jobs/{job.id}"})
-    job = await backend.wait(job.id)
+    job = await backend.wait(job.id, caller(request))
     if job.status != "succeeded":
         raise RunError(job.error or f"the job ended {job.status}")
     return JSONResponse(content=job.result)
@@ -112,24 +115,25 @@ async def list_jobs(
     kind: Annotated[str | None, Query(pattern="^(eval|perf)$")] = None,
     status: JobStatus | None = None,
     model: str | None = None,
+    owner: Annotated[str | None, Query(description="An admin's filter; others always see their own jobs.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
 ) -> JobList:
-    jobs, total = await request.app.state.backend.list(kind=kind, status=status, model=model, limit=limit,
-                                                        offset=offset)
+    jobs, total = await request.app.state.backend.list(caller(request), kind=kind, status=status, model=model,
+                                                        owner=owner, limit=limit, offset=offset)
     return JobList(jobs=[job_view(job) for job in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/api/v1/jobs/{job_id}", response_model=JobView, responses={404: {"model": ErrorResponse}},
             tags=["jobs"])
 async def get_job(job_id: str, request: Request) -> JobView:
-    return job_view(await request.app.state.backend.get(job_id))
+    return job_view(await request.app.state.backend.get(job_id, caller(request)))
 
 
 @router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobView, tags=["jobs"],
              responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
 async def cancel_job(job_id: str, request: Request) -> JobView:
-    return job_view(await request.app.state.backend.cancel(job_id))
+    return job_view(await request.app.state.backend.cancel(job_id, caller(request)))
 
 
 @router.get("/api/v1/jobs/{job_id}/events", tags=["jobs"], responses={404: {"model": ErrorResponse}},
@@ -137,7 +141,8 @@ async def cancel_job(job_id: str, request: Request) -> JobView:
 async def job_events(job_id: str, request: Request) -> StreamingResponse:
     """Server-Sent Events: one `job` event per change of status or progress, until the job ends."""
     backend: Backend = request.app.state.backend
-    first = await backend.get(job_id)  # a 404 before the stream starts
+    who = caller(request)
+    first = await backend.get(job_id, who)  # a 404 before the stream starts
 
     async def stream():
         job, last = first, None
@@ -153,7 +158,7 @@ async def job_events(job_id: str, request: Request) -> StreamingResponse:
             if job.status in TERMINAL:
                 return
             await asyncio.sleep(_EVENT_POLL_S)
-            job = await backend.get(job_id)
+            job = await backend.get(job_id, who)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -164,7 +169,7 @@ async def job_log(
     job_id: str, request: Request, offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> JobLog:
-    job = await request.app.state.backend.get(job_id)
+    job = await request.app.state.backend.get(job_id, caller(request))
     path = Path(job.output_dir) / JOB_LOG
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
     page = lines[offset : offset + limit]
@@ -175,7 +180,7 @@ async def job_log(
             responses={404: {"model": ErrorResponse}})
 async def job_report(job_id: str, request: Request) -> FileResponse:
     """evalscope's HTML report: the eval report over every dataset, or the perf report over every test point."""
-    job = await request.app.state.backend.get(job_id)
+    job = await request.app.state.backend.get(job_id, caller(request))
     output = Path(job.output_dir)
     report = output / "reports" / "report.html" if job.kind == "eval" else output / "perf_report.html"
     if not report.is_file():
@@ -187,7 +192,7 @@ async def job_report(job_id: str, request: Request) -> FileResponse:
             responses={404: {"model": ErrorResponse}})
 async def job_artifacts(job_id: str, request: Request) -> FileResponse:
     """The job's output directory as a zip (partial outputs too, for failed and cancelled jobs)."""
-    job = await request.app.state.backend.get(job_id)
+    job = await request.app.state.backend.get(job_id, caller(request))
     if not Path(job.output_dir).is_dir():
         return _not_found(f"job {job.id} has no outputs yet")
     scratch = tempfile.mkdtemp(prefix="artifacts-")
@@ -207,6 +212,7 @@ def job_view(job: JobRecord) -> JobView:
         kind=job.kind,
         status=job.status,
         model=job.model,
+        owner=job.owner,
         created_at=_iso(job.created_at),
         started_at=_iso(job.started_at),
         finished_at=_iso(job.finished_at),

@@ -47,6 +47,7 @@ class EvalRun:
     request: EvalRequest
     args: ServiceArgs
     metrics: EvalMetrics | None = None
+    metrics_model: str = ""  # the `model` label (bounded by the job manager's LabelBudget)
     _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
 
     async def execute(self) -> EvalResponse:
@@ -80,7 +81,7 @@ class EvalRun:
             await self.progress()  # the last samples
             for dataset, outcome in outcomes.items():
                 if outcome["score"] is not None:
-                    self.metrics.scored(self.request.model, dataset, outcome["score"])
+                    self.metrics.scored(self.metrics_model, dataset, outcome["score"])
         return EvalResponse(
             result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
             scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
@@ -102,7 +103,7 @@ class EvalRun:
             total += int(snapshot.get("total_count") or 0)
             if self.metrics:
                 newly_done = processed - self._reported.get(task.dataset, 0)
-                self.metrics.samples_done(self.request.model, task.dataset, newly_done)
+                self.metrics.samples_done(self.metrics_model, task.dataset, newly_done)
                 self._reported[task.dataset] = processed
         return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
 

@@ -16,10 +16,12 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import StorageError
 from serve_app.eval.plan import EvalPlan
 from serve_app.eval.service import EvalRun
+from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import JobRecord, SqliteJobStore
-from serve_app.metrics import EvalMetrics, JobMetrics
+from serve_app.metrics import EvalMetrics, JobMetrics, LabelBudget
 from serve_app.perf.service import PerfPlan, PerfRun
+from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest, PerfRequest
 
 JOBS_DB = "jobs.sqlite3"  # under the outputs root
@@ -32,7 +34,9 @@ class JobManagerActor:
     def __init__(self, args: ServiceArgs) -> None:
         self.args = args
         self.eval_metrics = EvalMetrics()
+        self.model_labels = LabelBudget(args.max_metric_models)  # the one place every job's model passes
         self._manager: JobManager | None = None
+        self._secret: bytes | None = None
         try:
             self._manager = self._open()  # at once, so a restart marks its predecessor's jobs interrupted now
         except StorageError as exc:
@@ -46,23 +50,36 @@ class JobManagerActor:
             self._manager = self._open()
         return self._manager
 
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = service_secret(self.args.outputs_root, self.args.idempotency_secret_env)
+        return self._secret
+
     def _open(self) -> JobManager:
         return JobManager(
             SqliteJobStore(self.args.outputs_root / JOBS_DB),
             max_running=self.args.max_running_jobs,
             max_queued=self.args.max_queued_jobs,
+            max_running_per_principal=self.args.max_running_jobs_per_principal,
+            max_queued_per_principal=self.args.max_queued_jobs_per_principal,
             retry_after_s=self.args.retry_after_s,
             progress_interval_s=self.args.progress_interval_s,
             events=JobMetrics(),
         )
 
     async def submit(
-        self, request: EvalRequest | PerfRequest, plan: EvalPlan | PerfPlan, idempotency_key: str | None
+        self,
+        request: EvalRequest | PerfRequest,
+        plan: EvalPlan | PerfPlan,
+        idempotency_key: str | None,
+        caller: Principal,
     ) -> tuple[JobRecord, bool]:
+        metrics_model = self.model_labels.label(request.model)
         if isinstance(request, EvalRequest):
-            kind, run = "eval", EvalRun(plan, request, self.args, self.eval_metrics)
+            kind, run = "eval", EvalRun(plan, request, self.args, self.eval_metrics, metrics_model)
         else:
-            kind, run = "perf", PerfRun(plan, request, self.args)
+            kind, run = "perf", PerfRun(plan, request, self.args, metrics_model)
         return self.manager.submit(
             Submission(
                 kind=kind,
@@ -71,29 +88,23 @@ class JobManagerActor:
                 output_dir=str(plan.output_dir),
                 run=run,
                 idempotency_key=idempotency_key,
-                body_digest=body_digest(request),
+                body_digest=body_digest(request, self.secret),
                 secrets=(request.api_key.get_secret_value(),) if request.api_key else (),
+                owner=caller.name,
             )
         )
 
-    async def get(self, job_id: str) -> JobRecord:
-        return self.manager.get(job_id)
+    async def get(self, job_id: str, caller: Principal) -> JobRecord:
+        return self.manager.get(job_id, caller)
 
-    async def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
-        return self.manager.list(**filters)
+    async def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]:
+        return self.manager.list(caller, **filters)
 
-    async def wait(self, job_id: str) -> JobRecord:
-        return await self.manager.wait(job_id)
+    async def wait(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self.manager.wait(job_id, caller)
 
-    async def cancel(self, job_id: str) -> JobRecord:
-        return await self.manager.cancel(job_id)
-
-
-def body_digest(request: EvalRequest | PerfRequest) -> str:
-    """Tells a retried submission from a different one; secrets count, but only their hash is kept."""
-    data = request.model_dump_json(round_trip=True, context={"reveal": True})
-    secret = request.api_key.get_secret_value() if request.api_key else ""
-    return hashlib.sha256(f"{type(request).__name__}\0{data}\0{secret}".encode()).hexdigest()
+    async def cancel(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self.manager.cancel(job_id, caller)
 
 
 def job_manager(args: ServiceArgs) -> ray.actor.ActorHandle:

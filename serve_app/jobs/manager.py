@@ -17,21 +17,25 @@ from typing import Any, Protocol
 
 from serve_app.errors import RequestError, RunError, StorageError, storage_error
 from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
+from serve_app.paths import JOB_LOG
+from serve_app.principals import DEFAULT_PRINCIPAL, Principal
 
 logger = logging.getLogger("serve_app.jobs")
 
+CANCELLED_MESSAGE = "cancelled by request; partial outputs are kept"
 RESTART_MESSAGE = "the service restarted before this job finished; its partial outputs are kept, submit it again"
-JOB_LOG = "job.log"  # in the job's output directory
 _MIN_SECRET_CHARS = 8  # shorter "keys" (evalscope's placeholder EMPTY) would mask ordinary words
 
 
 class QueueFull(Exception):
-    def __init__(self, retry_after_s: float, running: int, queued: int) -> None:
-        super().__init__(retry_after_s, running, queued)  # these args are what pickling (Ray) rebuilds it from
-        self.retry_after_s, self.running, self.queued = retry_after_s, running, queued
+    """No room for another job: the service's or the caller's own limit; the message says which."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s)  # these args are what pickling (Ray) rebuilds it from
+        self.retry_after_s = retry_after_s
 
     def __str__(self) -> str:
-        return f"the service is full ({self.running} jobs running, {self.queued} queued); retry later"
+        return self.args[0]
 
 
 class IdempotencyConflict(Exception):
@@ -64,6 +68,7 @@ class Submission:
     idempotency_key: str | None = None
     body_digest: str | None = None
     secrets: tuple[str, ...] = ()  # masked in the job's error, should a target echo one back in its answer
+    owner: str = DEFAULT_PRINCIPAL
 
 
 class JobEvents(Protocol):
@@ -83,6 +88,8 @@ class JobManager:
         *,
         max_running: int,
         max_queued: int,
+        max_running_per_principal: int | None = None,
+        max_queued_per_principal: int | None = None,
         retry_after_s: float = 5.0,
         progress_interval_s: float = 1.0,
         events: JobEvents | None = None,
@@ -91,12 +98,15 @@ class JobManager:
         self.events = events
         self.max_running = max_running
         self.max_queued = max_queued
+        self.max_running_per_principal = max_running_per_principal
+        self.max_queued_per_principal = max_queued_per_principal
         self.retry_after_s = retry_after_s
         self.progress_interval_s = progress_interval_s
         self._queue: deque[str] = deque()
         self._runs: dict[str, JobRun] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._running_kinds: dict[str, str] = {}  # job id -> kind, for the running-jobs gauge without store reads
+        self._owners: dict[str, str] = {}  # job id -> owner of every queued or running job
         self._ended: dict[str, asyncio.Event] = {}
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
@@ -108,13 +118,13 @@ class JobManager:
     def submit(self, submission: Submission) -> tuple[JobRecord, bool]:
         """The job for this submission and whether it is new; a retried submission returns the first job."""
         if submission.idempotency_key is not None:
-            existing = self.store.find_by_idempotency_key(submission.idempotency_key)
+            existing = self.store.find_by_idempotency_key(submission.owner, submission.idempotency_key)
             if existing is not None:
                 return self._same_submission(existing, submission), False
-        if len(self._tasks) >= self.max_running and len(self._queue) >= self.max_queued:
-            raise QueueFull(self.retry_after_s, len(self._tasks), len(self._queue))
+        self._admit(submission.owner)
         try:
-            Path(submission.output_dir).mkdir(parents=True, exist_ok=True)
+            # Fresh: a job writes only into a directory of its own (planning picked a new name).
+            Path(submission.output_dir).mkdir(parents=True, exist_ok=False)
         except OSError as exc:  # refused before a job exists: nothing to clean up, the caller learns why
             raise storage_error(f"the run directory {submission.output_dir}", exc) from exc
         try:
@@ -125,12 +135,14 @@ class JobManager:
                 output_dir=submission.output_dir,
                 idempotency_key=submission.idempotency_key,
                 body_digest=submission.body_digest,
+                owner=submission.owner,
             )
         except DuplicateKey as duplicate:
             return self._same_submission(duplicate.existing, submission), False
         self._runs[record.id] = submission.run
         self._secrets[record.id] = tuple(secret for secret in submission.secrets if len(secret) >= _MIN_SECRET_CHARS)
         self._ended[record.id] = asyncio.Event()
+        self._owners[record.id] = record.owner
         self._queue.append(record.id)
         self._log(record, f"submitted {record.kind} job for model {record.model}")
         if self.events:
@@ -138,35 +150,68 @@ class JobManager:
         self._start_queued()
         return self.store.get(record.id), True
 
-    def get(self, job_id: str) -> JobRecord:
+    def get(self, job_id: str, caller: Principal) -> JobRecord:
+        """The job, if `caller` may see it; another principal's job is "not found", so its existence stays hidden."""
         record = self._unsaved_endings.get(job_id) or self.store.get(job_id)
-        if record is None:
+        if record is None or not caller.may_see(record.owner):
             raise JobNotFound(job_id)
         return record
 
-    def list(self, **filters: Any) -> tuple[list[JobRecord], int]:
+    def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]:
+        if not caller.admin:
+            filters["owner"] = caller.name
         records, total = self.store.list(**filters)
         return [self._unsaved_endings.get(record.id, record) for record in records], total
 
-    async def wait(self, job_id: str) -> JobRecord:
-        record = self.get(job_id)
+    async def wait(self, job_id: str, caller: Principal) -> JobRecord:
+        record = self.get(job_id, caller)
         if record.status not in TERMINAL and job_id in self._ended:
             await self._ended[job_id].wait()
-        return self.get(job_id)
+        return self.get(job_id, caller)
 
-    async def cancel(self, job_id: str) -> JobRecord:
-        record = self.get(job_id)
+    async def cancel(self, job_id: str, caller: Principal) -> JobRecord:
+        record = self.get(job_id, caller)
         if record.status in TERMINAL:
             raise JobFinished(f"job {job_id} already ended ({record.status})")
         if job_id in self._queue:
             self._queue.remove(job_id)
             self._runs.pop(job_id, None)
+            self._owners.pop(job_id, None)
             self._end(job_id, "cancelled", error="cancelled before it started")
         elif job_id in self._tasks:
             task = self._tasks[job_id]
             task.cancel()
             await asyncio.wait([task])  # the run stops its tasks and actors before the job reads cancelled
-        return self.get(job_id)
+            if job_id in self._tasks:  # cancelled before its first step, so _run never ran to end it
+                self._end(job_id, "cancelled", error=CANCELLED_MESSAGE)
+                self._release(job_id)
+        return self.get(job_id, caller)
+
+    def _admit(self, owner: str) -> None:
+        """Room for one more job of `owner`, or QueueFull naming the limit that is reached."""
+        if len(self._tasks) >= self.max_running and len(self._queue) >= self.max_queued:
+            raise QueueFull(
+                f"the service is full ({len(self._tasks)} jobs running, {len(self._queue)} queued); retry later",
+                self.retry_after_s,
+            )
+        if self.max_queued_per_principal is None or self._may_start(owner):
+            return
+        queued = sum(1 for job_id in self._queue if self._owners[job_id] == owner)
+        if queued >= self.max_queued_per_principal:
+            raise QueueFull(
+                f"principal {owner!r} has {self._running_of(owner)} jobs running and {queued} queued, its limit "
+                f"(max_queued_jobs_per_principal={self.max_queued_per_principal}); retry when one ends",
+                self.retry_after_s,
+            )
+
+    def _running_of(self, owner: str) -> int:
+        return sum(1 for job_id in self._tasks if self._owners[job_id] == owner)
+
+    def _may_start(self, owner: str) -> bool:
+        """A job of `owner` could start now: a free run slot, and the owner under its own running limit."""
+        if len(self._tasks) >= self.max_running:
+            return False
+        return self.max_running_per_principal is None or self._running_of(owner) < self.max_running_per_principal
 
     def _same_submission(self, existing: JobRecord, submission: Submission) -> JobRecord:
         if existing.body_digest != submission.body_digest:
@@ -176,12 +221,18 @@ class JobManager:
         return existing
 
     def _start_queued(self) -> None:
-        while self._queue and len(self._tasks) < self.max_running:
-            job_id = self._queue.popleft()
+        """Start queued jobs in order, passing over those whose owner is at its running limit."""
+        for job_id in list(self._queue):
+            if len(self._tasks) >= self.max_running:
+                return
+            if not self._may_start(self._owners[job_id]):
+                continue
+            self._queue.remove(job_id)
             try:
                 record = self.store.update(job_id, status="running", started_at=time.time())
             except StorageError as exc:
                 self._runs.pop(job_id, None)
+                self._owners.pop(job_id, None)
                 self._end(job_id, "failed", error=str(exc))
                 continue
             self._log(record, "started")
@@ -195,7 +246,7 @@ class JobManager:
         try:
             response = await run.execute()
         except asyncio.CancelledError:
-            self._end(job_id, "cancelled", error="cancelled by request; partial outputs are kept")
+            self._end(job_id, "cancelled", error=CANCELLED_MESSAGE)
         except (RequestError, RunError) as exc:
             self._end(job_id, "failed", error=str(exc))
         except Exception as exc:  # a bug or an unexpected failure: the job says so instead of vanishing
@@ -207,10 +258,15 @@ class JobManager:
             self._end(job_id, "succeeded", result=response.model_dump(mode="json"), progress=progress)
         finally:
             reporter.cancel()
-            self._runs.pop(job_id, None)
-            self._tasks.pop(job_id, None)
-            self._count_running(self._running_kinds.pop(job_id))
-            self._start_queued()
+            self._release(job_id)
+
+    def _release(self, job_id: str) -> None:
+        """Free an ended job's run slot and start what the queue allows."""
+        self._runs.pop(job_id, None)
+        self._tasks.pop(job_id, None)
+        self._owners.pop(job_id, None)
+        self._count_running(self._running_kinds.pop(job_id))
+        self._start_queued()
 
     async def _report_progress(self, job_id: str, run: JobRun) -> None:
         """Store the run's progress every interval, with the request rate since the previous report."""

@@ -1,6 +1,6 @@
 """The durable job store: one SQLite file under the outputs root, written only by the process that owns it.
 
-Plain stdlib so the owner (a Ray actor) stays light and a server database can replace it behind `JobStore`.
+Plain stdlib so the owning process (a Ray actor) stays light and a server database can replace it behind `JobStore`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from serve_app.errors import storage_error
+from serve_app.principals import DEFAULT_PRINCIPAL  # also the 'default' of the owner column
 
 JOB_KINDS = ("eval", "perf")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -44,7 +45,8 @@ class JobRecord:
     result: dict | None = None  # the synchronous response body once succeeded
     error: str | None = None
     idempotency_key: str | None = None
-    body_digest: str | None = None  # sha256 of the canonical body: tells a retried submit from another one
+    body_digest: str | None = None  # keyed hash of the canonical body: tells a retried submit from another one
+    owner: str = DEFAULT_PRINCIPAL  # the principal that submitted it: the one (besides admins) who sees it
 
 
 class DuplicateKey(Exception):
@@ -67,11 +69,12 @@ class JobStore(Protocol):
         output_dir: str,
         idempotency_key: str | None = None,
         body_digest: str | None = None,
+        owner: str = DEFAULT_PRINCIPAL,
     ) -> JobRecord: ...
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
-    def find_by_idempotency_key(self, key: str) -> JobRecord | None: ...
+    def find_by_idempotency_key(self, owner: str, key: str) -> JobRecord | None: ...
 
     def update(self, job_id: str, **fields: Any) -> JobRecord: ...
 
@@ -81,6 +84,7 @@ class JobStore(Protocol):
         kind: str | None = None,
         status: str | None = None,
         model: str | None = None,
+        owner: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[builtins.list[JobRecord], int]: ...
@@ -105,14 +109,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     error TEXT,
     idempotency_key TEXT,
-    body_digest TEXT
+    body_digest TEXT,
+    owner TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model);
 CREATE INDEX IF NOT EXISTS jobs_created_at ON jobs (created_at);
--- NULL keys never collide in SQLite, so jobs without a key are unconstrained.
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key ON jobs (idempotency_key);
+"""
+# Run after the columns exist (a store from before owners gains the column first). Idempotency keys are per
+# principal; NULL keys never collide in SQLite, so jobs without a key are unconstrained.
+_OWNER_INDEXES = """
+DROP INDEX IF EXISTS jobs_idempotency_key;
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_idempotency_key ON jobs (owner, idempotency_key);
 """
 
 # Column order follows the dataclass, so a new field needs only a schema column.
@@ -147,6 +157,10 @@ class SqliteJobStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+            if "owner" not in columns:  # a store written before jobs had owners: they belong to the default one
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'")
+            self._conn.executescript(_OWNER_INDEXES)
 
     def close(self) -> None:
         with self._lock:
@@ -161,6 +175,7 @@ class SqliteJobStore:
         output_dir: str,
         idempotency_key: str | None = None,
         body_digest: str | None = None,
+        owner: str = DEFAULT_PRINCIPAL,
     ) -> JobRecord:
         if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {JOB_KINDS}")
@@ -174,13 +189,18 @@ class SqliteJobStore:
             created_at=time.time(),
             idempotency_key=idempotency_key,
             body_digest=body_digest,
+            owner=owner,
         )
         with self._writing():
             try:
                 self._insert(record)
             except sqlite3.IntegrityError:
                 # The UNIQUE index decides, so two concurrent submits with one key cannot both win.
-                existing = self._one("idempotency_key = ?", idempotency_key) if idempotency_key is not None else None
+                existing = (
+                    self._one("owner = ? AND idempotency_key = ?", owner, idempotency_key)
+                    if idempotency_key is not None
+                    else None
+                )
                 if existing is not None:
                     raise DuplicateKey(existing) from None
                 record.id = _new_id()  # an id collision: astronomically rare, one retry is enough
@@ -194,9 +214,9 @@ class SqliteJobStore:
         with self._lock:
             return self._one("id = ?", job_id)
 
-    def find_by_idempotency_key(self, key: str) -> JobRecord | None:
+    def find_by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
         with self._lock:
-            return self._one("idempotency_key = ?", key)
+            return self._one("owner = ? AND idempotency_key = ?", owner, key)
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         unknown = set(fields) - UPDATABLE
@@ -222,10 +242,11 @@ class SqliteJobStore:
         kind: str | None = None,
         status: str | None = None,
         model: str | None = None,
+        owner: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[builtins.list[JobRecord], int]:
-        filters = {"kind": kind, "status": status, "model": model}
+        filters = {"kind": kind, "status": status, "model": model, "owner": owner}
         used = {name: value for name, value in filters.items() if value is not None}
         where = " AND ".join(f"{name} = ?" for name in used) or "1"
         params = tuple(used.values())
@@ -242,7 +263,7 @@ class SqliteJobStore:
             return self._conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
     def interrupt_unfinished(self, message: str) -> builtins.list[str]:
-        # A restarted owner cannot resume its predecessor's runs, so their jobs end as "interrupted".
+        # A restarted job manager cannot resume its predecessor's runs, so their jobs end as "interrupted".
         with self._writing():
             rows = self._conn.execute(
                 "UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ?"

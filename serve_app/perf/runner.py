@@ -100,7 +100,7 @@ class ShardRunner:
         plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
         self.requests: list[tuple[dict, bool]] = []
-        self.metrics = PerfMetrics(spec.model) if spec.live_metrics else None
+        self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self.completed = 0  # read by progress reporting while the shard runs
 
     def prepare(self) -> None:

@@ -92,6 +92,7 @@ class PerfRun:
     plan: PerfPlan
     request: PerfRequest
     args: ServiceArgs
+    metrics_model: str = ""  # the `model` label of live metrics (bounded by the job manager's LabelBudget)
     _finished: int = 0  # requests of the points already merged
     _live: list[_Shard] = field(default_factory=list)
 
@@ -182,7 +183,7 @@ class PerfRun:
             connect_timeout_s=self.args.connect_timeout_s,
             request_timeout_s=request.total_timeout or self.args.request_timeout_s,
             work_dir=str(work_dir),
-            live_metrics=self.args.perf_live_metrics,
+            metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
         )
 
 

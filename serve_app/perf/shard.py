@@ -26,7 +26,8 @@ class ShardSpec:
     request_timeout_s: float
     work_dir: str
     lean_client: bool = True  # evalscope's plugin with the cheaper stream reader (serve_app.perf.plugin)
-    live_metrics: bool = False  # record each request in Ray's metrics as it completes (needs a Ray process)
+    # Record each request in Ray's metrics as it completes, under this `model` label (None: off; needs a Ray process).
+    metrics_model: str | None = None
 
 
 @dataclass(frozen=True)

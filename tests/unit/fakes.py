@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
+from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import SqliteJobStore
 from serve_app.schemas import EvalRequest, EvalResponse, PerfResponse
@@ -52,26 +52,25 @@ class ManagerBackend:
             self.manager = JobManager(SqliteJobStore(self.root / "jobs.sqlite3"), **self.limits)
         return self.manager
 
-    async def submit(self, request, idempotency_key):
+    async def submit(self, request, idempotency_key, caller):
         kind = "eval" if isinstance(request, EvalRequest) else "perf"
         run = self.make_run(kind, request)
         self.runs.append(run)
-        digest = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         return self._manager().submit(Submission(
             kind=kind, model=request.model, request_view=request.model_dump(mode="json"),
-            output_dir=str(self.root / "out" / str(len(self.runs))), run=run,
-            idempotency_key=idempotency_key, body_digest=digest,
+            output_dir=str(self.root / "out" / str(len(self.runs))), run=run, idempotency_key=idempotency_key,
+            body_digest=body_digest(request, service_secret(self.root, None)), owner=caller.name,
         ))
 
-    async def get(self, job_id):
-        return self._manager().get(job_id)
+    async def get(self, job_id, caller):
+        return self._manager().get(job_id, caller)
 
-    async def list(self, **filters):
-        return self._manager().list(**filters)
+    async def list(self, caller, **filters):
+        return self._manager().list(caller, **filters)
 
-    async def wait(self, job_id):
-        return await self._manager().wait(job_id)
+    async def wait(self, job_id, caller):
+        return await self._manager().wait(job_id, caller)
 
-    async def cancel(self, job_id):
-        return await self._manager().cancel(job_id)
+    async def cancel(self, job_id, caller):
+        return await self._manager().cancel(job_id, caller)
 

@@ -33,15 +33,34 @@ def test_work_dir_outside_the_outputs_root_is_refused_naming_it(args, tmp_path, 
         new_run_dir(args, "eval", "m", work_dir)
 
 
-def test_work_dir_may_not_be_the_outputs_root_itself(args):
-    # Its artifacts zip would hold every other job's outputs.
-    with pytest.raises(RequestError, match="not the root itself"):
-        new_run_dir(args, "eval", "m", "team/..")
+def test_jobs_given_one_work_dir_each_get_a_new_directory_of_their_own_inside_it(args):
+    first = new_run_dir(args, "eval", "m", "team-a/nightly")
+    second = new_run_dir(args, "eval", "m", "team-a/nightly")
+    assert first != second and first.name == second.name == "m"
+    assert first.parent.parent == second.parent.parent == args.outputs_root / "team-a" / "nightly"
+    # The outputs root itself, or a kind's directory, is a place like any other: the job still gets its own.
+    assert new_run_dir(args, "eval", "m", "team/..").parent.parent == args.outputs_root
+    assert new_run_dir(args, "perf", "m", str(args.outputs_root / "eval")).parent.parent == args.outputs_root / "eval"
 
 
-def test_work_dir_inside_the_outputs_root_is_kept(args):
-    assert new_run_dir(args, "eval", "m", "team-a/nightly") == args.outputs_root / "team-a" / "nightly"
-    assert new_run_dir(args, "eval", "m", str(args.outputs_root / "x")) == args.outputs_root / "x"
+def test_work_dir_inside_another_jobs_directory_is_refused(args):
+    other = new_run_dir(args, "eval", "m")
+    other.mkdir(parents=True)
+    (other / "job.log").write_text("submitted\n")
+    with pytest.raises(RequestError, match="inside the output directory of another job"):
+        new_run_dir(args, "eval", "m", str(other.relative_to(args.outputs_root) / "mine"))
+
+
+def test_work_dir_through_a_file_or_with_an_overlong_name_is_refused(args):
+    (args.outputs_root / "jobs.sqlite3").write_text("")
+    with pytest.raises(RequestError, match="runs into a file"):
+        new_run_dir(args, "eval", "m", "jobs.sqlite3/run")
+    with pytest.raises(RequestError, match="over 255 bytes"):
+        new_run_dir(args, "eval", "m", "x" * 256)
+
+
+def test_a_long_model_name_fits_a_file_name(args):
+    assert len(new_run_dir(args, "eval", "org/" + "m" * 200).name) <= 64
 
 
 def test_local_path_may_name_the_shipped_samples(args):

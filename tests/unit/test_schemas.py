@@ -24,6 +24,7 @@ def test_eval_defaults_follow_the_seed_api():
         ({"eval_batch_size": 0}, "eval_batch_size"),
         ({"dataset_args": {"ceval": {}}}, "not requested"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"model": "m" * 129}, "model\n  String should have at most 128 characters"),
     ],
 )
 def test_eval_rejects_bad_input_with_the_field_named(change, fragment):

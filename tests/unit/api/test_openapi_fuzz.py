@@ -15,6 +15,7 @@ from serve_app.api import create_api
 from serve_app.config import ServiceArgs
 from serve_app.eval.plan import plan_eval
 from serve_app.perf.service import plan_perf
+from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest
 from serve_app.simulator.process import free_port
 from tests.conftest import SAMPLES
@@ -32,12 +33,12 @@ class PlanningBackend(ManagerBackend):
                          max_running=4, max_queued=10_000)
         self.args = args
 
-    async def submit(self, request, idempotency_key):
+    async def submit(self, request, idempotency_key, caller):
         if isinstance(request, EvalRequest):
             plan_eval(request, self.args)
         else:
             plan_perf(request, self.args, workers_available=2)
-        return await super().submit(request, idempotency_key)
+        return await super().submit(request, idempotency_key, caller)
 
 
 TOKEN = "fuzz-token-5b1e"
@@ -46,7 +47,7 @@ TOKEN = "fuzz-token-5b1e"
 @pytest.fixture(params=["open", "with tokens"])
 def service(request, tmp_path):
     """The API on a real server; once open and once requiring a bearer token."""
-    tokens = frozenset({TOKEN}) if request.param == "with tokens" else frozenset()
+    tokens = {TOKEN: Principal("fuzz")} if request.param == "with tokens" else {}
     args = ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets", samples_root=SAMPLES,
                        max_body_bytes=65536)
     app = create_api(PlanningBackend(tmp_path, args), tokens=tokens, max_body_bytes=args.max_body_bytes)

@@ -81,7 +81,8 @@ def test_missing_local_path_is_refused_with_where_it_looked(args):
 
 
 def test_work_dir_is_relative_to_the_outputs_root(args):
-    assert plan_eval(request(work_dir="team-a/run1"), args).output_dir == args.outputs_root / "team-a/run1"
+    output_dir = plan_eval(request(work_dir="team-a/run1"), args).output_dir
+    assert output_dir.parent.parent == args.outputs_root / "team-a/run1"
 
 
 def test_timeouts_and_retries_default_to_the_service_and_requests_may_override(args):

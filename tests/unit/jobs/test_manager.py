@@ -1,25 +1,37 @@
 import asyncio
 import dataclasses
+import itertools
 
 import pytest
 
 from serve_app.errors import RunError
-from serve_app.jobs.manager import RESTART_MESSAGE, JobManager, Submission
+from serve_app.jobs.manager import RESTART_MESSAGE, JobManager, JobNotFound, QueueFull, Submission
 from serve_app.jobs.store import SqliteJobStore
+from serve_app.principals import ANONYMOUS, Principal
 from tests.unit.fakes import FakeRun
 
 
-def submission(run, model="m"):
-    return Submission(kind="perf", model=model, request_view={"model": model}, output_dir="/tmp/unused-out", run=run)
+
+@pytest.fixture
+def submission(tmp_path):
+    """Makes submissions, each with a run directory of its own (the manager creates it fresh)."""
+    run_dirs = itertools.count()
+
+    def make(run, model="m", owner="default"):
+        output_dir = tmp_path / "out" / str(next(run_dirs))
+        return Submission(kind="perf", model=model, request_view={"model": model}, output_dir=str(output_dir),
+                          run=run, owner=owner)
+
+    return make
 
 
-def test_queued_jobs_start_in_order_as_slots_free(tmp_path):
+def test_queued_jobs_start_in_order_as_slots_free(tmp_path, submission):
     async def scenario():
         manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=5,
                              progress_interval_s=0.01)
         jobs = [manager.submit(submission(FakeRun("perf", total=3), model=f"m{i}"))[0] for i in range(3)]
-        assert [manager.get(j.id).status for j in jobs] == ["running", "queued", "queued"]
-        finished = [await manager.wait(j.id) for j in jobs]
+        assert [manager.get(j.id, ANONYMOUS).status for j in jobs] == ["running", "queued", "queued"]
+        finished = [await manager.wait(j.id, ANONYMOUS) for j in jobs]
         return finished
 
     finished = asyncio.run(scenario())
@@ -27,19 +39,19 @@ def test_queued_jobs_start_in_order_as_slots_free(tmp_path):
     assert finished[0].finished_at <= finished[1].started_at <= finished[1].finished_at <= finished[2].started_at
 
 
-def test_a_restart_keeps_finished_jobs_and_interrupts_unfinished_ones(tmp_path):
+def test_a_restart_keeps_finished_jobs_and_interrupts_unfinished_ones(tmp_path, submission):
     path = tmp_path / "jobs.db"
 
     async def scenario():
         old = JobManager(SqliteJobStore(path), max_running=1, max_queued=5)
         done = old.submit(submission(FakeRun("perf", total=1)))[0]
-        await old.wait(done.id)
+        await old.wait(done.id, ANONYMOUS)
         running = old.submit(submission(FakeRun("perf", total=10_000)))[0]
         queued = old.submit(submission(FakeRun("perf")))[0]
         await asyncio.sleep(0.05)
         # A new owner starts on the same database, as after the old one's process died mid-job.
         restarted = JobManager(SqliteJobStore(path), max_running=1, max_queued=5)
-        seen = {job.id: restarted.get(job.id) for job in (done, running, queued)}
+        seen = {job.id: restarted.get(job.id, ANONYMOUS) for job in (done, running, queued)}
         for task in list(old._tasks.values()):
             task.cancel()
         await asyncio.sleep(0)
@@ -51,14 +63,14 @@ def test_a_restart_keeps_finished_jobs_and_interrupts_unfinished_ones(tmp_path):
         assert job.status == "interrupted" and job.error == RESTART_MESSAGE and job.finished_at
 
 
-def test_progress_is_stored_with_a_request_rate(tmp_path):
+def test_progress_is_stored_with_a_request_rate(tmp_path, submission):
     async def scenario():
         manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1,
                              progress_interval_s=0.02)
         job = manager.submit(submission(FakeRun("perf", total=20, step_s=0.01)))[0]
         await asyncio.sleep(0.12)
-        snapshot = manager.get(job.id).progress
-        await manager.wait(job.id)
+        snapshot = manager.get(job.id, ANONYMOUS).progress
+        await manager.wait(job.id, ANONYMOUS)
         return snapshot
 
     snapshot = asyncio.run(scenario())
@@ -67,23 +79,65 @@ def test_progress_is_stored_with_a_request_rate(tmp_path):
 
 
 @pytest.mark.parametrize("failure,status", [(RuntimeError("boom"), "failed")])
-def test_an_unexpected_failure_fails_the_job_with_its_reason(tmp_path, failure, status):
+def test_an_unexpected_failure_fails_the_job_with_its_reason(tmp_path, failure, status, submission):
     async def scenario():
         manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1)
         job = manager.submit(submission(FakeRun("perf", failure=failure)))[0]
-        return await manager.wait(job.id)
+        return await manager.wait(job.id, ANONYMOUS)
 
     job = asyncio.run(scenario())
     assert job.status == status and "RuntimeError: boom" in job.error
 
 
-def test_a_key_the_target_echoes_in_an_error_is_masked_in_the_job(tmp_path):
+def test_a_key_the_target_echoes_in_an_error_is_masked_in_the_job(tmp_path, submission):
     key = "sk-echoed-0123456789"
     echoing = FakeRun("perf", failure=RunError(f"shard 0 failed: HTTP 401: invalid api key {key}"))
 
     async def scenario():
         manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1)
         job, _ = manager.submit(dataclasses.replace(submission(echoing), secrets=(key, "EMPTY")))
-        return await manager.wait(job.id)
+        return await manager.wait(job.id, ANONYMOUS)
 
     assert asyncio.run(scenario()).error == "shard 0 failed: HTTP 401: invalid api key ***"
+
+
+def test_each_principal_sees_only_its_own_jobs_and_an_admin_sees_all(tmp_path, submission):
+    team_a, team_b, ops = Principal("a"), Principal("b"), Principal("ops", admin=True)
+
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=2, max_queued=5)
+        job_a = manager.submit(submission(FakeRun("perf"), owner="a"))[0]
+        job_b = manager.submit(submission(FakeRun("perf"), owner="b"))[0]
+        assert manager.get(job_a.id, team_a).owner == "a"
+        for call in (manager.get, manager.wait, manager.cancel):
+            with pytest.raises(JobNotFound):
+                result = call(job_a.id, team_b)
+                if asyncio.iscoroutine(result):
+                    await result
+        assert [job.id for job in manager.list(team_b)[0]] == [job_b.id]
+        assert {job.id for job in manager.list(ops)[0]} == {job_a.id, job_b.id}
+        assert (await manager.cancel(job_b.id, ops)).status == "cancelled"
+        await manager.wait(job_a.id, team_a)
+
+    asyncio.run(scenario())
+
+
+def test_a_principal_at_its_own_limits_is_refused_while_others_still_run(tmp_path, submission):
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=4, max_queued=10,
+                             max_running_per_principal=1, max_queued_per_principal=1)
+        running = manager.submit(submission(FakeRun("perf", total=10_000), owner="a"))[0]
+        queued = manager.submit(submission(FakeRun("perf"), owner="a"))[0]
+        with pytest.raises(QueueFull, match="principal 'a' .*max_queued_jobs_per_principal=1") as refused:
+            manager.submit(submission(FakeRun("perf"), owner="a"))
+        assert refused.value.retry_after_s == 5.0
+        # Team b is not held up by team a's queue: its job starts at once, ahead of a's queued one.
+        other = manager.submit(submission(FakeRun("perf", total=10_000), owner="b"))[0]
+        assert [manager.get(job.id, ANONYMOUS).status for job in (running, queued, other)] == [
+            "running", "queued", "running"]
+        await manager.cancel(running.id, ANONYMOUS)
+        assert manager.get(queued.id, ANONYMOUS).status in ("running", "succeeded")
+        await manager.cancel(other.id, ANONYMOUS)
+        await manager.wait(queued.id, ANONYMOUS)
+
+    asyncio.run(scenario())

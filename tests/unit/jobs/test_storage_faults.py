@@ -10,6 +10,7 @@ from serve_app.api import create_api
 from serve_app.errors import StorageError
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import SqliteJobStore
+from serve_app.principals import ANONYMOUS
 from tests.unit.fakes import FakeRun, ManagerBackend
 
 PERF = {"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions", "number": 4}
@@ -66,7 +67,8 @@ def test_a_job_whose_ending_cannot_be_stored_still_ends_for_whoever_waits(tmp_pa
     async def scenario():
         manager = JobManager(store, max_running=1, max_queued=1)
         job, _ = manager.submit(submission(tmp_path / "run"))
-        return await asyncio.wait_for(manager.wait(job.id), 5), manager.get(job.id), manager.list()[0]
+        return (await asyncio.wait_for(manager.wait(job.id, ANONYMOUS), 5), manager.get(job.id, ANONYMOUS),
+                manager.list(ANONYMOUS)[0])
 
     waited, seen, (listed,) = asyncio.run(scenario())
     assert waited.status == seen.status == listed.status == "succeeded" and waited.finished_at is not None

@@ -73,12 +73,12 @@ def test_create_and_get_round_trip_every_field(store: SqliteJobStore, db: Path):
         idempotency_key="k1",
         body_digest="d" * 64,
     )
-    assert store.find_by_idempotency_key("k1") == fetched
+    assert store.find_by_idempotency_key("default", "k1") == fetched
 
 
 def test_get_and_find_missing_return_none(store: SqliteJobStore):
     assert store.get("job-000000000000") is None
-    assert store.find_by_idempotency_key("nope") is None
+    assert store.find_by_idempotency_key("default", "nope") is None
 
 
 def test_create_rejects_unknown_kind(store: SqliteJobStore):
@@ -194,7 +194,7 @@ def test_data_survives_restart(db: Path):
     reopened = SqliteJobStore(db)
     try:
         assert reopened.get(job.id) == done
-        assert reopened.find_by_idempotency_key("k") == done
+        assert reopened.find_by_idempotency_key("default", "k") == done
         assert reopened.list() == ([done], 1)
         with pytest.raises(DuplicateKey):  # the unique index survives as well
             make(reopened, idempotency_key="k")
@@ -263,3 +263,24 @@ def test_database_is_in_wal_mode(store: SqliteJobStore, db: Path):
     make(store)
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_store_from_before_owners_gives_its_jobs_to_the_default_principal(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.executescript(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, model TEXT NOT NULL,"
+            " request TEXT NOT NULL, output_dir TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL,"
+            " finished_at REAL, progress TEXT NOT NULL DEFAULT '{}', result TEXT, error TEXT, idempotency_key TEXT,"
+            " body_digest TEXT);"
+            "CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key);"
+            "INSERT INTO jobs (id, kind, status, model, request, output_dir, created_at, idempotency_key)"
+            " VALUES ('job-000000000001', 'eval', 'succeeded', 'm', '{}', '/o', 1.0, 'k');"
+        )
+    old.close()
+    store = SqliteJobStore(path)
+    assert store.get("job-000000000001").owner == "default"
+    assert store.find_by_idempotency_key("default", "k").id == "job-000000000001"
+    # The key is now per principal: another one may use it.
+    other = store.create(kind="eval", model="m", request={}, output_dir="/p", idempotency_key="k", owner="team-b")
+    assert store.list(owner="team-b") == ([other], 1)
