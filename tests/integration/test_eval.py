@@ -1,7 +1,10 @@
 """Eval through the real HTTP API on Ray Serve, against the project's simulator."""
 
+import io
 import shutil
 import time
+import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,47 @@ def test_a_dead_model_endpoint_fails_the_eval_in_seconds_with_the_reason(service
     assert response.json()["message"] == "cannot reach the model endpoint: 127.0.0.1:9: Connection refused"
     # Not evalscope's default of 5 attempts 10 s apart for every sample.
     assert time.monotonic() - started < 10
+
+
+def test_jobs_given_one_work_dir_each_write_only_to_a_directory_of_their_own(service, simulator):
+    work_dir = f"shared-{uuid.uuid4().hex[:8]}"
+    body = eval_body(simulator, datasets=["iquiz"], limit=1, work_dir=work_dir,
+                     dataset_args={"iquiz": {"local_path": str(SAMPLES / "iquiz")}})
+    jobs = [service.post("/api/v1/eval?wait=false", json=body).json() for _ in range(2)]
+    ended = [_wait(service, job["job_id"]) for job in jobs]
+    assert [job["status"] for job in ended] == ["succeeded", "succeeded"], ended
+    dirs = [Path(job["output_dir"]) for job in ended]
+    assert dirs[0] != dirs[1]
+    assert all(d.parent.parent == service.root / "outputs" / work_dir for d in dirs)
+    for job, own, other in ((ended[0], dirs[0], dirs[1]), (ended[1], dirs[1], dirs[0])):
+        assert (own / "reports" / "simulator" / "iquiz.json").is_file()  # the combine step kept each one's parts
+        names = _artifact_names(service, job["job_id"])
+        assert "job.log" in names and not any(other.parent.name in name for name in names)
+    # Naming a kind's directory is fine too: the artifacts still hold only this job's files.
+    response = service.post("/api/v1/eval", json={**body, "work_dir": "eval"})
+    assert response.status_code == 200, response.text
+    job_id = service.get("/api/v1/jobs", params={"limit": 1}).json()["jobs"][0]["job_id"]
+    assert all(not name.startswith(("eval/", "perf/")) for name in _artifact_names(service, job_id))
+    # Inside another job's directory: refused.
+    inside = service.post("/api/v1/eval", json={**body, "work_dir": str(dirs[0] / "mine")})
+    assert inside.status_code == 400 and "another job" in inside.json()["message"]
+
+
+def test_an_overlong_model_name_is_a_400_naming_the_limit(service, simulator):
+    response = service.post("/api/v1/eval", json=eval_body(simulator, model="m" * 300, datasets=["iquiz"]))
+    assert response.status_code == 400
+    assert "model: String should have at most 128 characters" in response.json()["message"]
+
+
+def _wait(service, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while (job := service.get(f"/api/v1/jobs/{job_id}").json())["status"] not in {"succeeded", "failed", "cancelled"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+def _artifact_names(service, job_id):
+    archive = service.get(f"/api/v1/jobs/{job_id}/artifacts")
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        return zipped.namelist()
