@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,18 @@ _PER_DATASET_DIRS = ("predictions", "reviews", "reports")
 
 def run_dataset(task_config: dict[str, Any], api_key: str) -> dict[str, Any]:
     """Evaluate one dataset with evalscope; returns its report as JSON and its primary score."""
+    import datasets.config
     from evalscope.config import TaskConfig
     from evalscope.run import run_task
 
     (dataset,) = task_config["datasets"]
-    results = run_task(TaskConfig(api_key=api_key, **task_config))
+    # evalscope loads a local_path with datasets.load_dataset, whose cache entry for a directory depends on its name
+    # and README configs only (<cache>/gsm8k/main/0.0.0/<hash>), not on its path or files: in a shared cache a second
+    # gsm8k directory would be scored on the first one's questions. So each run gets its own cache, set on
+    # datasets.config (read at every load) rather than HF_DATASETS_CACHE (read once, when datasets is imported).
+    with tempfile.TemporaryDirectory(prefix="hf-datasets-") as private_cache:
+        datasets.config.HF_DATASETS_CACHE = Path(private_cache)
+        results = run_task(TaskConfig(api_key=api_key, **task_config))
     report = results.get(dataset)
     if report is None:
         raise RuntimeError(f"evalscope produced no report for {dataset}")

@@ -1,6 +1,7 @@
 """Eval through the real HTTP API on Ray Serve, against the project's simulator."""
 
 import io
+import json
 import shutil
 import time
 import uuid
@@ -65,6 +66,67 @@ def test_dataset_staged_under_the_datasets_root_is_used_without_a_path(service, 
         "origin": "datasets_root",
         "path": str(service.datasets_root / "gsm8k"),
     }
+
+
+# Written for this test: the simulator knows no answer to them, so a run scored on them scores 0.0.
+UNKNOWN_GSM8K = {
+    "test": [
+        ("A lighthouse keeper climbs 113 steps four times a night. How many steps is that in one night?", 452),
+        ("An orchard has 17 rows of 23 plum trees. How many plum trees does it have?", 391),
+        ("A ferry carries 58 cars per crossing and makes 9 crossings. How many cars does it carry?", 522),
+    ],
+    "train": [  # gsm8k's four few-shot examples
+        ("A violinist practises 25 minutes a day for 12 days. How many minutes is that?", 300),
+        ("A library shelf holds 36 books. How many books fit on 14 shelves?", 504),
+        ("A baker fills 27 trays with 16 rolls each. How many rolls does she bake?", 432),
+        ("A cyclist rides 48 kilometres a day for 11 days. How far does she ride?", 528),
+    ],
+}
+
+
+def jsonl_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def prompts_of_predictions(output_dir: Path) -> str:
+    """Every user message the run sent the model, as one text."""
+    predictions = [record for path in (output_dir / "predictions").rglob("*.jsonl") for record in jsonl_records(path)]
+    return "\n".join(m["content"] for record in predictions for m in record["messages"] if m["role"] == "user")
+
+
+def stage_gsm8k_with_unknown_questions(directory: Path) -> Path:
+    """A gsm8k directory in the shipped samples' layout (same README configs), with other questions."""
+    shutil.copytree(SAMPLES / "gsm8k", directory)
+    for split, records in UNKNOWN_GSM8K.items():
+        lines = [json.dumps({"question": q, "answer": f"It is {a}.\n#### {a}"}) for q, a in records]
+        (directory / "main" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def test_directories_with_one_name_are_each_scored_on_their_own_questions(service, simulator):
+    # Two teams' staged copies of gsm8k: Hugging Face's cache key for a local directory ignores its path and
+    # its contents, so a shared cache would score the later run on the earlier one's questions.
+    teams = service.datasets_root / f"same-name-{uuid.uuid4().hex[:8]}"
+    shipped = shutil.copytree(SAMPLES / "gsm8k", teams / "team-a" / "gsm8k")
+    unknown = stage_gsm8k_with_unknown_questions(teams / "team-b" / "gsm8k")
+    limit = len(UNKNOWN_GSM8K["test"])
+    questions = {
+        directory: [record["question"] for record in jsonl_records(directory / "main" / "test.jsonl")[:limit]]
+        for directory in (shipped, unknown)
+    }
+
+    for directory, other, score in [(shipped, unknown, 1.0), (unknown, shipped, 0.0), (shipped, unknown, 1.0)]:
+        request = eval_body(
+            simulator, datasets=["gsm8k"], limit=limit, dataset_args={"gsm8k": {"local_path": str(directory)}}
+        )
+        response = service.post("/api/v1/eval", json=request)
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["dataset_sources"]["gsm8k"]["path"] == str(directory)
+        prompts = prompts_of_predictions(Path(result["output_dir"]))
+        assert all(q in prompts for q in questions[directory]), f"not scored on {directory}'s questions"
+        assert not any(q in prompts for q in questions[other]), f"scored on {other}'s questions"
+        assert result["scores"] == {"gsm8k": score}
 
 
 def test_dataset_neither_staged_nor_reachable_fails_in_seconds(service, simulator):
