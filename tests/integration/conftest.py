@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import httpx
@@ -10,6 +11,7 @@ import ray
 from ray import serve
 
 from serve_app import start_service
+from serve_app.app import build_app
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
 from tests.integration.faulty_target import FaultyTarget
 
@@ -46,3 +48,19 @@ def service(tmp_path_factory):
 def faulty():
     """A target that answers 500s, garbage or nothing, by path (tests/integration/faulty_target.py)."""
     return FaultyTarget()
+
+
+@contextlib.contextmanager
+def extra_app(service, name, root, token=None, **args):
+    """A second application on the session's Serve instance, at /<name>, with an outputs root of its own under
+    `root` (so a job manager and settings of its own); yields a client for it that sends `token`."""
+    app = build_app({"outputs_root": str(root / "outputs"), "datasets_root": str(service.datasets_root),
+                     "samples_root": str(SAMPLES), **args})
+    serve.run(app, name=name, route_prefix=f"/{name}")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=f"{str(service.base_url).rstrip('/')}/{name}", headers=headers, timeout=300) as client:
+            client.root = root
+            yield client
+    finally:
+        serve.delete(name)

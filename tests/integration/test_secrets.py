@@ -1,6 +1,7 @@
-"""A planted api_key appears nowhere the service writes or answers: responses, job listings and logs, events,
-artifacts, files under the outputs root, the Ray session's logs, and metrics; on success and failure paths,
-with debug on."""
+"""Planted secrets appear nowhere the service writes or answers: responses, job listings and logs, events,
+artifacts, files under the outputs root, the Ray session's logs, and metrics; on success, failure and refusal
+paths, with debug on. The secrets: a model api_key, the caller's bearer token, and the server's idempotency
+secret."""
 
 import io
 import time
@@ -9,11 +10,15 @@ import zipfile
 from pathlib import Path
 
 import httpx
+import pytest
 import ray
 
+from serve_app.jobs.digest import SECRET_FILE
 from tests.conftest import SAMPLES
+from tests.integration.conftest import extra_app
 
 SECRET = f"sk-audit-{uuid.uuid4().hex}"
+TOKEN = f"bearer-audit-{uuid.uuid4().hex}"
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
 
@@ -28,16 +33,29 @@ def perf_body(url, **fields):
             "number": 4, "parallel": 2, "max_tokens": 4, **fields}
 
 
-def test_a_planted_api_key_is_never_answered_written_logged_or_exported(service, simulator, faulty):
+@pytest.fixture(scope="module")
+def audited(service, tmp_path_factory):
+    """An application with auth on (the planted bearer token, from a file outside the outputs root)."""
+    root = tmp_path_factory.mktemp("audited")
+    (root / "tokens").write_text(f"{TOKEN} auditors\n")
+    with extra_app(service, "audited", root, token=TOKEN, auth_tokens_file=str(root / "tokens"), debug=True) as app:
+        yield app
+
+
+def test_planted_secrets_are_never_answered_written_logged_or_exported(service, audited, simulator, faulty):
     answers: list[bytes] = []
 
     def call(method, path, **kwargs):
-        response = service.request(method, path, **kwargs)
+        response = audited.request(method, path, **kwargs)
         answers.append(response.content)
         return response
 
     assert call("POST", "/api/v1/eval", json=eval_body(simulator.base_url)).status_code == 200
     assert call("POST", "/api/v1/eval", json=eval_body(faulty.url("error", "/v1"))).status_code == 500
+    # Refused before a job exists: an unknown benchmark, and a dataset path outside the roots.
+    assert call("POST", "/api/v1/eval", json=eval_body(simulator.base_url, datasets=["no_such_bench"])).status_code == 400
+    outside = eval_body(simulator.base_url, dataset_args={"iquiz": {"local_path": "/etc"}})
+    assert call("POST", "/api/v1/eval", json=outside).status_code == 400
     assert call("POST", "/api/v1/perf", json=perf_body(simulator.chat_url)).status_code == 200
     assert call("POST", "/api/v1/perf", json=perf_body(faulty.url("error"))).status_code == 500
     assert call("POST", "/api/v1/perf", json=perf_body(simulator.chat_url, number=-1)).status_code == 400
@@ -48,9 +66,11 @@ def test_a_planted_api_key_is_never_answered_written_logged_or_exported(service,
     while call("GET", f"/api/v1/jobs/{flaky.json()['job_id']}").json()["status"] not in TERMINAL:
         assert time.monotonic() < deadline
         time.sleep(0.5)
+    # A wrong token close to the real one is refused without echoing either.
+    assert call("GET", "/api/v1/jobs", headers={"Authorization": f"Bearer {TOKEN[:-1]}"}).status_code == 401
 
     jobs = call("GET", "/api/v1/jobs", params={"model": "audit", "limit": 500}).json()["jobs"]
-    assert len(jobs) == 5  # the 400 never became a job
+    assert len(jobs) == 5 and {job["owner"] for job in jobs} == {"auditors"}  # the 400s never became jobs
     for job in jobs:
         for link in ("self", "log", "events", "report"):
             call("GET", job["links"][link])
@@ -58,10 +78,14 @@ def test_a_planted_api_key_is_never_answered_written_logged_or_exported(service,
         with zipfile.ZipFile(io.BytesIO(artifacts.content)) as archive:
             answers.extend(archive.read(name) for name in archive.namelist())
 
-    written = [service.root / "outputs", Path(ray._private.worker._global_node.get_logs_dir_path())]
-    files = {str(path): path.read_bytes() for root in written for path in root.rglob("*") if path.is_file()}
+    outputs = audited.root / "outputs"
+    idempotency_secret = (outputs / SECRET_FILE).read_bytes()
+    written = [outputs, Path(ray._private.worker._global_node.get_logs_dir_path())]
+    files = {str(path): path.read_bytes() for root in written for path in root.rglob("*")
+             if path.is_file() and path.name != SECRET_FILE}
     metrics = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=30).content
     searched = {**{f"response #{i}": body for i, body in enumerate(answers)}, **files, "metrics": metrics}
     # The search looks where request data does land: the failing target's URL is in logs and outputs.
     assert sum(faulty.url("error").encode() in content for content in files.values()) >= 2
-    assert [where for where, content in searched.items() if SECRET.encode() in content] == []
+    for secret in (SECRET.encode(), TOKEN.encode(), idempotency_secret):
+        assert [where for where, content in searched.items() if secret in content] == []
