@@ -57,7 +57,9 @@ def test_no_wait_prints_the_job_id_then_jobs_show_and_list_find_it(service, simu
     shown = cli(service, "jobs", "show", job_id)
     assert shown.returncode == 0 and json.loads(shown.stdout)["job_id"] == job_id
     listed = cli(service, "jobs", "list", "--kind", "perf")
-    assert job_id in listed.stdout
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:5] == ["job", "kind", "status", "model", "owner"]
+    assert any(row.split()[0] == job_id and row.split()[4] == "default" for row in rows), listed.stdout
 
 
 def test_ctrl_c_while_waiting_cancels_the_job(service, simulator):
