@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-import functools
-import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
+from serve_app.eval.benchmarks import known_benchmarks
+from serve_app.eval.code_execution import check_agent_benchmarks, check_code_execution, sandbox_task_config
 from serve_app.limits import check_eval_limits
 from serve_app.paths import confine, dataset_roots, new_run_dir
 from serve_app.schemas import DatasetSource, EvalRequest
@@ -36,16 +35,6 @@ class EvalPlan:
     tasks: list[EvalTask]
 
 
-@functools.cache
-def known_benchmarks() -> frozenset[str]:
-    """Benchmark names evalscope registers, read from its static index without importing evalscope (~2 s)."""
-    spec = importlib.util.find_spec("evalscope")
-    if spec is None or not spec.submodule_search_locations:
-        return frozenset()
-    index = Path(spec.submodule_search_locations[0]) / "benchmarks" / "_index.json"
-    return frozenset(json.loads(index.read_text()))
-
-
 def normalize_api_url(api_url: str) -> str:
     """evalscope wants the base URL; users often paste the full chat-completions endpoint."""
     url = api_url.rstrip("/")
@@ -62,6 +51,8 @@ def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
         raise RequestError(
             f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
         )
+    check_agent_benchmarks(request)
+    check_code_execution(request, args)
     output_dir = new_run_dir(args, "eval", request.model, request.work_dir)
     tasks = []
     for dataset in request.datasets:
@@ -105,6 +96,7 @@ def _task_config(
         "retries": args.eval_retries,
         "retry_interval": args.eval_retry_interval_s,
     }
+    sandbox = sandbox_task_config(dataset, args)
     return {
         "model": request.model,
         "api_url": normalize_api_url(request.api_url),
@@ -121,4 +113,4 @@ def _task_config(
         "debug": request.debug,
         "seed": request.seed,
         "enable_progress_tracker": True,  # progress.json in the part, read for the job's progress
-    }
+    } | ({"sandbox": sandbox} if sandbox else {})
