@@ -49,6 +49,20 @@ def confine(field: str, path: str, roots: dict[str, Path]) -> Path:
     raise RequestError(f"{field} {path!r} is outside the allowed directories: it must lie inside {allowed}")
 
 
+_IS_KIND = {"a directory": Path.is_dir, "a file": Path.is_file, "a file or directory": Path.exists}
+
+
+def confine_dataset_path(field: str, path: object, args: ServiceArgs, kind: str) -> Path:
+    """A dataset path named by a request, resolved inside the datasets or samples root, where it must be `kind`
+    ("a directory", "a file" or "a file or directory"); else a 400 naming the field."""
+    if not isinstance(path, str) or not path:
+        raise RequestError(f"{field} must be a non-empty path")
+    resolved = confine(field, path, dataset_roots(args))
+    if not _IS_KIND[kind](resolved):
+        raise RequestError(f"{field} {path!r} is not {kind} (looked at {resolved})")
+    return resolved
+
+
 def resolve_dataset_file(dataset: str, dataset_path: str | None, args: ServiceArgs) -> str | None:
     """The prompt file a perf dataset plugin reads, or None for plugins that generate prompts themselves."""
     if dataset_path:

@@ -76,8 +76,11 @@ class EvalRequest(_Request):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (numpy's range).")
     dataset_args: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}; "
-        "a relative local_path resolves against the service's datasets root.",
+        description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}: "
+        "local_path, subset_list, eval_split, train_split, few_shot_num, few_shot_random, shuffle, shuffle_choices, "
+        "system_prompt and prompt templates, metric_list, filters, review_timeout, max_image_bytes, extra_params "
+        "(others: 400). Paths, including path extra_params, resolve against the service's datasets root and must "
+        "stay inside it or the samples root.",
     )
 
     @field_validator("datasets")
