@@ -121,9 +121,17 @@ class PerfRequest(_Request):
     number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
     parallel: int | list[int] = Field(1, description="Concurrent requests (a list sweeps, paired with number).")
     rate: float = Field(-1, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
-    dataset: str = Field("openqa", min_length=1, description="evalscope perf dataset plugin.")
+    dataset: str = Field(
+        "openqa",
+        min_length=1,
+        description="evalscope perf dataset plugin (openqa, line_by_line, custom, share_gpt_en, ...); one that would "
+        "download from a hub reads dataset_path or a copy staged at <datasets root>/<dataset>; the random* ones "
+        "(they need a tokenizer) are not supported yet.",
+    )
     dataset_path: str | None = Field(
-        None, description="Prompt file for the dataset plugin, relative to the service's datasets root."
+        None,
+        description="Prompt file for the dataset plugin (for a hub dataset, also a directory of the hub's files), "
+        "relative to the service's datasets root.",
     )
     max_tokens: int = Field(2048, gt=0, description="Most tokens per reply.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
