@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -10,6 +11,7 @@ from serve_app.config import ServiceArgs
 from serve_app.eval.service import prepare_eval
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
+from serve_app.perf.datasets import perf_datasets
 from serve_app.perf.service import cluster_workers, plan_perf
 from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest, PerfRequest
@@ -30,6 +32,7 @@ class RayBackend:
             plan = await prepare_eval(request, self.args)
         else:
             await check_target(request.url, self.args.allowed_targets)
+            await asyncio.to_thread(perf_datasets)  # the first call lists evalscope's plugins in a subprocess (~2 s)
             plan = plan_perf(request, self.args, cluster_workers())
         return await self._call("submit", request, plan, idempotency_key, caller)
 

@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class CodeSandbox(BaseModel):
+    """evalscope's sandbox for benchmarks that run the model's code (its TaskConfig `sandbox`, always enabled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = Field("docker", description="ms-enclave engine: docker or volcengine.")
+    manager_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments of the ms-enclave manager (e.g. base_url of a remote one, volcengine credentials).",
+    )
+    default_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Sandbox settings merged over each benchmark's own (image, memory_limit, network_enabled, ...).",
+    )
+    pool_size: int | None = Field(None, ge=1, description="Warm sandboxes per dataset; default: eval_batch_size.")
 
 
 class ServiceArgs(BaseModel):
@@ -41,6 +59,13 @@ class ServiceArgs(BaseModel):
     allowed_targets: list[str] = Field(
         default_factory=list,
         description="Hosts or CIDR networks that eval and perf may call (empty: any); others are refused with 400.",
+    )
+
+    code_sandbox: CodeSandbox | None = Field(
+        None,
+        description="Run benchmarks that execute the model's code (humaneval, mbpp, live_code_bench, ...) in this "
+        "evalscope sandbox (needs evalscope[sandbox] and Docker on the workers); null: such benchmarks are refused, "
+        "since evalscope would otherwise run the code in the worker.",
     )
 
     eval_task_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each eval task (one per dataset).")

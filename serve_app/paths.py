@@ -10,16 +10,17 @@ import re
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 
+if TYPE_CHECKING:
+    from serve_app.perf.datasets import PerfDataset
+
 JOB_LOG = "job.log"  # the job manager's log of a job, in its run directory: also what marks a run directory
 _MODEL_DIR_CHARS = 64  # the model's part of a run directory's path
 _NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
-
-# evalscope perf dataset plugins that read prompts from a file (and would otherwise fetch one from a hub).
-PERF_FILE_DATASETS = {"openqa": "open_qa.jsonl", "longalpaca": None, "line_by_line": None, "share_gpt": None}
 
 
 def new_run_dir(args: ServiceArgs, kind: str, model: str, work_dir: str | None = None) -> Path:
@@ -64,22 +65,35 @@ def confine(field: str, path: str, roots: dict[str, Path]) -> Path:
     raise RequestError(f"{field} {path!r} is outside the allowed directories: it must lie inside {allowed}")
 
 
-def resolve_dataset_file(dataset: str, dataset_path: str | None, args: ServiceArgs) -> str | None:
-    """The prompt file a perf dataset plugin reads, or None for plugins that generate prompts themselves."""
+_IS_KIND = {"a directory": Path.is_dir, "a file": Path.is_file, "a file or directory": Path.exists}
+
+
+def confine_dataset_path(field: str, path: object, args: ServiceArgs, kind: str) -> Path:
+    """A dataset path named by a request, resolved inside the datasets or samples root, where it must be `kind`
+    ("a directory", "a file" or "a file or directory"); else a 400 naming the field."""
+    if not isinstance(path, str) or not path:
+        raise RequestError(f"{field} must be a non-empty path")
+    resolved = confine(field, path, dataset_roots(args))
+    if not _IS_KIND[kind](resolved):
+        raise RequestError(f"{field} {path!r} is not {kind} (looked at {resolved})")
+    return resolved
+
+
+def resolve_dataset_file(dataset: PerfDataset, dataset_path: str | None, args: ServiceArgs) -> str | None:
+    """The local data a perf dataset plugin reads (its `dataset_path`), or None for one that generates prompts.
+
+    A plugin with a hub source reads a file or a directory of the hub's files; any other reads a file.
+    """
+    kind = "a file or directory" if dataset.hub else "a file"
     if dataset_path:
-        path = confine("dataset_path", dataset_path, dataset_roots(args))
-        if not path.is_file():
-            raise RequestError(f"dataset_path {dataset_path!r} is not a file (looked at {path})")
-        return str(path)
-    if dataset not in PERF_FILE_DATASETS:
+        return str(confine_dataset_path("dataset_path", dataset_path, args, kind))
+    if not (dataset.hub or dataset.reads_file):
         return None
-    staged = args.datasets_root / dataset
-    default_file = PERF_FILE_DATASETS[dataset]
-    if staged.is_dir() and default_file and (staged / default_file).is_file():
-        return str(staged / default_file)
-    if staged.is_file():
+    staged = args.datasets_root / dataset.name
+    if _IS_KIND[kind](staged):
         return str(staged)
+    needs = "downloads its prompts from a hub" if dataset.hub else "reads its prompts from a file"
     raise RequestError(
-        f"dataset {dataset!r} reads its prompts from a file: pass dataset_path, or stage the file at "
-        f"{staged}{'/' + default_file if default_file else ''} (the service does not download datasets)"
+        f"dataset {dataset.name!r} {needs}: pass dataset_path, or stage {kind[2:]} at {staged} "
+        "(the service does not download datasets)"
     )

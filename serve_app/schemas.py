@@ -85,8 +85,11 @@ class EvalRequest(_Request):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (numpy's range).")
     dataset_args: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}; "
-        "a relative local_path resolves against the service's datasets root.",
+        description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}: "
+        "local_path, subset_list, eval_split, train_split, few_shot_num, few_shot_random, shuffle, shuffle_choices, "
+        "system_prompt and prompt templates, metric_list, filters, review_timeout, max_image_bytes, extra_params "
+        "(others: 400). Paths, including path extra_params, resolve against the service's datasets root and must "
+        "stay inside it or the samples root.",
     )
 
     @field_validator("datasets")
@@ -129,9 +132,17 @@ class PerfRequest(_Request):
     number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
     parallel: int | list[int] = Field(1, description="Concurrent requests (a list sweeps, paired with number).")
     rate: float = Field(-1, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
-    dataset: str = Field("openqa", min_length=1, description="evalscope perf dataset plugin.")
+    dataset: str = Field(
+        "openqa",
+        min_length=1,
+        description="evalscope perf dataset plugin (openqa, line_by_line, custom, share_gpt_en, ...); one that would "
+        "download from a hub reads dataset_path or a copy staged at <datasets root>/<dataset>; the random* ones "
+        "(they need a tokenizer) are not supported yet.",
+    )
     dataset_path: str | None = Field(
-        None, description="Prompt file for the dataset plugin, relative to the service's datasets root."
+        None,
+        description="Prompt file for the dataset plugin (for a hub dataset, also a directory of the hub's files), "
+        "relative to the service's datasets root.",
     )
     max_tokens: int = Field(2048, gt=0, description="Most tokens per reply.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
-import functools
-import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
+from serve_app.eval.benchmarks import known_benchmarks
+from serve_app.eval.code_execution import check_agent_benchmarks, check_code_execution, sandbox_task_config
+from serve_app.eval.dataset_args import check_dataset_args
 from serve_app.limits import check_eval_limits
-from serve_app.paths import confine, dataset_roots, new_run_dir
+from serve_app.paths import new_run_dir
 from serve_app.schemas import DatasetSource, EvalRequest
 
 PARTS_DIR = "parts"  # each dataset's own evalscope run, before the combine step folds it into the run directory
@@ -36,16 +35,6 @@ class EvalPlan:
     tasks: list[EvalTask]
 
 
-@functools.cache
-def known_benchmarks() -> frozenset[str]:
-    """Benchmark names evalscope registers, read from its static index without importing evalscope (~2 s)."""
-    spec = importlib.util.find_spec("evalscope")
-    if spec is None or not spec.submodule_search_locations:
-        return frozenset()
-    index = Path(spec.submodule_search_locations[0]) / "benchmarks" / "_index.json"
-    return frozenset(json.loads(index.read_text()))
-
-
 def normalize_api_url(api_url: str) -> str:
     """evalscope wants the base URL; users often paste the full chat-completions endpoint."""
     url = api_url.rstrip("/")
@@ -62,10 +51,13 @@ def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
         raise RequestError(
             f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
         )
+    check_agent_benchmarks(request)
+    check_code_execution(request, args)
     output_dir = new_run_dir(args, "eval", request.model, request.work_dir)
     tasks = []
     for dataset in request.datasets:
-        dataset_args, source = _locate_dataset(dataset, request.dataset_args.get(dataset, {}), args)
+        dataset_args = check_dataset_args(dataset, request.dataset_args.get(dataset, {}), args)
+        dataset_args, source = _locate_dataset(dataset, dataset_args, args)
         tasks.append(
             EvalTask(
                 dataset=dataset,
@@ -77,23 +69,13 @@ def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
 
 
 def _locate_dataset(dataset: str, dataset_args: dict[str, Any], args: ServiceArgs) -> tuple[dict, DatasetSource]:
-    """The request's local_path, else a copy the operator staged under the datasets root, else the hub."""
-    dataset_args = copy.deepcopy(dataset_args)
-    local_path = dataset_args.get("local_path")
-    if local_path is not None:
-        if not isinstance(local_path, str) or not local_path:
-            raise RequestError(f"dataset_args.{dataset}.local_path must be a non-empty string")
-        path = confine(f"dataset_args.{dataset}.local_path", local_path, dataset_roots(args))
-        if not path.is_dir():
-            raise RequestError(
-                f"dataset_args.{dataset}.local_path {local_path!r} is not a directory (looked at {path})"
-            )
-        dataset_args["local_path"] = str(path)
-        return dataset_args, DatasetSource(origin="request", path=str(path))
+    """The request's local_path (already checked), else a copy the operator staged under the datasets root, else
+    the hub."""
+    if "local_path" in dataset_args:
+        return dataset_args, DatasetSource(origin="request", path=dataset_args["local_path"])
     staged = args.datasets_root / dataset
     if staged.is_dir():
-        dataset_args["local_path"] = str(staged)
-        return dataset_args, DatasetSource(origin="datasets_root", path=str(staged))
+        return {**dataset_args, "local_path": str(staged)}, DatasetSource(origin="datasets_root", path=str(staged))
     return dataset_args, DatasetSource(origin="hub")
 
 
@@ -105,6 +87,7 @@ def _task_config(
         "retries": args.eval_retries,
         "retry_interval": args.eval_retry_interval_s,
     }
+    sandbox = sandbox_task_config(dataset, args)
     return {
         "model": request.model,
         "api_url": normalize_api_url(request.api_url),
@@ -121,4 +104,4 @@ def _task_config(
         "debug": request.debug,
         "seed": request.seed,
         "enable_progress_tracker": True,  # progress.json in the part, read for the job's progress
-    }
+    } | ({"sandbox": sandbox} if sandbox else {})

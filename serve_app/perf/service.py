@@ -15,6 +15,7 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
 from serve_app.limits import check_perf_limits
 from serve_app.paths import new_run_dir, resolve_dataset_file
+from serve_app.perf.datasets import check_perf_dataset
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
 from serve_app.perf.shard import ShardSpec, ShardStats
@@ -55,7 +56,7 @@ def point_name(parallel: int, number: int) -> str:
 def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
     """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
     check_perf_limits(request, args)
-    dataset_path = resolve_dataset_file(request.dataset, request.dataset_path, args)
+    dataset_path = resolve_dataset_file(check_perf_dataset(request), request.dataset_path, args)
     points = []
     for parallel, number in request.sweep():
         shards = choose_shard_count(

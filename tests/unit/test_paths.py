@@ -6,6 +6,7 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.eval.plan import plan_eval
 from serve_app.paths import new_run_dir, resolve_dataset_file
+from serve_app.perf.datasets import PerfDataset
 from serve_app.schemas import EvalRequest
 
 
@@ -87,8 +88,9 @@ def test_without_a_samples_root_only_the_datasets_root_is_allowed(args):
 
 
 def test_dataset_path_is_confined_and_must_be_a_file(args):
-    assert resolve_dataset_file("openqa", "prompts.jsonl", args) == str(args.datasets_root / "prompts.jsonl")
+    line_by_line = PerfDataset("line_by_line", hub=False, reads_file=True, needs_tokenizer=False)
+    assert resolve_dataset_file(line_by_line, "prompts.jsonl", args) == str(args.datasets_root / "prompts.jsonl")
     with pytest.raises(RequestError, match="outside the allowed directories"):
-        resolve_dataset_file("openqa", "../secret/keys.jsonl", args)
+        resolve_dataset_file(line_by_line, "../secret/keys.jsonl", args)
     with pytest.raises(RequestError, match="is not a file"):
-        resolve_dataset_file("openqa", ".", args)
+        resolve_dataset_file(line_by_line, ".", args)

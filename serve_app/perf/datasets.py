@@ -1,0 +1,101 @@
+"""evalscope's perf dataset plugins, and what each needs to run here without downloading anything.
+
+The plugins register themselves in evalscope's DatasetRegistry when imported, which the ingress never does (~2 s,
+~230 MB): `python -m serve_app.perf.datasets` lists them in a subprocess, once per process, and the answer is kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+from serve_app.errors import RequestError, RunError
+from serve_app.schemas import PerfRequest
+
+_LIST_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class PerfDataset:
+    name: str
+    hub: bool  # declares a hub source: without local data (a file, or a directory of the hub's files) it downloads
+    reads_file: bool  # reads its prompts from `dataset_path`
+    needs_tokenizer: bool  # generates random prompts from a tokenizer's vocabulary
+
+
+def check_perf_dataset(request: PerfRequest) -> PerfDataset:
+    """The request's dataset plugin, if evalscope has it and this service can run it; else a 400."""
+    datasets = perf_datasets()
+    dataset = datasets.get(request.dataset)
+    if dataset is None:
+        raise RequestError(
+            f"dataset {request.dataset!r} is not an evalscope perf dataset; valid: {', '.join(sorted(datasets))}"
+        )
+    if dataset.needs_tokenizer:
+        raise RequestError(
+            f"dataset {request.dataset!r} generates its prompts with a tokenizer, and this service does not "
+            "support a tokenizer path yet: use a dataset that reads prompts, e.g. openqa or line_by_line"
+        )
+    return dataset
+
+
+_list_lock = threading.Lock()
+
+
+def perf_datasets() -> dict[str, PerfDataset]:
+    """evalscope's perf datasets by name. The first call runs a subprocess (~2 s): make it off the event loop."""
+    with _list_lock:
+        return _listed_perf_datasets()
+
+
+@functools.cache
+def _listed_perf_datasets() -> dict[str, PerfDataset]:
+    run = subprocess.run(
+        [sys.executable, "-m", __name__],
+        capture_output=True,
+        text=True,
+        timeout=_LIST_TIMEOUT_S,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # this process's imports, wherever it runs
+    )
+    if run.returncode != 0:
+        raise RunError(f"cannot list evalscope's perf datasets: {run.stderr.strip()[-500:]}")
+    listed = json.loads(run.stdout.strip().splitlines()[-1])
+    return {name: PerfDataset(name=name, **traits) for name, traits in listed.items()}
+
+
+def _describe_plugins() -> dict[str, dict[str, bool]]:
+    """Each registered plugin's traits, read from its class (runs in the subprocess)."""
+    import inspect
+
+    import evalscope.perf.plugin.datasets  # noqa: F401  (registers the plugins)
+    from evalscope.perf.plugin.datasets.base import DatasetPluginBase
+    from evalscope.perf.plugin.datasets.random_dataset import RandomDatasetPlugin
+    from evalscope.perf.plugin.registry import DatasetRegistry
+
+    def own_code(plugin: type) -> str:  # the plugin and its bases, without the base every plugin shares
+        return "".join(
+            inspect.getsource(cls)
+            for cls in plugin.__mro__
+            if issubclass(cls, DatasetPluginBase) and cls is not DatasetPluginBase
+        )
+
+    traits = {}
+    for name in DatasetRegistry.all_classes():
+        plugin = DatasetRegistry.get_class(name)
+        traits[name] = {
+            "hub": plugin.dataset_source is not None,
+            "reads_file": "dataset_path" in own_code(plugin),
+            # RandomDatasetPlugin and the trace replays built on it assert a tokenizer; random_embedding and
+            # random_rerank raise without one.
+            "needs_tokenizer": issubclass(plugin, RandomDatasetPlugin) or name.startswith("random"),
+        }
+    return traits
+
+
+if __name__ == "__main__":
+    print(json.dumps(_describe_plugins()))
