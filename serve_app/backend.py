@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 
+from serve_app.admission import admit_eval, admit_perf
 from serve_app.config import ServiceArgs
-from serve_app.eval.service import prepare_eval
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
-from serve_app.perf.datasets import perf_datasets
-from serve_app.perf.service import cluster_workers, plan_perf
+from serve_app.perf.service import cluster_workers
 from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest, PerfRequest
-from serve_app.targets import check_target
 
 
 class RayBackend:
@@ -26,14 +23,11 @@ class RayBackend:
     async def submit(
         self, request: EvalRequest | PerfRequest, idempotency_key: str | None, caller: Principal
     ) -> tuple[JobRecord, bool]:
-        # Planning refuses bad requests (400) before a job exists; it is pure and cheap, no evalscope here.
+        # Admission refuses bad requests (400) before a job exists; no evalscope in this process.
         if isinstance(request, EvalRequest):
-            await check_target(request.api_url, self.args.allowed_targets)
-            plan = await prepare_eval(request, self.args)
+            plan = await admit_eval(request, self.args)
         else:
-            await check_target(request.url, self.args.allowed_targets)
-            await asyncio.to_thread(perf_datasets)  # the first call lists evalscope's plugins in a subprocess (~2 s)
-            plan = plan_perf(request, self.args, cluster_workers())
+            plan = await admit_perf(request, self.args, cluster_workers())
         return await self._call("submit", request, plan, idempotency_key, caller)
 
     async def get(self, job_id: str, caller: Principal) -> JobRecord:

@@ -10,8 +10,16 @@ from typing import Any
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
-from serve_app.eval.benchmarks import is_agent_benchmark, runs_model_code
+from serve_app.eval.benchmarks import is_agent_benchmark, known_benchmarks, runs_model_code
 from serve_app.schemas import EvalRequest
+
+
+def check_known_benchmarks(request: EvalRequest) -> None:
+    unknown = [name for name in request.datasets if name not in known_benchmarks()]
+    if unknown:
+        raise RequestError(
+            f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
+        )
 
 
 def check_code_execution(request: EvalRequest, args: ServiceArgs) -> None:

@@ -7,11 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import RequestError
-from serve_app.eval.benchmarks import known_benchmarks
-from serve_app.eval.code_execution import check_agent_benchmarks, check_code_execution, sandbox_task_config
+from serve_app.eval.code_execution import sandbox_task_config
 from serve_app.eval.dataset_args import check_dataset_args
-from serve_app.limits import check_eval_limits
 from serve_app.paths import new_run_dir
 from serve_app.schemas import DatasetSource, EvalRequest
 
@@ -45,14 +42,7 @@ def normalize_api_url(api_url: str) -> str:
 
 
 def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
-    check_eval_limits(request, args)
-    unknown = [name for name in request.datasets if name not in known_benchmarks()]
-    if unknown:
-        raise RequestError(
-            f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
-        )
-    check_agent_benchmarks(request)
-    check_code_execution(request, args)
+    """One task per dataset of an admitted request (serve_app.admission runs the checks before this one)."""
     output_dir = new_run_dir(args, "eval", request.model, request.work_dir)
     tasks = []
     for dataset in request.datasets:

@@ -10,33 +10,16 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import RequestError, RunError
+from serve_app.errors import RunError
 from serve_app.eval import runner
-from serve_app.eval.plan import EvalPlan, part_dir, plan_eval
+from serve_app.eval.plan import EvalPlan, part_dir
 from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
 from serve_app.targets import unreachable_reason
 
-# evalscope downloads datasets from ModelScope by default; probing it first turns a 15-45 s retry loop into seconds.
-_HUB_URL = "https://www.modelscope.cn"
-_HUB_PROBE_TIMEOUT_S = 3.0
-
 # max_calls=1: the worker process exits after one dataset, so evalscope's global state never spans two runs.
 _evaluate_dataset = ray.remote(max_calls=1, max_retries=0)(runner.run_dataset)
 _combine_parts = ray.remote(max_calls=1, max_retries=0)(runner.combine_parts)
-
-
-async def prepare_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
-    """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
-    plan = plan_eval(request, args)
-    from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
-    if from_hub and await unreachable_reason(_HUB_URL, _HUB_PROBE_TIMEOUT_S):
-        raise RequestError(
-            f"dataset(s) {', '.join(from_hub)} are not staged under the datasets root ({args.datasets_root}) "
-            f"and the dataset hub ({_HUB_URL}) cannot be reached: stage them there or pass "
-            "dataset_args.<name>.local_path"
-        )
-    return plan
 
 
 @dataclass

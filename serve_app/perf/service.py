@@ -13,9 +13,8 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
-from serve_app.limits import check_perf_limits
 from serve_app.paths import new_run_dir, resolve_dataset_file
-from serve_app.perf.datasets import check_perf_dataset
+from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
 from serve_app.perf.shard import ShardSpec, ShardStats
@@ -53,10 +52,9 @@ def point_name(parallel: int, number: int) -> str:
     return f"parallel_{parallel}_number_{number}"
 
 
-def plan_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
-    """Everything that can be refused is refused here, before a job exists (raises RequestError)."""
-    check_perf_limits(request, args)
-    dataset_path = resolve_dataset_file(check_perf_dataset(request), request.dataset_path, args)
+def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, workers_available: int) -> PerfPlan:
+    """The test points and shards of an admitted request (serve_app.admission runs the checks before this one)."""
+    dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
     points = []
     for parallel, number in request.sweep():
         shards = choose_shard_count(

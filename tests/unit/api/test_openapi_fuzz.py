@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from serve_app.admission import admit_eval, admit_perf
 from serve_app.api import create_api
 from serve_app.config import ServiceArgs
-from serve_app.eval.plan import plan_eval
-from serve_app.perf.service import plan_perf
 from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest
 from serve_app.simulator.process import free_port
@@ -25,7 +24,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
 class PlanningBackend(ManagerBackend):
-    """Refuses what the real service refuses (limits, paths, unknown datasets), then runs fakes instead of Ray."""
+    """Refuses what the real service refuses (its admission step), then runs fakes instead of Ray."""
 
     def __init__(self, root, args):
         # Runs that end at once, so none is left pending when the server stops.
@@ -35,9 +34,9 @@ class PlanningBackend(ManagerBackend):
 
     async def submit(self, request, idempotency_key, caller):
         if isinstance(request, EvalRequest):
-            plan_eval(request, self.args)
+            await admit_eval(request, self.args)
         else:
-            plan_perf(request, self.args, workers_available=2)
+            await admit_perf(request, self.args, workers_available=2)
         return await super().submit(request, idempotency_key, caller)
 
 

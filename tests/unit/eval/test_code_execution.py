@@ -1,8 +1,11 @@
 """Benchmarks that execute the model's answers: found from evalscope's adapters, refused, or sandboxed."""
 
+import asyncio
+
 import pytest
 from evalscope.config import SandboxTaskConfig, TaskConfig
 
+from serve_app.admission import admit_eval
 from serve_app.config import CodeSandbox, ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.eval.benchmarks import is_agent_benchmark, known_benchmarks, runs_model_code
@@ -49,14 +52,14 @@ def test_every_agent_loop_benchmark_counts_as_an_agent_benchmark(adapters):
 @pytest.mark.parametrize("dataset", ["humaneval", "mbpp", "live_code_bench"])
 def test_a_code_benchmark_is_refused_naming_it_and_the_setting(args, dataset):
     with pytest.raises(RequestError, match=f"dataset '{dataset}' executes the code the model writes.*code_sandbox"):
-        plan_eval(request("gsm8k", dataset), args)
+        asyncio.run(admit_eval(request("gsm8k", dataset), args))
 
 
 @pytest.mark.parametrize("sandbox", [None, CodeSandbox()])
 def test_an_agent_benchmark_is_refused_even_with_the_sandbox(args, sandbox):
     args = args.model_copy(update={"code_sandbox": sandbox})
     with pytest.raises(RequestError, match="dataset 'officeqa' is an agent benchmark"):
-        plan_eval(request("officeqa"), args)
+        asyncio.run(admit_eval(request("officeqa"), args))
 
 
 def test_with_the_sandbox_set_code_benchmarks_run_in_evalscope_s_sandbox_and_only_they(args):

@@ -1,12 +1,14 @@
 """Perf datasets: evalscope's registry decides which exist; those that would download or need a tokenizer are 400s."""
 
+import asyncio
+
 import pytest
 from evalscope.perf.plugin.registry import DatasetRegistry
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.perf.datasets import perf_datasets
-from serve_app.perf.service import plan_perf
+from serve_app.admission import admit_perf
 from serve_app.schemas import PerfRequest
 
 
@@ -17,7 +19,7 @@ def args(tmp_path):
 
 def plan(args, dataset, **fields):
     request = PerfRequest(model="m", url="http://t/v1/chat/completions", dataset=dataset, number=2, **fields)
-    return plan_perf(request, args, workers_available=1)
+    return asyncio.run(admit_perf(request, args, workers_available=1))
 
 
 def refusal(args, dataset, **fields):

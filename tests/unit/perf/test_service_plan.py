@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from serve_app.config import ServiceArgs
+from serve_app.perf.datasets import perf_datasets
 from serve_app.perf.service import plan_perf
 from serve_app.schemas import PerfRequest
 
@@ -13,7 +14,8 @@ def request(**fields):
 
 def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
     args = ServiceArgs(outputs_root=tmp_path, max_parallel_per_shard=8)
-    plan = plan_perf(request(number=[40, 100], parallel=[4, 20], warmup=4), args, workers_available=16)
+    plan = plan_perf(request(number=[40, 100], parallel=[4, 20], warmup=4), args, perf_datasets()["openqa"],
+                     workers_available=16)
     assert [p.name for p in plan.points] == ["parallel_4_number_40", "parallel_20_number_100"]
     assert [len(p.shards) for p in plan.points] == [1, 3]
     assert sum(s.number for s in plan.points[1].shards) == 100 and plan.total_requests == 140

@@ -1,0 +1,72 @@
+"""Admission through the real backend (RayBackend, with only the job manager actor stood in): what it refuses
+never reaches the job manager, and what it admits arrives planned."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serve_app import backend as backend_module
+from serve_app.api import create_api
+from serve_app.backend import RayBackend
+from serve_app.config import ServiceArgs
+from tests.conftest import SAMPLES
+
+PERF = {"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions", "dataset_path": "perf/openqa.jsonl",
+        "number": 4}
+EVAL = {"model": "m", "api_url": "http://127.0.0.1:8801/v1", "datasets": ["iquiz"], "limit": 1,
+        "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}}}
+
+
+class StubManager:
+    """Stands in for the job manager actor handle: records what reached it."""
+
+    def __init__(self):
+        self.submitted = []
+        manager = self
+
+        class Submit:
+            async def remote(self, request, plan, idempotency_key, caller):
+                manager.submitted.append((request, plan))
+                raise LookupError("stub: admitted")
+
+        self.submit = Submit()
+
+
+@pytest.fixture
+def api(tmp_path, monkeypatch):
+    manager = StubManager()
+    monkeypatch.setattr(backend_module, "job_manager", lambda args: manager)
+    monkeypatch.setattr(backend_module, "cluster_workers", lambda: 2)
+    args = ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=SAMPLES, samples_root=SAMPLES,
+                       allowed_targets=["10.0.0.0/8", "models.internal"])
+    with TestClient(create_api(RayBackend(args)), raise_server_exceptions=False) as client:
+        client.manager, client.args = manager, args
+        yield client
+
+
+@pytest.mark.parametrize("path,body", [("/api/v1/perf", PERF), ("/api/v1/eval", EVAL)])
+def test_a_disallowed_target_is_a_400_that_never_reaches_the_job_manager(api, path, body):
+    response = api.post(path, json=body)
+    assert response.status_code == 400
+    assert "models.internal" in response.json()["message"] and "10.0.0.0/8" in response.json()["message"]
+    assert api.manager.submitted == []
+
+
+@pytest.mark.parametrize("path,body", [("/api/v1/perf", PERF), ("/api/v1/eval", EVAL)])
+def test_an_allowed_target_is_admitted_and_planned(api, path, body):
+    url_field = "url" if path.endswith("perf") else "api_url"
+    allowed = {**body, url_field: body[url_field].replace("127.0.0.1:8801", "10.1.2.3:8000")}
+    api.post(path, json=allowed)
+    ((request, plan),) = api.manager.submitted
+    kind = path.rsplit("/", 1)[1]
+    assert request.model == "m" and plan.output_dir.parent.parent == api.args.outputs_root / kind
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({**EVAL, "datasets": ["humaneval"], "dataset_args": {}}, "code_sandbox"),
+    ({**EVAL, "dataset_args": {"iquiz": {"subset_list": ["../../etc"]}}}, "subset_list"),
+    ({**EVAL, "dataset_args": {"iquiz": {"dataset_id": "org/other"}}}, "dataset_id"),
+])
+def test_each_eval_refusal_happens_before_a_job_exists(api, body, fragment):
+    response = api.post("/api/v1/eval", json={**body, "api_url": "http://10.1.2.3:8000/v1"})
+    assert response.status_code == 400 and fragment in response.json()["message"]
+    assert api.manager.submitted == []
