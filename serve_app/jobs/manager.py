@@ -111,7 +111,7 @@ class JobManager:
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
         self._unsaved_endings: dict[str, JobRecord] = {}
-        # Jobs a previous owner was running cannot resume (their secrets were never stored): say so, keep them.
+        # Jobs a previous manager was running cannot resume (their secrets were never stored): say so, keep them.
         for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
             self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
 

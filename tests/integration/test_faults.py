@@ -109,12 +109,14 @@ def test_killing_the_ingress_replica_loses_no_job(service, simulator):
     assert job["result"]["results"]["parallel_2_number_300"]["metrics"]["Total Requests"] == 300
 
 
-def test_an_unwritable_run_directory_is_a_clear_500_and_the_service_stays_up(service, simulator):
+def test_a_work_dir_blocked_by_a_file_is_a_400_naming_it_and_the_service_stays_up(service, simulator):
+    # Admission sees the file in the way; a run directory that still cannot be made is a 500 (unit-tested in
+    # tests/unit/jobs/test_storage_faults.py).
     (service.root / "outputs" / "blocked").write_text("a file where a directory should be")
     response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="blocked/run"))
-    assert response.status_code == 500
-    run_dir = (service.root / "outputs" / "blocked" / "run").resolve()
-    assert response.json()["message"] == f"the run directory {run_dir} cannot be written: Not a directory"
+    assert response.status_code == 400
+    blocker = (service.root / "outputs" / "blocked").resolve()
+    assert response.json()["message"] == f"work_dir 'blocked/run' runs into a file ({blocker}); name a directory"
     assert service.get("/health").status_code == 200
     assert service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="fine/run")).status_code == 200
 
