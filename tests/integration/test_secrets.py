@@ -1,9 +1,10 @@
 """Planted secrets appear nowhere the service writes or answers: responses, job listings and logs, events,
-artifacts, files under the outputs root, the Ray session's logs, and metrics; on success, failure and refusal
-paths, with debug on. The secrets: a model api_key, the caller's bearer token, and the server's idempotency
-secret."""
+artifacts, files under the outputs root, the Ray session's logs, any file written during the test in the working
+directory, the temp directory or the user's caches, and metrics; on success, failure and refusal paths, with debug
+on. The secrets: a model api_key, the caller's bearer token, and the server's idempotency secret."""
 
 import io
+import tempfile
 import time
 import uuid
 import zipfile
@@ -42,7 +43,19 @@ def audited(service, tmp_path_factory):
         yield app
 
 
+def written_since(root: Path, since: float):
+    """Files under `root` modified since `since` (the places a process writes scratch data), skipping what vanishes
+    or cannot be read while other processes work beside the test."""
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and path.stat().st_mtime >= since:
+                yield path, path.read_bytes()
+        except OSError:
+            continue
+
+
 def test_planted_secrets_are_never_answered_written_logged_or_exported(service, audited, simulator, faulty):
+    started = time.time() - 1  # file times have coarse resolution on some file systems
     answers: list[bytes] = []
 
     def call(method, path, **kwargs):
@@ -83,6 +96,10 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
     written = [outputs, Path(ray._private.worker._global_node.get_logs_dir_path())]
     files = {str(path): path.read_bytes() for root in written for path in root.rglob("*")
              if path.is_file() and path.name != SECRET_FILE}
+    scratch = [Path.cwd(), Path(tempfile.gettempdir()), Path.home() / ".cache"]
+    kept_on_purpose = {outputs / SECRET_FILE, audited.root / "tokens"}  # the secret's and the token's own files
+    files.update({str(path): content for root in scratch for path, content in written_since(root, started)
+                  if path not in kept_on_purpose})
     metrics = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=30).content
     searched = {**{f"response #{i}": body for i, body in enumerate(answers)}, **files, "metrics": metrics}
     # The search looks where request data does land: the failing target's URL is in logs and outputs.
