@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", parents=[submit], help="score a model on benchmarks")
     evaluate.add_argument("--api-url", required=True)
     evaluate.add_argument("--datasets", nargs="+", required=True)
-    evaluate.add_argument("--limit", type=float)
+    evaluate.add_argument("--limit", type=_limit, help="samples per subset (5), or a fraction of each (0.5; 1.0: all)")
     evaluate.add_argument("--eval-batch-size", type=int)
     evaluate.add_argument("--max-tokens", type=int)
     evaluate.add_argument("--temperature", type=float)
@@ -165,13 +165,18 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     return EXIT_GATE_FAILED if failures else EXIT_OK
 
 
+def _limit(text: str) -> int | float:
+    """evalscope's meaning, kept as typed: "5" is a count, "0.5" or "1.0" a fraction of each subset."""
+    return int(text) if text.strip().isdigit() else float(text)
+
+
 def _request(args: argparse.Namespace) -> dict[str, Any]:
     """The request body from the flags the user gave; the service's defaults fill the rest."""
     if args.command == "eval":
         fields = {"api_url": args.api_url, "datasets": args.datasets, "eval_batch_size": args.eval_batch_size,
                   "work_dir": args.work_dir, "dataset_args": args.dataset_args}
         if args.limit is not None:
-            fields["limit"] = int(args.limit) if args.limit >= 1 else args.limit
+            fields["limit"] = args.limit
         generation = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                       "timeout": args.request_timeout, "retries": args.retries}
         fields["generation_config"] = {k: v for k, v in generation.items() if v is not None} or None

@@ -11,8 +11,12 @@ def check_eval_limits(request: EvalRequest, args: ServiceArgs) -> None:
     if args.max_limit is not None:
         if request.limit is None:
             raise RequestError(f"limit is required by this service (at most {args.max_limit} samples per subset)")
-        if isinstance(request.limit, int):
-            _at_most("limit", request.limit, args.max_limit, "max_limit")
+        if isinstance(request.limit, float):  # its sample count depends on each subset's size, unknown here
+            raise RequestError(
+                f"limit={request.limit} is a fraction, but this service caps samples per subset at {args.max_limit} "
+                "(max_limit): give an integer count"
+            )
+        _at_most("limit", request.limit, args.max_limit, "max_limit")
     generation = request.generation_config
     _at_most("eval_batch_size", request.eval_batch_size, args.max_eval_batch_size, "max_eval_batch_size")
     _at_most("generation_config.timeout", generation.timeout, args.request_timeout_s, "request_timeout_s")

@@ -71,7 +71,9 @@ class EvalRequest(_Request):
     )
     api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint; never echoed or stored.")
     limit: int | float | None = Field(
-        None, description="Samples per subset: an integer > 0, or a fraction in (0, 1] of each subset."
+        None,
+        description="Samples per subset: an integer > 0, or a fraction in (0, 1] of each subset (1.0: all of it), as "
+        "evalscope reads it.",
     )
     eval_batch_size: int = Field(1, ge=1, description="Concurrent requests per dataset.")
     generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -102,15 +104,12 @@ class EvalRequest(_Request):
     @field_validator("limit")
     @classmethod
     def _positive_limit(cls, limit: int | float | None) -> int | float | None:
-        if limit is None:
-            return None
-        if isinstance(limit, float) and not limit.is_integer():
-            if not 0 < limit <= 1:
-                raise ValueError("a fractional limit must be in (0, 1]")
-            return limit
-        if limit <= 0:
+        # evalscope's meaning: an integer counts samples, a float is a fraction of each subset (1.0: all of it).
+        if isinstance(limit, float) and not 0 < limit <= 1:
+            raise ValueError("a fractional limit must be in (0, 1]; a count of samples is an integer (e.g. 5, not 5.0)")
+        if isinstance(limit, int) and limit <= 0:
             raise ValueError("limit must be > 0")
-        return int(limit)
+        return limit
 
     @model_validator(mode="after")
     def _dataset_args_name_requested_datasets(self) -> EvalRequest:

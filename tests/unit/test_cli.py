@@ -25,3 +25,10 @@ def test_perf_flags_become_a_valid_request_and_unset_flags_stay_out():
     assert body == {"model": "m", "url": "http://h:1/v1/chat/completions", "number": [10, 20], "parallel": [2, 4],
                     "total_timeout": 15.0}
     assert PerfRequest.model_validate(body).sweep() == [(2, 10), (4, 20)]
+
+
+def test_a_fractional_limit_stays_a_fraction_and_one_point_zero_means_everything():
+    base = ["eval", "--model", "m", "--api-url", "http://h:1/v1", "--datasets", "gsm8k", "--limit"]
+    assert EvalRequest.model_validate(_request(_parser().parse_args([*base, "0.5"]))).limit == 0.5
+    whole = EvalRequest.model_validate(_request(_parser().parse_args([*base, "1.0"]))).limit
+    assert isinstance(whole, float) and whole == 1.0

@@ -35,6 +35,7 @@ def test_perf_over_a_limit_is_refused_naming_the_limit(fields, message):
 @pytest.mark.parametrize(
     "fields,message",
     [({"limit": 51}, "limit=51 is over this service's limit of 50 (max_limit)"),
+     ({"limit": 0.5}, "limit=0.5 is a fraction, but this service caps samples per subset at 50 (max_limit)"),
      ({"limit": None}, "limit is required by this service (at most 50 samples per subset)"),
      ({"eval_batch_size": 9}, "eval_batch_size=9 is over this service's limit of 8 (max_eval_batch_size)"),
      ({"generation_config": {"timeout": 900}}, "generation_config.timeout=900.0 is over this service's limit"),
@@ -47,7 +48,7 @@ def test_eval_over_a_limit_is_refused_naming_the_limit(fields, message):
 
 def test_requests_at_the_limits_pass():
     check_eval_limits(eval_request(limit=50, eval_batch_size=8, generation_config={"timeout": 300, "retries": 3}), ARGS)
-    check_eval_limits(eval_request(limit=0.5), ARGS)  # a fraction of each subset is bounded by the subset
+    check_eval_limits(eval_request(limit=0.5), ServiceArgs())  # without max_limit, a fraction is fine
     check_perf_limits(perf_request(number=1_000_000, parallel=100, rate=5000, total_timeout=300), ARGS)
 
 

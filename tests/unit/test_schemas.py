@@ -32,9 +32,15 @@ def test_eval_rejects_bad_input_with_the_field_named(change, fragment):
         EvalRequest(**{**EVAL, **change})
 
 
-def test_eval_limit_accepts_counts_and_fractions():
+def test_eval_limit_accepts_counts_and_fractions_as_evalscope_reads_them():
     assert EvalRequest(**EVAL, limit=5).limit == 5
     assert EvalRequest(**EVAL, limit=0.25).limit == 0.25
+    # 1.0 is a fraction: every sample, not one (JSON keeps the decimal point, so it arrives as a float).
+    whole = EvalRequest.model_validate_json('{"model": "m", "datasets": ["gsm8k"], "api_url": "http://h:1/v1", '
+                                            '"limit": 1.0}')
+    assert isinstance(whole.limit, float) and whole.limit == 1.0
+    with pytest.raises(ValidationError, match="a count of samples is an integer"):
+        EvalRequest(**EVAL, limit=5.0)
 
 
 def test_perf_defaults_follow_the_seed_api():
