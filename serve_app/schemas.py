@@ -243,7 +243,9 @@ class PerfResponse(BaseModel):
     status: Literal["success"] = "success"
     message: str = "Performance test completed"
     output_dir: str
-    results: dict[str, PerfPointResult] = Field(description="Keyed parallel_<p>_number_<n> like evalscope.")
+    results: dict[str, PerfPointResult] = Field(
+        description="Keyed parallel_<p>_number_<n> like evalscope; a point repeated in a sweep gets _2, _3, ..."
+    )
 
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class PerfRunError(RunError):
 
 @dataclass(frozen=True)
 class PointPlan:
-    name: str  # parallel_<p>_number_<n>, evalscope's key
+    name: str  # parallel_<p>_number_<n>, evalscope's key (with _2, _3, ... for a repeated point)
     shards: list[ShardPlan]
 
 
@@ -48,15 +49,23 @@ class PerfPlan:
         return sum(shard.number for point in self.points for shard in point.shards)
 
 
-def point_name(parallel: int, number: int) -> str:
-    return f"parallel_{parallel}_number_{number}"
+def point_names(sweep: list[tuple[int, int]]) -> list[str]:
+    """evalscope's key of each (parallel, number) point; a point repeated in the sweep runs again under the same key
+    with `_2`, `_3`, ... appended (evalscope itself would overwrite the first), so each run is reported."""
+    names, seen = [], Counter()
+    for parallel, number in sweep:
+        key = f"parallel_{parallel}_number_{number}"
+        seen[key] += 1
+        names.append(key if seen[key] == 1 else f"{key}_{seen[key]}")
+    return names
 
 
 def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, workers_available: int) -> PerfPlan:
     """The test points and shards of an admitted request (serve_app.admission runs the checks before this one)."""
     dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
     points = []
-    for parallel, number in request.sweep():
+    sweep = request.sweep()
+    for name, (parallel, number) in zip(point_names(sweep), sweep):
         shards = choose_shard_count(
             parallel=parallel,
             number=number,
@@ -70,7 +79,7 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, wor
         plans = plan_shards(
             parallel=parallel, number=number, rate=request.rate, shards=shards, warmup=request.warmup, seed=42
         )
-        points.append(PointPlan(point_name(parallel, number), plans))
+        points.append(PointPlan(name, plans))
     return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points)
 
 

@@ -46,6 +46,16 @@ def test_sharded_sweep_sends_exactly_the_requested_load(service, simulator):
     assert SECRET not in response.text
 
 
+def test_a_repeated_sweep_point_runs_and_is_reported_each_time(service, simulator):
+    before = simulator.requests_received()
+    response = service.post("/api/v1/perf", json=perf_body(simulator, number=[12, 12], parallel=[2, 2], shards=2))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert list(results) == ["parallel_2_number_12", "parallel_2_number_12_2"]
+    assert [point["metrics"]["Success Requests"] for point in results.values()] == [12, 12]
+    assert simulator.requests_received() - before == 2 * 12 + 2 * 2  # both runs, a probe per shard and point
+
+
 def test_unreachable_target_fails_fast_naming_the_shard(service):
     started = time.monotonic()
     response = service.post(

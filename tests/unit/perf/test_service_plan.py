@@ -20,3 +20,12 @@ def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
     assert [len(p.shards) for p in plan.points] == [1, 3]
     assert sum(s.number for s in plan.points[1].shards) == 100 and plan.total_requests == 140
     assert plan.dataset_path == str(PROMPTS)
+
+
+def test_a_repeated_sweep_point_runs_again_under_its_own_key(tmp_path):
+    args = ServiceArgs(outputs_root=tmp_path)
+    plan = plan_perf(request(number=[100, 100, 50], parallel=[8, 8, 8]), args, perf_datasets()["openqa"],
+                     workers_available=2)
+    assert [p.name for p in plan.points] == [
+        "parallel_8_number_100", "parallel_8_number_100_2", "parallel_8_number_50"]
+    assert plan.total_requests == 250
