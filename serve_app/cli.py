@@ -7,10 +7,14 @@ Exit codes of eval/perf/jobs: 0 done and every gate holds, 1 the job failed or w
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2, 3
@@ -219,7 +223,40 @@ def _score_gate(dataset: str, minimum: float) -> Callable[[dict], str | None]:
     return check
 
 
+_PERCENTILE_ROW = re.compile(r"min|max|\d+(\.\d+)?%")
+
+
+@functools.cache
+def _evalscope_metric_names() -> tuple[frozenset[str], frozenset[str]]:
+    """The names evalscope gives the metrics of benchmark_summary.json and the columns of its percentile table,
+    from its perf_constants module, loaded on its own (importing the evalscope package takes seconds)."""
+    spec = importlib.util.find_spec("evalscope")
+    path = Path(spec.submodule_search_locations[0]) / "perf" / "utils" / "perf_constants.py"
+    module_spec = importlib.util.spec_from_file_location("_evalscope_perf_constants", path)
+    constants = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(constants)
+
+    def names(cls: type) -> frozenset[str]:
+        return frozenset(value for key, value in vars(cls).items() if key.isupper() and isinstance(value, str))
+
+    return names(constants.Metrics), names(constants.PercentileMetrics) - {constants.PercentileMetrics.PERCENTILES}
+
+
+def _check_gate_name(name: str) -> None:
+    """A gate that names no evalscope metric would only fail after the whole run: refuse it before submitting."""
+    summary, columns = _evalscope_metric_names()
+    metric, at, percentile = name.partition("@")
+    if not at and metric not in summary:
+        raise UsageError(f"no metric {name!r}; metrics: {', '.join(sorted(summary))}; or a percentile column "
+                         f"with @ and the row, e.g. \"TTFT (ms)@99%\"")
+    if at and metric not in columns:
+        raise UsageError(f"no percentile column {metric!r}; columns: {', '.join(sorted(columns))}")
+    if at and not _PERCENTILE_ROW.fullmatch(percentile):
+        raise UsageError(f"no percentile row {percentile!r}; rows are min, max or a percentage such as 99%")
+
+
 def _perf_gate(name: str, limit: float, at_most: bool) -> Callable[[dict], str | None]:
+    _check_gate_name(name)
     metric, _, percentile = name.partition("@")
 
     def check(result: dict) -> str | None:

@@ -1,6 +1,8 @@
 """The CLI turns its flags into exactly the request a user would write by hand."""
 
-from serve_app.cli import _parser, _request
+import pytest
+
+from serve_app.cli import _gates, _parser, _request, main
 from serve_app.schemas import EvalRequest, PerfRequest
 
 
@@ -32,3 +34,25 @@ def test_a_fractional_limit_stays_a_fraction_and_one_point_zero_means_everything
     assert EvalRequest.model_validate(_request(_parser().parse_args([*base, "0.5"]))).limit == 0.5
     whole = EvalRequest.model_validate(_request(_parser().parse_args([*base, "1.0"]))).limit
     assert isinstance(whole, float) and whole == 1.0
+
+
+PERF_FLAGS = ["perf", "--model", "m", "--url", "http://127.0.0.1:9/v1/chat/completions", "--server",
+              "http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize("gate,message", [
+    ('--max=TTFT@99%=500', "no percentile column 'TTFT'; columns: "),
+    ('--min=Throughput=5', "no metric 'Throughput'; metrics: "),
+    ('--max=TTFT (ms)@p99=500', "no percentile row 'p99'"),
+])
+def test_a_gate_naming_no_evalscope_metric_exits_3_before_anything_is_submitted(capsys, gate, message):
+    # The server address is dead: reaching it would be a connection error, not this message.
+    assert main([*PERF_FLAGS, gate]) == 3
+    error = capsys.readouterr().err
+    assert message in error and "cannot reach" not in error.lower()
+
+
+def test_gates_with_evalscope_names_pass_the_check():
+    args = _parser().parse_args([*PERF_FLAGS, "--max", "TTFT (ms)@99%=500", "--min", "Req Throughput (req/s)=10",
+                                 "--max", "Latency (s)@max=3"])
+    assert len(_gates(args)) == 3
