@@ -3,7 +3,8 @@
 `AsyncClient` does the work; `Client` is the same API for synchronous code (it drives an AsyncClient on a
 private event loop thread). Every submission carries an Idempotency-Key, so a retried submit never starts a
 second run; 429 and 503 answers are retried after the Retry-After the service sends, with backoff, and so are
-answers the service itself did not write (a proxy's 5xx while Serve replaces a replica).
+answers the service itself did not write (Serve's proxy's 404 while the application is still deploying, its 5xx
+while Serve replaces a replica), for about half a minute in all.
 """
 
 from __future__ import annotations
@@ -181,9 +182,12 @@ async def _open(server: str, options: dict[str, Any]) -> AsyncClient:
 
 
 def _transient(response: httpx.Response) -> bool:
+    """Worth retrying: the service is busy, or something in front of it answered while the service is starting or
+    replacing a replica: Serve's proxy answers 404 before the application is deployed and 500 when a replica is lost,
+    in plain text, never in the service's own error shape (whose 404s and 500s are final)."""
     if response.status_code in _RETRIED_STATUSES:
         return True
-    if response.status_code != 500:
+    if response.status_code not in (404, 500):
         return False
     try:
         return response.json().get("status") != "error"

@@ -81,3 +81,18 @@ def test_a_proxy_500_is_retried_but_a_failed_run_is_not():
         with pytest.raises(ServiceError, match="shard 0 failed: died"):
             client.job("job-1")
     assert len(calls) == 3
+
+
+def test_a_service_still_deploying_is_waited_for_and_its_own_404s_are_final():
+    answers = iter([
+        httpx.Response(404, text="Path '/api/v1/jobs' not found. Ping http://.../-/routes for available routes."),
+        httpx.Response(200, json={"jobs": [JOB], "total": 1, "limit": 20, "offset": 0}),
+    ])
+    with Client("http://service", transport=httpx.MockTransport(lambda request: next(answers)),
+                backoff_s=0.01) as client:
+        assert client.list_jobs().total == 1
+
+    missing = httpx.Response(404, json={"status": "error", "message": "no job 'job-x'"})
+    with Client("http://service", transport=httpx.MockTransport(lambda request: missing), backoff_s=0.01) as client:
+        with pytest.raises(ServiceError, match="no job 'job-x'"):
+            client.job("job-x")
