@@ -159,10 +159,11 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     with _cancel_on_interrupt(client, job.job_id, args.detach_on_interrupt):
         job = client.wait(job.job_id, on_update=_progress_bar)
     print(file=sys.stderr)
+    if job.result is not None:  # also a failed eval's datasets that did score
+        print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
     if job.status != "succeeded":
         print(f"job {job.job_id} {job.status}: {job.error}", file=sys.stderr)
         return EXIT_JOB_FAILED
-    print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
     failures = [failure for gate in gates if (failure := gate(job.result))]
     for failure in failures:
         print(f"gate failed: {failure}", file=sys.stderr)
@@ -283,6 +284,7 @@ def _perf_value(outcome: dict, metric: str, percentile: str) -> float | None:
 def _summary(kind: str, result: dict) -> str:
     if kind == "eval":
         rows = [(dataset, "n/a" if score is None else f"{score:.4f}") for dataset, score in result["scores"].items()]
+        rows += [(dataset, f"failed: {reason}") for dataset, reason in result.get("failures", {}).items()]
         return _table(["dataset", "score"], rows) + f"\noutputs: {result['output_dir']}"
     rows = []
     for point, outcome in result["results"].items():

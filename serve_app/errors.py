@@ -14,6 +14,17 @@ class RunError(RuntimeError):
     """A run failed after it started (target errors, a dead worker): answered with 500 and the reason."""
 
 
+class PartialRunError(RunError):
+    """Part of a run failed and part succeeded: the job fails, and keeps the result of the part that succeeded."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message, result)
+        self.result = result  # the response model of what succeeded
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class StorageError(RunError):
     """The outputs root cannot be written: 507 when it is full, else 500 (read-only, permissions, ...)."""
 

@@ -211,10 +211,13 @@ class DatasetSource(BaseModel):
 
 
 class EvalResponse(BaseModel):
-    status: Literal["success"] = "success"
+    status: Literal["success", "partial"] = Field(
+        "success", description="partial: some datasets failed (in `failures`); the job then ends failed."
+    )
     message: str = "Evaluation completed"
-    result: dict[str, Any] = Field(description="evalscope's report for each dataset, as JSON.")
+    result: dict[str, Any] = Field(description="evalscope's report for each dataset that scored, as JSON.")
     scores: dict[str, float | None] = Field(description="Primary score of each dataset (None if it has none).")
+    failures: dict[str, str] = Field(default_factory=dict, description="Why each dataset that did not score failed.")
     dataset_sources: dict[str, DatasetSource] = Field(description="Where each dataset was read from.")
     output_dir: str = Field(description="Directory holding predictions, reviews, reports and logs.")
 
@@ -269,7 +272,11 @@ class JobView(BaseModel):
     finished_at: str | None = None
     progress: JobProgress
     request: dict[str, Any] = Field(description="The submitted request, secrets masked.")
-    result: dict[str, Any] | None = Field(None, description="Once succeeded: the synchronous response body.")
+    result: dict[str, Any] | None = Field(
+        None,
+        description="Once succeeded: the synchronous response body; for an eval that failed on some datasets only, "
+        "the scores of the others (status partial) beside the error.",
+    )
     error: str | None = None
     output_dir: str
     links: dict[str, str] = Field(description="Where to follow the job: self, events, log, report, artifacts.")

@@ -84,7 +84,8 @@ def _task_config(
         "eval_type": "openai_api",
         "datasets": [dataset],
         "dataset_args": {dataset: dataset_args} if dataset_args else {},
-        "limit": request.limit,
+        # evalscope's TaskConfig turns 1.0 into the count 1; the whole of each subset is no limit at all.
+        "limit": None if isinstance(request.limit, float) and request.limit == 1.0 else request.limit,
         "eval_batch_size": request.eval_batch_size,
         "generation_config": service_defaults | request.generation_config.model_dump(exclude_none=True),
         # The OpenAI SDK retries twice more on its own, with backoff: `retries` alone should count attempts.

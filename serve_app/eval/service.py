@@ -10,7 +10,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import RunError
+from serve_app.errors import PartialRunError, RunError
 from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, part_dir
 from serve_app.metrics import EvalMetrics
@@ -46,31 +46,41 @@ class EvalRun:
             )
             for task in self.plan.tasks
         }
-        outcomes, failures = {}, []
+        outcomes, failures = {}, {}
         try:
             for dataset, ref in refs.items():
                 try:
                     outcomes[dataset] = await ref
                 except RayError as exc:
-                    failures.append(f"{dataset}: {_reason(exc)}")
+                    failures[dataset] = _reason(exc)
         except asyncio.CancelledError:
             for ref in refs.values():
                 ray.cancel(ref, force=True)  # kills the worker processes: the target stops receiving requests
             raise
         await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
-        if failures:
-            raise RunError(f"evaluation failed ({'; '.join(failures)}); partial outputs in {self.plan.output_dir}")
         if self.metrics:
             await self.progress()  # the last samples
             for dataset, outcome in outcomes.items():
                 if outcome["score"] is not None:
                     self.metrics.scored(self.metrics_model, dataset, outcome["score"])
-        return EvalResponse(
+        response = EvalResponse(
             result={dataset: outcome["report"] for dataset, outcome in outcomes.items()},
             scores={dataset: outcome["score"] for dataset, outcome in outcomes.items()},
+            failures=failures,
             dataset_sources={task.dataset: task.source for task in self.plan.tasks},
             output_dir=str(self.plan.output_dir),
         )
+        if not failures:
+            return response
+        reasons = "; ".join(f"{dataset}: {reason}" for dataset, reason in failures.items())
+        message = f"evaluation failed ({reasons}); partial outputs in {self.plan.output_dir}"
+        if not outcomes:
+            raise RunError(message)
+        # The datasets that scored are kept in the job's result beside the failure, not left only on disk.
+        scored = ", ".join(f"{dataset} {outcome['score']}" for dataset, outcome in outcomes.items())
+        raise PartialRunError(f"{message}; scored: {scored}", response.model_copy(
+            update={"status": "partial", "message": f"Evaluation failed for {len(failures)} of "
+                    f"{len(self.plan.tasks)} datasets"}))
 
     async def progress(self) -> dict:
         """Samples done over samples planned, from the progress.json evalscope writes in each dataset's part."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from serve_app.errors import RequestError, RunError, StorageError, storage_error
+from serve_app.errors import PartialRunError, RequestError, RunError, StorageError, storage_error
 from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
 from serve_app.paths import JOB_LOG
 from serve_app.principals import DEFAULT_PRINCIPAL, Principal
@@ -247,6 +247,8 @@ class JobManager:
             response = await run.execute()
         except asyncio.CancelledError:
             self._end(job_id, "cancelled", error=CANCELLED_MESSAGE)
+        except PartialRunError as exc:
+            self._end(job_id, "failed", error=str(exc), result=exc.result.model_dump(mode="json"))
         except (RequestError, RunError) as exc:
             self._end(job_id, "failed", error=str(exc))
         except Exception as exc:  # a bug or an unexpected failure: the job says so instead of vanishing

@@ -205,3 +205,29 @@ def _artifact_names(service, job_id):
     archive = service.get(f"/api/v1/jobs/{job_id}/artifacts")
     with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
         return zipped.namelist()
+
+
+def test_one_failed_dataset_fails_the_job_but_keeps_the_scores_of_the_others(service, simulator):
+    broken = service.datasets_root / f"broken-{uuid.uuid4().hex[:8]}" / "iquiz"
+    shutil.copytree(SAMPLES / "iquiz", broken)
+    (broken / "IQ" / "test.jsonl").write_text("this is not json\n")
+    body = eval_body(simulator, datasets=["gsm8k", "iquiz"], limit=2, dataset_args={
+        "gsm8k": {"local_path": str(SAMPLES / "gsm8k")}, "iquiz": {"local_path": str(broken)}})
+    response = service.post("/api/v1/eval?wait=false", json=body)
+    job = _wait(service, response.json()["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("evaluation failed (iquiz: ") and job["error"].endswith("scored: gsm8k 1.0")
+    assert job["result"]["status"] == "partial" and job["result"]["scores"] == {"gsm8k": 1.0}
+    assert list(job["result"]["failures"]) == ["iquiz"]
+    # A synchronous caller learns both too.
+    synchronous = service.post("/api/v1/eval", json=body)
+    assert synchronous.status_code == 500 and "scored: gsm8k 1.0" in synchronous.json()["message"]
+
+
+def test_a_limit_of_one_point_zero_scores_every_sample(service, simulator):
+    content = '{"model": "simulator", "api_url": "%s", "datasets": ["iquiz"], "limit": 1.0, "dataset_args": ' \
+              '{"iquiz": {"local_path": "%s", "subset_list": ["IQ"]}}}' % (simulator.base_url, SAMPLES / "iquiz")
+    response = service.post("/api/v1/eval", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    samples = sum(1 for line in (SAMPLES / "iquiz" / "IQ" / "test.jsonl").read_text().splitlines() if line.strip())
+    assert response.json()["result"]["iquiz"]["metrics"][0]["num"] == samples > 1

@@ -56,3 +56,11 @@ def test_gates_with_evalscope_names_pass_the_check():
     args = _parser().parse_args([*PERF_FLAGS, "--max", "TTFT (ms)@99%=500", "--min", "Req Throughput (req/s)=10",
                                  "--max", "Latency (s)@max=3"])
     assert len(_gates(args)) == 3
+
+
+def test_the_summary_of_a_partly_failed_eval_shows_scores_and_failures():
+    from serve_app.cli import _summary
+
+    text = _summary("eval", {"scores": {"gsm8k": 0.75}, "failures": {"ceval": "ValueError: bad data"},
+                             "output_dir": "/o"})
+    assert "0.7500" in text and "failed: ValueError: bad data" in text

@@ -92,3 +92,11 @@ def test_timeouts_and_retries_default_to_the_service_and_requests_may_override(a
     overridden = TaskConfig(**plan_eval(request(generation_config=chosen), args).tasks[0].task_config, api_key="k")
     assert overridden.generation_config.timeout == 5 and overridden.generation_config.retries == 1
     assert overridden.generation_config.retry_interval == 0
+
+
+def test_a_fraction_reaches_evalscope_as_a_fraction_and_one_point_zero_as_no_limit(args):
+    def planned_limit(limit):
+        return TaskConfig(**plan_eval(request(limit=limit), args).tasks[0].task_config, api_key="k").limit
+
+    assert planned_limit(0.5) == 0.5 and planned_limit(3) == 3
+    assert planned_limit(1.0) is None  # evalscope would read 1.0 as one sample

@@ -141,3 +141,22 @@ def test_a_principal_at_its_own_limits_is_refused_while_others_still_run(tmp_pat
         await manager.wait(queued.id, ANONYMOUS)
 
     asyncio.run(scenario())
+
+
+def test_a_partly_failed_run_fails_the_job_and_keeps_what_succeeded(tmp_path, submission):
+    from serve_app.errors import PartialRunError
+    from serve_app.schemas import EvalResponse
+
+    scored = EvalResponse(status="partial", result={"gsm8k": {}}, scores={"gsm8k": 0.75},
+                          failures={"ceval": "ValueError: bad data"}, dataset_sources={}, output_dir="/o")
+
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1)
+        run = FakeRun("eval", failure=PartialRunError("evaluation failed (ceval: ValueError: bad data)", scored))
+        job, _ = manager.submit(submission(run))
+        return await manager.wait(job.id, ANONYMOUS)
+
+    job = asyncio.run(scenario())
+    assert job.status == "failed" and job.error.startswith("evaluation failed (ceval")
+    assert job.result["status"] == "partial" and job.result["scores"] == {"gsm8k": 0.75}
+    assert job.result["failures"] == {"ceval": "ValueError: bad data"}
