@@ -1,6 +1,7 @@
 """HTTP translation without Ray: status codes, error bodies, async jobs and docs, over a real job manager."""
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -155,9 +156,16 @@ def test_cancel_stops_the_run_and_a_finished_job_cannot_be_cancelled(tmp_path):
     slow = ManagerBackend(tmp_path, make_run=lambda kind, r: FakeRun(kind, total=500, step_s=0.01))
     api = client(slow)
     job = api.post("/api/v1/perf?wait=false", json=PERF).json()
+    (run,) = slow.runs
+    deadline = time.monotonic() + 10
+    while run.done == 0:  # cancel a run that is under way, so stopping it is what the test sees
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.01)
     cancelled = api.post(f"/api/v1/jobs/{job['job_id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
-    assert slow.runs[0].cancelled or slow.runs[0].done == 0
+    stopped_at = run.done
+    time.sleep(0.2)  # twenty steps of a run that went on
+    assert run.cancelled and run.done == stopped_at < run.total
     again = api.post(f"/api/v1/jobs/{job['job_id']}/cancel")
     assert again.status_code == 409
     log = api.get(f"/api/v1/jobs/{job['job_id']}/log").json()
