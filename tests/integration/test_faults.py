@@ -3,6 +3,7 @@ Each job ends with a reason a user can act on, within its timeouts, and the serv
 
 import subprocess
 import time
+import uuid
 
 import pytest
 import ray
@@ -42,8 +43,10 @@ def test_perf_against_a_target_answering_500_fails_fast_with_the_status(service,
 
 
 def test_perf_against_a_flaky_target_records_every_failure_and_succeeds(service, faulty):
-    # parallel 1: the probe is the 1st request, then 2nd..21st alternate between failing and succeeding.
-    response = service.post("/api/v1/perf", json=perf_body(faulty.url("flaky"), number=20, parallel=1))
+    # A counter of this test's own; parallel 1: the probe is its 1st request, then the 2nd..21st alternate
+    # between failing and succeeding.
+    flaky = faulty.url(f"flaky-{uuid.uuid4().hex}")
+    response = service.post("/api/v1/perf", json=perf_body(flaky, number=20, parallel=1))
     assert response.status_code == 200, response.text
     metrics = response.json()["results"]["parallel_1_number_20"]["metrics"]
     assert (metrics["Total Requests"], metrics["Success Requests"], metrics["Failed Requests"]) == (20, 10, 10)
