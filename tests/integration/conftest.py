@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -10,6 +12,9 @@ import ray
 from ray import serve
 
 from serve_app import start_service
+from serve_app.app import build_app
+from serve_app.config import ServiceArgs
+from serve_app.jobs.actor import job_manager
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
 from tests.integration.faulty_target import FaultyTarget
 
@@ -46,3 +51,15 @@ def service(tmp_path_factory):
 def faulty():
     """A target that answers 500s, garbage or nothing, by path (tests/integration/faulty_target.py)."""
     return FaultyTarget()
+
+
+@contextmanager
+def second_application(name: str, **args) -> Iterator[str]:
+    """The service deployed again beside the first, at /<name>, with these ServiceArgs: an outputs root of its own
+    gives it its own job manager, so its jobs and limits are unaffected by whatever the first one runs."""
+    serve.run(build_app(args), name=name, route_prefix=f"/{name}")
+    try:
+        yield f"/{name}"
+    finally:
+        serve.delete(name)
+        ray.kill(job_manager(ServiceArgs(**args)))  # detached: it would outlive the application
