@@ -61,7 +61,8 @@ def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
     assert done == sorted(done) and done[-1] == 300
     job = service.get(f"/api/v1/jobs/{accepted.json()['job_id']}").json()
     assert job["result"]["results"]["parallel_4_number_300"]["metrics"]["Total Requests"] == 300
-    assert service.get(f"/api/v1/jobs/{job['job_id']}/report").status_code == 200
+    report = service.get(f"/api/v1/jobs/{job['job_id']}/report")
+    assert report.status_code == 200 and "<html" in report.text.lower()
     log = service.get(f"/api/v1/jobs/{job['job_id']}/log").json()
     assert [line.split(" ", 2)[2] for line in log["lines"]][:2] == ["submitted perf job for model simulator", "started"]
 
