@@ -9,6 +9,8 @@ import httpx
 import pytest
 import ray
 
+from serve_app.config import ServiceArgs
+from serve_app.jobs.actor import job_manager
 from tests.conftest import SAMPLES, SimulatorProcess
 from tests.integration.conftest import second_application
 
@@ -141,9 +143,8 @@ def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(servi
         running = service.post("/api/v1/perf?wait=false", json=perf_body(target, number=200000, parallel=2))
         running_id = running.json()["job_id"]
         wait_for(service, running_id, {"running"})
-        (manager,) = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                      if a["name"].startswith("evalscope-jobs")]
-        ray.kill(ray.get_actor(manager["name"], namespace=manager["namespace"]), no_restart=False)
+        # This service's manager (named by its outputs root), not another application's.
+        ray.kill(job_manager(ServiceArgs(outputs_root=(service.root / "outputs").resolve())), no_restart=False)
         interrupted = wait_for(service, running_id, TERMINAL, timeout=60)
         assert interrupted["status"] == "interrupted" and "restarted" in interrupted["error"]
         assert service.get(f"/api/v1/jobs/{finished}").json() == finished_job

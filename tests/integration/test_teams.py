@@ -7,9 +7,8 @@ import uuid
 import zipfile
 
 import pytest
-from ray import serve
 
-from serve_app.app import build_app
+from tests.integration.conftest import second_application
 from tests.integration.test_jobs import TERMINAL, perf_body
 
 A, B, OPS = "team-a-token-1f9", "team-b-token-7c2", "ops-token-e41"
@@ -21,13 +20,11 @@ def teams(service, tmp_path_factory):
     root = tmp_path_factory.mktemp("teams")
     tokens = root / "tokens"
     tokens.write_text(f"{A} team-a\n{B} team-b\n{OPS} ops admin\n")
-    app = build_app({
-        "outputs_root": str(root / "outputs"), "datasets_root": str(service.datasets_root),
-        "auth_tokens_file": str(tokens), "max_running_jobs_per_principal": 1, "max_queued_jobs_per_principal": 0,
-    })
-    serve.run(app, name="teams", route_prefix="/teams")
-    yield root
-    serve.delete("teams")
+    with second_application(
+        "teams", outputs_root=str(root / "outputs"), datasets_root=str(service.datasets_root),
+        auth_tokens_file=str(tokens), max_running_jobs_per_principal=1, max_queued_jobs_per_principal=0,
+    ):
+        yield root
 
 
 def call(service, method, path, token, **kwargs):
