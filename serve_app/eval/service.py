@@ -10,7 +10,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from serve_app.config import ServiceArgs
-from serve_app.errors import PartialRunError, RunError
+from serve_app.errors import PartialRunError, RunError, storage_error
 from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, part_dir
 from serve_app.metrics import EvalMetrics
@@ -57,7 +57,12 @@ class EvalRun:
             for ref in refs.values():
                 ray.cancel(ref, force=True)  # kills the worker processes: the target stops receiving requests
             raise
-        await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
+        try:
+            await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
+        except RayTaskError as exc:
+            if isinstance(exc.cause, OSError):  # a full or read-only volume: say so, not "internal error" + traceback
+                raise storage_error(f"the run directory {self.plan.output_dir}", exc.cause) from exc
+            raise
         if self.metrics:
             await self.progress()  # the last samples
             for dataset, outcome in outcomes.items():

@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+import numpy as np
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
@@ -153,6 +154,9 @@ class ShardRunner:
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
         records: list[BenchmarkData] = []
         async with _http_client(self.args, self.api_plugin) as client:
+            # evalscope draws the Poisson arrival intervals from numpy's global generator (this process is the
+            # shard's own): seeding it makes each shard's arrivals reproducible and unlike the other shards'.
+            np.random.seed(self.spec.plan.seed)
             strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
             collector = asyncio.create_task(self._collect(queue, records))
             try:

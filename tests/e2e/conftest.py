@@ -1,19 +1,28 @@
-"""End-to-end: the service started with `serve run configs/serve.yaml` as a user would, and a real small model."""
+"""End-to-end: the service started with `serve run` of configs/serve.yaml as a user would, and a real small model.
+
+Nothing here reaches beyond what it started: the service gets a free port and a Ray head of its own, and stopping
+them signals only their own process groups, so another Ray cluster or server on this machine is left alone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import REPO, free_port, wait_until_healthy
 
-SERVE_PORT = 9000  # the port configs/serve.yaml declares
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -30,32 +39,66 @@ def smollm2():
     process.wait(20)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`serve run configs/serve.yaml`, started from a scratch directory so its outputs land there."""
-    workdir = tmp_path_factory.mktemp("serve-run")
-    # The shipped samples where the config's relative samples_root finds them, as in the repository root.
-    (workdir / "examples").symlink_to(REPO / "examples")
-    log = open(workdir / "serve.log", "w")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SERVE_SOCKET_REUSE_PORT_ENABLED": "0"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("serve")), "run", str(REPO / "configs" / "serve.yaml")],
-        cwd=workdir,
+def stop_process_group(leader: subprocess.Popen, sig: signal.Signals, timeout_s: float) -> None:
+    """Send `sig` to the process group `leader` started, wait for it, then kill what is left of the group."""
+    os.killpg(leader.pid, sig)
+    try:
+        leader.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+        os.killpg(leader.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str]) -> Iterator[str]:
+    """A Ray head on free ports with its own temp dir (and address file), so `serve run` neither joins another
+    cluster on this machine nor leaves one behind; yields its address."""
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray-e2e-")  # short: Ray's socket paths must fit in 107 bytes
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
+         f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        cwd=workdir,  # its workers start here, so the config's relative roots resolve as for a user in workdir
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        wait_until_healthy(f"http://127.0.0.1:{SERVE_PORT}/health", 180, process)
-        with httpx.Client(base_url=f"http://127.0.0.1:{SERVE_PORT}", timeout=600) as client:
-            client.workdir = workdir
-            yield client
+        yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # serve run shuts its cluster down on Ctrl-C
+        stop_process_group(head, signal.SIGTERM, 60)  # `ray start --block` stops every process it started
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`serve run` of configs/serve.yaml, on a free port, started from a scratch directory so its outputs land there."""
+    workdir = tmp_path_factory.mktemp("serve-run")
+    # The shipped samples where the config's relative samples_root finds them, as in the repository root.
+    (workdir / "examples").symlink_to(REPO / "examples")
+    port = free_port()
+    config = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text())
+    config["http_options"].update(host="127.0.0.1", port=port)
+    (workdir / "serve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SERVE_SOCKET_REUSE_PORT_ENABLED": "0"}
+    with open(workdir / "serve.log", "w") as log, ray_head_of_its_own(workdir, env, log) as address:
+        process = subprocess.Popen(
+            [str(BIN / "serve"), "run", "--address", address, str(workdir / "serve.yaml")],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
-        log.close()
+            wait_until_healthy(f"http://127.0.0.1:{port}/health", 180, process)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+                health = client.get("/health").json()
+                assert health["service"] == "evalscope" and process.poll() is None, f"not our service: {health}"
+                client.workdir = workdir
+                yield client
+        finally:
+            stop_process_group(process, signal.SIGINT, 60)  # serve run shuts Serve down on Ctrl-C

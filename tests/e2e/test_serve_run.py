@@ -1,10 +1,19 @@
 """The whole service, started the way the README says, against a real model (SmolLM2-135M on llama.cpp)."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import SAMPLES, SimulatorProcess
 
 pytestmark = pytest.mark.slow
+
+
+def reviews(output_dir: Path, dataset: str) -> list[dict]:
+    """evalscope's review of every sample of `dataset` in a run directory: the model's answer and its score."""
+    paths = sorted((output_dir / "reviews").rglob(f"{dataset}*.jsonl"))
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_health_answers_on_the_configured_port(served):
@@ -26,9 +35,13 @@ def test_eval_of_a_real_model_on_two_samples(served, smollm2):
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert 0.0 <= body["scores"]["gsm8k"] <= 1.0
     assert body["result"]["gsm8k"]["metrics"]
     assert body["output_dir"].startswith(str(served.workdir))
+    # The score is the model's own: two samples it answered, scored, and averaged into the reported score.
+    scores = [review["sample_score"]["score"] for review in reviews(Path(body["output_dir"]), "gsm8k")]
+    assert len(scores) == 2 and all(score["prediction"].strip() for score in scores), scores
+    sample_values = [score["value"][score["main_score_name"]] for score in scores]
+    assert body["scores"]["gsm8k"] == pytest.approx(sum(sample_values) / 2)
 
 
 def test_small_perf_run_against_a_real_model(served, smollm2):

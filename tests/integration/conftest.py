@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -12,6 +13,8 @@ from ray import serve
 
 from serve_app import start_service
 from serve_app.app import build_app
+from serve_app.config import ServiceArgs
+from serve_app.jobs.actor import job_manager
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
 from tests.integration.faulty_target import FaultyTarget
 
@@ -50,17 +53,13 @@ def faulty():
     return FaultyTarget()
 
 
-@contextlib.contextmanager
-def extra_app(service, name, root, token=None, **args):
-    """A second application on the session's Serve instance, at /<name>, with an outputs root of its own under
-    `root` (so a job manager and settings of its own); yields a client for it that sends `token`."""
-    app = build_app({"outputs_root": str(root / "outputs"), "datasets_root": str(service.datasets_root),
-                     "samples_root": str(SAMPLES), **args})
-    serve.run(app, name=name, route_prefix=f"/{name}")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+@contextmanager
+def second_application(name: str, **args) -> Iterator[str]:
+    """The service deployed again beside the first, at /<name>, with these ServiceArgs: an outputs root of its own
+    gives it its own job manager, so its jobs and limits are unaffected by whatever the first one runs."""
+    serve.run(build_app(args), name=name, route_prefix=f"/{name}")
     try:
-        with httpx.Client(base_url=f"{str(service.base_url).rstrip('/')}/{name}", headers=headers, timeout=300) as client:
-            client.root = root
-            yield client
+        yield f"/{name}"
     finally:
         serve.delete(name)
+        ray.kill(job_manager(ServiceArgs(**args)))  # detached: it would outlive the application

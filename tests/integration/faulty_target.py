@@ -1,7 +1,8 @@
 """An OpenAI-compatible endpoint that misbehaves on purpose, one way per path prefix:
 
 - /error/...   answers every request with HTTP 500;
-- /flaky/...   answers the odd-numbered requests (the 1st, 3rd, ...) correctly and the others with HTTP 500;
+- /flaky-KEY/... answers the odd-numbered requests (the 1st, 3rd, ...) correctly and the others with HTTP 500,
+  counting the requests of each KEY apart, so a test that picks its own KEY counts only its own requests;
 - /garbage/... answers 200 with a body that is not JSON;
 - /hang/...    never answers.
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import threading
 
@@ -28,7 +30,7 @@ _REPLY = {
 class FaultyTarget:
     def __init__(self) -> None:
         self.port = free_port()
-        self._counter = itertools.count(1)
+        self._counters: dict[str, itertools.count] = collections.defaultdict(lambda: itertools.count(1))
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
@@ -48,11 +50,11 @@ class FaultyTarget:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         await request.read()
-        fault = request.match_info["fault"]
+        fault, _, key = request.match_info["fault"].partition("-")
         if fault == "hang":
             await asyncio.sleep(3600)
         if fault == "garbage":
             return web.Response(text="<html>upstream exploded</html>", content_type="text/html")
-        if fault == "error" or (fault == "flaky" and next(self._counter) % 2 == 0):
+        if fault == "error" or (fault == "flaky" and next(self._counters[key]) % 2 == 0):
             return web.json_response({"error": {"message": "injected failure", "type": "server_error"}}, status=500)
         return web.json_response(_REPLY)

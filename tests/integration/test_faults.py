@@ -3,15 +3,13 @@ Each job ends with a reason a user can act on, within its timeouts, and the serv
 
 import subprocess
 import time
+import uuid
 
 import pytest
 import ray
-from ray import serve
 
-from serve_app.app import build_app
-from serve_app.config import ServiceArgs
-from serve_app.jobs.actor import job_manager
 from tests.conftest import SAMPLES
+from tests.integration.conftest import second_application
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -42,8 +40,10 @@ def test_perf_against_a_target_answering_500_fails_fast_with_the_status(service,
 
 
 def test_perf_against_a_flaky_target_records_every_failure_and_succeeds(service, faulty):
-    # parallel 1: the probe is the 1st request, then 2nd..21st alternate between failing and succeeding.
-    response = service.post("/api/v1/perf", json=perf_body(faulty.url("flaky"), number=20, parallel=1))
+    # A counter of this test's own; parallel 1: the probe is its 1st request, then the 2nd..21st alternate
+    # between failing and succeeding.
+    flaky = faulty.url(f"flaky-{uuid.uuid4().hex}")
+    response = service.post("/api/v1/perf", json=perf_body(flaky, number=20, parallel=1))
     assert response.status_code == 200, response.text
     metrics = response.json()["results"]["parallel_1_number_20"]["metrics"]
     assert (metrics["Total Requests"], metrics["Success Requests"], metrics["Failed Requests"]) == (20, 10, 10)
@@ -109,6 +109,7 @@ def test_killing_the_ingress_replica_loses_no_job(service, simulator):
     assert job["result"]["results"]["parallel_2_number_300"]["metrics"]["Total Requests"] == 300
 
 
+<<<<<<< HEAD
 def test_a_work_dir_blocked_by_a_file_is_a_400_naming_it_and_the_service_stays_up(service, simulator):
     # Admission sees the file in the way; a run directory that still cannot be made is a 500 (unit-tested in
     # tests/unit/jobs/test_storage_faults.py).
@@ -119,44 +120,77 @@ def test_a_work_dir_blocked_by_a_file_is_a_400_naming_it_and_the_service_stays_u
     assert response.json()["message"] == f"work_dir 'blocked/run' runs into a file ({blocker}); name a directory"
     assert service.get("/health").status_code == 200
     assert service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="fine/run")).status_code == 200
+=======
+@pytest.fixture
+def tmpfs(service):
+    """Mounts a small tmpfs with the given options inside the outputs root, unmounted after the test; needs the
+    right to mount (root in a container)."""
+    mount_points = []
+
+    def mount(*options: str):
+        mount_point = service.root / "outputs" / f"tmpfs-{uuid.uuid4().hex[:8]}"
+        mount_point.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(mount_point)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+        mount_points.append(mount_point)
+        return mount_point
+
+    yield mount
+    for mount_point in mount_points:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def assert_run_directory_refused(service, simulator, volume, status: int, reason: str):
+    """An eval into `volume` answers `status` naming its run directory and `reason`; then the service serves on:
+    healthy, and an eval elsewhere scores the shipped samples."""
+    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir=f"{volume.name}/run"))
+    assert response.status_code == status
+    message = response.json()["message"]
+    assert message.startswith(f"the run directory {volume}/run/"), message
+    assert message.endswith(f" cannot be written: {reason}"), message
+    assert service.get("/health").json()["status"] == "ok"
+    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url))
+    assert response.json()["scores"] == {"gsm8k": 1.0}, response.text
+
+
+def test_a_read_only_run_directory_is_a_500_naming_it_and_the_service_stays_up(service, simulator, tmpfs):
+    assert_run_directory_refused(service, simulator, tmpfs("ro", "size=1m"), 500, "Read-only file system")
+
+
+# What a full disk answers depends on when it is found full: while the request is admitted (its run directory is
+# made before the job exists) it is a 507; once the job runs, its failure is the run's and answers 500.
+
+
+def test_a_disk_too_full_for_the_run_directory_is_a_507_naming_it(service, simulator, tmpfs):
+    full = tmpfs("size=1m", "nr_inodes=16")
+    with pytest.raises(OSError, match="No space left on device"):  # every inode used: not even a directory fits
+        for number in range(16):
+            (full / f"filler-{number}").touch()
+    assert_run_directory_refused(service, simulator, full, 507, "No space left on device")
+
+
+def test_a_disk_that_fills_up_during_the_run_fails_it_with_a_500_naming_the_run_directory(service, simulator, tmpfs):
+    # Room for the run directory but none for its files: the run starts, then cannot write its results.
+    full = tmpfs("size=1m")
+    subprocess.run(["dd", "if=/dev/zero", f"of={full}/filler", "bs=64k"], capture_output=True)
+    assert_run_directory_refused(service, simulator, full, 500, "No space left on device")
+>>>>>>> tests-hygiene
 
 
 def test_an_outputs_root_that_cannot_be_written_is_a_clear_500_until_fixed(service, simulator):
     blocker = service.root / "not-a-directory"
     blocker.write_text("a file where the outputs root should be")
     args = {"outputs_root": str(blocker / "outputs"), "datasets_root": str(service.datasets_root)}
-    serve.run(build_app(args), name="unwritable", route_prefix="/unwritable")
-    try:
-        listing = service.get("/unwritable/api/v1/jobs")
+    with second_application("unwritable", **args) as prefix:
+        listing = service.get(f"{prefix}/api/v1/jobs")
         assert listing.status_code == 500
         assert listing.json()["message"] == (
             f"the job store {blocker}/outputs/jobs.sqlite3 cannot be written: Not a directory"
         )
-        assert service.get("/unwritable/health").status_code == 200
+        assert service.get(f"{prefix}/health").json()["status"] == "ok"
         blocker.unlink()  # the operator fixes the volume; no restart needed
         body = {"model": "m", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "number": 3}
-        assert service.post("/unwritable/api/v1/perf", json=body).status_code == 200
-    finally:
-        serve.delete("unwritable")
-        ray.kill(job_manager(ServiceArgs(**args)))  # detached: it would outlive the application
-
-
-@pytest.fixture
-def full_disk(service):
-    """A 1 MiB tmpfs inside the outputs root, filled up; needs the right to mount (root in a container)."""
-    mount_point = service.root / "outputs" / "full"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
-    subprocess.run(["dd", "if=/dev/zero", f"of={mount_point}/filler", "bs=64k"], capture_output=True)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-def test_a_full_disk_fails_the_run_saying_so_and_the_service_stays_up(service, simulator, full_disk):
-    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="full/run"))
-    assert response.status_code in (500, 507)
-    assert "No space left on device" in response.json()["message"]
-    assert service.get("/health").status_code == 200
+        response = service.post(f"{prefix}/api/v1/perf", json=body)
+        assert response.json()["results"]["parallel_1_number_3"]["metrics"]["Success Requests"] == 3, response.text

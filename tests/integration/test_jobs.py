@@ -9,7 +9,10 @@ import httpx
 import pytest
 import ray
 
-from tests.conftest import SAMPLES
+from serve_app.config import ServiceArgs
+from serve_app.jobs.actor import job_manager
+from tests.conftest import SAMPLES, SimulatorProcess
+from tests.integration.conftest import second_application
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -60,26 +63,30 @@ def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
     assert done == sorted(done) and done[-1] == 300
     job = service.get(f"/api/v1/jobs/{accepted.json()['job_id']}").json()
     assert job["result"]["results"]["parallel_4_number_300"]["metrics"]["Total Requests"] == 300
-    assert service.get(f"/api/v1/jobs/{job['job_id']}/report").status_code == 200
+    report = service.get(f"/api/v1/jobs/{job['job_id']}/report")
+    assert report.status_code == 200 and "<html" in report.text.lower()
     log = service.get(f"/api/v1/jobs/{job['job_id']}/log").json()
     assert [line.split(" ", 2)[2] for line in log["lines"]][:2] == ["submitted perf job for model simulator", "started"]
 
 
-def test_cancel_stops_the_traffic_within_seconds(service, simulator):
-    accepted = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=200000, parallel=4))
-    job_id = accepted.json()["job_id"]
-    wait_for(service, job_id, {"running"})
-    deadline = time.monotonic() + 60
-    while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 50:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    cancelled = service.post(f"/api/v1/jobs/{job_id}/cancel").json()
-    assert cancelled["status"] == "cancelled"
-    time.sleep(1.0)
-    settled = simulator.requests_received()
-    time.sleep(2.0)
-    assert simulator.requests_received() == settled  # nothing reaches the target after cancel
-    assert service.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 409
+def test_cancel_stops_the_traffic_within_seconds(service):
+    with SimulatorProcess() as target:  # a target of its own: only this job's requests reach it
+        accepted = service.post("/api/v1/perf?wait=false", json=perf_body(target, number=200000, parallel=4))
+        job_id = accepted.json()["job_id"]
+        wait_for(service, job_id, {"running"})
+        deadline = time.monotonic() + 60
+        while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        cancelled = service.post(f"/api/v1/jobs/{job_id}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        time.sleep(1.0)
+        settled = target.requests_received()
+        time.sleep(2.0)
+        assert target.requests_received() == settled  # nothing reaches the target after cancel
+    again = service.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409
+    assert again.json()["message"] == f"job {job_id} already ended (cancelled)"
 
 
 def test_idempotent_resubmission_returns_the_same_job(service, simulator):
@@ -93,57 +100,66 @@ def test_idempotent_resubmission_returns_the_same_job(service, simulator):
     assert jobs["total"] == 1
     other = service.post("/api/v1/perf", json={**body, "number": 6}, headers={"Idempotency-Key": key})
     assert other.status_code == 409
+    assert other.json()["message"] == (
+        f"Idempotency-Key {key!r} was used for another request (job {jobs['jobs'][0]['job_id']})"
+    )
 
 
-def test_full_service_answers_429_and_concurrent_clients_are_all_accounted_for(service, simulator):
-    tag = uuid.uuid4().hex[:8]
+def test_full_service_answers_429_and_concurrent_clients_are_all_accounted_for(service, simulator, tmp_path):
+    # An application of its own, so jobs other tests left running take none of its 2 running and 3 queued places.
+    limits = {"outputs_root": str(tmp_path / "outputs"), "datasets_root": str(service.datasets_root),
+              "max_running_jobs": 2, "max_queued_jobs": 3}
     outcomes = []
 
-    def client(i):
+    def client(prefix, i):
+        body = perf_body(simulator, number=20000, parallel=2)
         with httpx.Client(base_url=str(service.base_url), timeout=120) as http:
-            response = http.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=20000, parallel=2,
-                                                                            model=f"crowd-{tag}"),
-                                 headers={"Idempotency-Key": f"{tag}-{i}"})
+            response = http.post(f"{prefix}/api/v1/perf?wait=false", json=body,
+                                 headers={"Idempotency-Key": f"crowd-{i}"})
             outcomes.append((response.status_code, response.headers.get("retry-after"), response.json()))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    accepted = [body["job_id"] for code, _, body in outcomes if code == 202]
-    rejected = [(code, retry) for code, retry, _ in outcomes if code != 202]
-    assert len(accepted) + len(rejected) == 20
-    assert len(accepted) == 5  # 2 running + 3 queued
-    assert all(code == 429 and retry == "5" for code, retry in rejected), outcomes
-    listed = service.get("/api/v1/jobs", params={"model": f"crowd-{tag}", "limit": 100}).json()
-    assert sorted(job["job_id"] for job in listed["jobs"]) == sorted(accepted)
-    for job_id in accepted:
-        assert service.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
-    statuses = {service.get(f"/api/v1/jobs/{job_id}").json()["status"] for job_id in accepted}
-    assert statuses == {"cancelled"}
+    with second_application("crowd", **limits) as prefix:
+        threads = [threading.Thread(target=client, args=(prefix, i)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = [body["job_id"] for code, _, body in outcomes if code == 202]
+        rejected = [(code, retry, body["message"]) for code, retry, body in outcomes if code != 202]
+        assert len(accepted) + len(rejected) == 20
+        assert len(accepted) == 5  # 2 running + 3 queued
+        assert all(code == 429 and retry == "5" and message.startswith("the service is full")
+                   for code, retry, message in rejected), outcomes
+        listed = service.get(f"{prefix}/api/v1/jobs", params={"limit": 100}).json()
+        assert sorted(job["job_id"] for job in listed["jobs"]) == sorted(accepted)
+        cancelled = [service.post(f"{prefix}/api/v1/jobs/{job_id}/cancel").json()["status"] for job_id in accepted]
+        assert cancelled == ["cancelled"] * 5
 
 
 def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(service, simulator):
     finished = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=3)).json()["job_id"]
     finished_job = wait_for(service, finished, TERMINAL)
-    running = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=200000, parallel=2))
-    running_id = running.json()["job_id"]
-    wait_for(service, running_id, {"running"})
-    (manager,) = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("evalscope-jobs")]
-    ray.kill(ray.get_actor(manager["name"], namespace=manager["namespace"]), no_restart=False)
-    interrupted = wait_for(service, running_id, TERMINAL, timeout=60)
-    assert interrupted["status"] == "interrupted" and "restarted" in interrupted["error"]
-    assert service.get(f"/api/v1/jobs/{finished}").json() == finished_job
-    settled = simulator.requests_received()
-    time.sleep(2.0)
-    assert simulator.requests_received() == settled  # the lost manager's shards went with it
-    assert service.post("/api/v1/perf", json=perf_body(simulator, number=3)).status_code == 200
+    with SimulatorProcess() as target:  # a target of its own: only the interrupted job's requests reach it
+        running = service.post("/api/v1/perf?wait=false", json=perf_body(target, number=200000, parallel=2))
+        running_id = running.json()["job_id"]
+        wait_for(service, running_id, {"running"})
+        # This service's manager (named by its outputs root), not another application's.
+        ray.kill(job_manager(ServiceArgs(outputs_root=(service.root / "outputs").resolve())), no_restart=False)
+        interrupted = wait_for(service, running_id, TERMINAL, timeout=60)
+        assert interrupted["status"] == "interrupted" and "restarted" in interrupted["error"]
+        assert service.get(f"/api/v1/jobs/{finished}").json() == finished_job
+        settled = target.requests_received()
+        time.sleep(2.0)
+        assert target.requests_received() == settled  # the lost manager's shards went with it
+    again = service.post("/api/v1/perf", json=perf_body(simulator, number=3))
+    assert again.json()["results"]["parallel_1_number_3"]["metrics"]["Success Requests"] == 3, again.text
 
 
 @pytest.mark.parametrize("path", ["", "/events", "/log", "/report", "/artifacts"])
 def test_unknown_job_is_a_404(service, path):
-    assert service.get(f"/api/v1/jobs/job-ffffffffffff{path}").status_code == 404
+    response = service.get(f"/api/v1/jobs/job-ffffffffffff{path}")
+    assert response.status_code == 404
+    assert response.json()["message"] == "no job 'job-ffffffffffff'"
 
 
 def test_health_answers_at_once_while_synchronous_submissions_wait(service, simulator):
@@ -157,7 +173,7 @@ def test_health_answers_at_once_while_synchronous_submissions_wait(service, simu
         submission.start()
     time.sleep(1.5)  # all five are open at the ingress, waiting for their runs
     started = time.monotonic()
-    assert service.get("/health").status_code == 200
+    assert service.get("/health").json()["status"] == "ok"
     assert time.monotonic() - started < 1.0
     for submission in submissions:
         submission.join(300)

@@ -19,12 +19,8 @@ pytestmark = pytest.mark.slow
 
 def _prometheus_binary() -> str:
     found = shutil.which("prometheus")
-    if found is None and shutil.which("apt-get"):  # a fresh CI machine: install Debian's package
-        for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "prometheus"]):
-            subprocess.run(step, capture_output=True, timeout=600)
-        found = shutil.which("prometheus")
-    if found is None:
-        pytest.skip("Debian's prometheus package is not installed and could not be installed here")
+    if found is None:  # the tests run offline: installing is the README test command's first step, not theirs
+        pytest.fail("prometheus is not on PATH: install it first, as README.md's test command does")
     return found
 
 
@@ -65,22 +61,23 @@ def eventually(prometheus, promql: str, check, timeout=60.0) -> float:
     raise AssertionError(f"{promql} = {value} after {timeout} s")
 
 
-def settled(prometheus, promql: str) -> float:
-    """The value once two reads a few scrapes apart agree (series of earlier jobs have all arrived)."""
+def settled(prometheus, *promqls: str) -> list[float]:
+    """The values once two reads a few scrapes apart agree (series of earlier jobs have all arrived)."""
     eventually(prometheus, 'up{job="ray"}', lambda value: value == 1)  # Prometheus has scraped Ray
-    previous = query(prometheus, promql)
+    previous = [query(prometheus, promql) for promql in promqls]
     while True:
         time.sleep(4)
-        current = query(prometheus, promql)
+        current = [query(prometheus, promql) for promql in promqls]
         if current == previous:
-            return current or 0.0
+            return [value or 0.0 for value in current]
         previous = current
 
 
 def test_jobs_perf_histograms_and_eval_scores_reach_prometheus(service, simulator, prometheus):
     model = f"prom-{uuid.uuid4().hex[:8]}"
-    submitted = "sum(ray_evalscope_serve_jobs_submitted_total{kind=\"perf\"})"
-    before = settled(prometheus, submitted)
+    submitted = 'sum(ray_evalscope_serve_jobs_submitted_total{kind="perf"})'
+    evals_succeeded = 'sum(ray_evalscope_serve_jobs_finished_total{kind="eval",status="succeeded"})'
+    perf_before, evals_before = settled(prometheus, submitted, evals_succeeded)
 
     perf = service.post("/api/v1/perf", json={
         "model": model, "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "number": 120,
@@ -94,13 +91,12 @@ def test_jobs_perf_histograms_and_eval_scores_reach_prometheus(service, simulato
     })
     assert evaluation.status_code == 200, evaluation.text
 
-    eventually(prometheus, submitted, lambda value: value == before + 1)
+    eventually(prometheus, submitted, lambda value: value == perf_before + 1)
     eventually(prometheus, f'sum(ray_evalscope_serve_perf_requests_total{{model="{model}",outcome="success"}})',
                lambda value: value == 120)
     eventually(prometheus, f'sum(ray_evalscope_serve_perf_output_tokens_total{{model="{model}"}})',
                lambda value: value == 120 * 8)
-    assert eventually(prometheus, 'sum(ray_evalscope_serve_jobs_finished_total{kind="eval",status="succeeded"})',
-                      lambda value: value >= 1)
+    eventually(prometheus, evals_succeeded, lambda value: value == evals_before + 1)
 
     # The histogram's median TTFT must fall in the bucket that holds the job's own median TTFT.
     job_p50_s = next(r["TTFT (ms)"] for r in result["percentiles"] if r["Percentiles"] == "50%") / 1000

@@ -16,7 +16,7 @@ import ray
 
 from serve_app.jobs.digest import SECRET_FILE
 from tests.conftest import SAMPLES
-from tests.integration.conftest import extra_app
+from tests.integration.conftest import second_application
 
 SECRET = f"sk-audit-{uuid.uuid4().hex}"
 TOKEN = f"bearer-audit-{uuid.uuid4().hex}"
@@ -36,11 +36,12 @@ def perf_body(url, **fields):
 
 @pytest.fixture(scope="module")
 def audited(service, tmp_path_factory):
-    """An application with auth on (the planted bearer token, from a file outside the outputs root)."""
+    """An application with auth on (the planted bearer token, from a file outside the outputs root); its root."""
     root = tmp_path_factory.mktemp("audited")
     (root / "tokens").write_text(f"{TOKEN} auditors\n")
-    with extra_app(service, "audited", root, token=TOKEN, auth_tokens_file=str(root / "tokens"), debug=True) as app:
-        yield app
+    with second_application("audited", outputs_root=str(root / "outputs"), datasets_root=str(service.datasets_root),
+                            samples_root=str(SAMPLES), auth_tokens_file=str(root / "tokens"), debug=True):
+        yield root
 
 
 def written_since(root: Path, since: float):
@@ -59,7 +60,8 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
     answers: list[bytes] = []
 
     def call(method, path, **kwargs):
-        response = audited.request(method, path, **kwargs)
+        headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
+        response = service.request(method, f"/audited{path}", headers=headers, **kwargs)
         answers.append(response.content)
         return response
 
@@ -91,13 +93,13 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
         with zipfile.ZipFile(io.BytesIO(artifacts.content)) as archive:
             answers.extend(archive.read(name) for name in archive.namelist())
 
-    outputs = audited.root / "outputs"
+    outputs = audited / "outputs"
     idempotency_secret = (outputs / SECRET_FILE).read_bytes()
     written = [outputs, Path(ray._private.worker._global_node.get_logs_dir_path())]
     files = {str(path): path.read_bytes() for root in written for path in root.rglob("*")
              if path.is_file() and path.name != SECRET_FILE}
     scratch = [Path.cwd(), Path(tempfile.gettempdir()), Path.home() / ".cache"]
-    kept_on_purpose = {outputs / SECRET_FILE, audited.root / "tokens"}  # the secret's and the token's own files
+    kept_on_purpose = {outputs / SECRET_FILE, audited / "tokens"}  # the secret's and the token's own files
     files.update({str(path): content for root in scratch for path, content in written_since(root, started)
                   if path not in kept_on_purpose})
     metrics = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=30).content

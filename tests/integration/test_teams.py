@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tests.integration.conftest import extra_app
+from tests.integration.conftest import second_application
 from tests.integration.test_jobs import TERMINAL, perf_body
 
 A, B, OPS = "team-a-token-1f9", "team-b-token-7c2", "ops-token-e41"
@@ -20,8 +20,10 @@ def teams(service, tmp_path_factory):
     root = tmp_path_factory.mktemp("teams")
     tokens = root / "tokens"
     tokens.write_text(f"{A} team-a\n{B} team-b\n{OPS} ops admin\n")
-    with extra_app(service, "teams", root, auth_tokens_file=str(tokens), max_running_jobs_per_principal=1,
-                   max_queued_jobs_per_principal=0):
+    with second_application(
+        "teams", outputs_root=str(root / "outputs"), datasets_root=str(service.datasets_root),
+        auth_tokens_file=str(tokens), max_running_jobs_per_principal=1, max_queued_jobs_per_principal=0,
+    ):
         yield root
 
 

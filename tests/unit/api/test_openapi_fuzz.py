@@ -53,7 +53,12 @@ def service(request, tmp_path):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
+    deadline = time.monotonic() + 30
+    while not server.started:  # uvicorn ends its thread, without raising here, when it cannot bind
+        if not thread.is_alive():
+            pytest.fail(f"the API server stopped before serving on port {server.config.port} (port taken?)")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the API server did not start on port {server.config.port} within 30 s")
         time.sleep(0.05)
     yield f"http://127.0.0.1:{server.config.port}", tokens
     server.should_exit = True

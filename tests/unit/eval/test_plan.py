@@ -8,13 +8,13 @@ from serve_app.errors import RequestError
 from serve_app.eval.benchmarks import known_benchmarks
 from serve_app.eval.plan import normalize_api_url, plan_eval
 from serve_app.schemas import EvalRequest
-
-SAMPLES = Path(__file__).resolve().parents[3] / "examples" / "datasets"
+from tests.conftest import SAMPLES
 
 
 @pytest.fixture
 def args(tmp_path):
-    return ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets")
+    # The samples root by its absolute path: the default is relative to the directory pytest starts in.
+    return ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets", samples_root=SAMPLES)
 
 
 def request(**fields):

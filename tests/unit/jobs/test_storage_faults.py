@@ -49,8 +49,9 @@ def test_a_full_disk_answers_507_and_the_service_keeps_serving(tmp_path, monkeyp
         assert response.json()["message"] == (
             f"the job store {tmp_path}/jobs.sqlite3 cannot be written: database or disk is full"
         )
-        assert client.get("/health").status_code == 200
+        assert client.get("/health").json()["status"] == "ok"
         assert client.post("/api/v1/perf", json=PERF).status_code == 200  # space is back
+        assert client.get("/api/v1/jobs").json()["total"] == 1  # the job that could be stored
 
 
 def test_a_job_whose_ending_cannot_be_stored_still_ends_for_whoever_waits(tmp_path, monkeypatch):

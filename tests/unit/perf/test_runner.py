@@ -1,6 +1,8 @@
 import asyncio
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serve_app.perf.plan import plan_shards
@@ -54,3 +56,30 @@ def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
 
     assert asyncio.run(trust_env(False)) is False  # nothing to look up: skip aiohttp's per-request thread hop
     assert asyncio.run(trust_env(True)) is True
+
+
+@pytest.fixture
+def drawn_intervals(monkeypatch):
+    """Every array of arrival intervals evalscope draws from numpy while the test runs."""
+    drawn = []
+    draw = np.random.exponential
+
+    def recording(*args, **kwargs):
+        intervals = draw(*args, **kwargs)
+        drawn.append(intervals.tolist())
+        return intervals
+
+    monkeypatch.setattr(np.random, "exponential", recording)
+    return drawn
+
+
+def test_the_shard_seed_decides_its_poisson_arrival_times(drawn_intervals):
+    for seed in (7, 7, 8):
+        (plan,) = plan_shards(parallel=2, number=5, rate=1000.0, shards=1, seed=seed)
+        runner = ShardRunner(spec(plan=plan))  # an unreachable target: each request fails at once, still paced
+        runner.requests = asyncio.run(runner._collect_requests())
+        runner.run(start_at=time.time())
+    first, same_seed, other_seed = drawn_intervals
+    assert len(first) == 5
+    assert same_seed == first
+    assert other_seed != first

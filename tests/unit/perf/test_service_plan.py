@@ -1,11 +1,10 @@
-from pathlib import Path
-
 from serve_app.config import ServiceArgs
 from serve_app.perf.datasets import perf_datasets
 from serve_app.perf.service import plan_perf
 from serve_app.schemas import PerfRequest
+from tests.conftest import SAMPLES
 
-PROMPTS = Path(__file__).resolve().parents[3] / "examples" / "datasets" / "perf" / "openqa.jsonl"
+PROMPTS = SAMPLES / "perf" / "openqa.jsonl"
 
 
 def request(**fields):
@@ -13,7 +12,8 @@ def request(**fields):
 
 
 def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
-    args = ServiceArgs(outputs_root=tmp_path, max_parallel_per_shard=8)
+    # The samples root by its absolute path: the default is relative to the directory pytest starts in.
+    args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES, max_parallel_per_shard=8)
     plan = plan_perf(request(number=[40, 100], parallel=[4, 20], warmup=4), args, perf_datasets()["openqa"],
                      workers_available=16)
     assert [p.name for p in plan.points] == ["parallel_4_number_40", "parallel_20_number_100"]
