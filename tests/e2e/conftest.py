@@ -51,7 +51,7 @@ def stop_process_group(leader: subprocess.Popen, sig: signal.Signals, timeout_s:
 
 
 @contextlib.contextmanager
-def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str]) -> Iterator[str]:
+def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str], metrics_port: int) -> Iterator[str]:
     """A Ray head on free ports with its own temp dir (and address file), so `serve run` neither joins another
     cluster on this machine nor leaves one behind; yields its address."""
     port = free_port()
@@ -59,7 +59,7 @@ def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str]) -> Ite
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
          f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-         "--include-dashboard=false", "--disable-usage-stats"],
+         f"--metrics-export-port={metrics_port}", "--include-dashboard=false", "--disable-usage-stats"],
         cwd=workdir,  # its workers start here, so the config's relative roots resolve as for a user in workdir
         env=env,
         stdout=log,
@@ -84,7 +84,8 @@ def served(tmp_path_factory):
     config["http_options"].update(host="127.0.0.1", port=port)
     (workdir / "serve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SERVE_SOCKET_REUSE_PORT_ENABLED": "0"}
-    with open(workdir / "serve.log", "w") as log, ray_head_of_its_own(workdir, env, log) as address:
+    metrics_port = free_port()
+    with open(workdir / "serve.log", "w") as log, ray_head_of_its_own(workdir, env, log, metrics_port) as address:
         process = subprocess.Popen(
             [str(BIN / "serve"), "run", "--address", address, str(workdir / "serve.yaml")],
             cwd=workdir,
@@ -98,7 +99,7 @@ def served(tmp_path_factory):
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
                 health = client.get("/health").json()
                 assert health["service"] == "evalscope" and process.poll() is None, f"not our service: {health}"
-                client.workdir = workdir
+                client.workdir, client.metrics_port = workdir, metrics_port
                 yield client
         finally:
             stop_process_group(process, signal.SIGINT, 60)  # serve run shuts Serve down on Ctrl-C

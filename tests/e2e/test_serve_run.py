@@ -1,10 +1,13 @@
 """The whole service, started the way the README says, against a real model (SmolLM2-135M on llama.cpp)."""
 
 import json
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from serve_app.metrics import exported_series
 from tests.conftest import SAMPLES, SimulatorProcess
 
 pytestmark = pytest.mark.slow
@@ -78,3 +81,22 @@ def test_demo_eval_against_the_simulator_scores_the_shipped_samples(served):
         )
     assert response.status_code == 200, response.text
     assert response.json()["scores"] == {"iquiz": 1.0}
+
+
+def test_every_metric_is_exported_on_a_fresh_cluster_after_its_first_event(served):
+    """Gauges included: on a cluster no earlier test warmed up, one eval and one perf job must make every series
+    the dashboard reads appear on the node's metrics export port."""
+    with SimulatorProcess() as simulator:
+        evaluated = served.post("/api/v1/eval", json={
+            "model": "fresh", "api_url": simulator.base_url, "datasets": ["iquiz"], "limit": 1,
+            "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}}})
+        loaded = served.post("/api/v1/perf", json={
+            "model": "fresh", "url": simulator.chat_url, "dataset_path": str(SAMPLES / "perf" / "openqa.jsonl"),
+            "number": 8, "parallel": 2, "max_tokens": 8})
+    assert evaluated.status_code == loaded.status_code == 200, (evaluated.text, loaded.text)
+    deadline, missing = time.monotonic() + 60, exported_series()
+    while missing and time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).text
+        missing = {series for series in missing if f"{series}{{" not in text}
+        time.sleep(2)
+    assert not missing, f"never exported: {sorted(missing)}"

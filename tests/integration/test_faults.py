@@ -109,18 +109,6 @@ def test_killing_the_ingress_replica_loses_no_job(service, simulator):
     assert job["result"]["results"]["parallel_2_number_300"]["metrics"]["Total Requests"] == 300
 
 
-<<<<<<< HEAD
-def test_a_work_dir_blocked_by_a_file_is_a_400_naming_it_and_the_service_stays_up(service, simulator):
-    # Admission sees the file in the way; a run directory that still cannot be made is a 500 (unit-tested in
-    # tests/unit/jobs/test_storage_faults.py).
-    (service.root / "outputs" / "blocked").write_text("a file where a directory should be")
-    response = service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="blocked/run"))
-    assert response.status_code == 400
-    blocker = (service.root / "outputs" / "blocked").resolve()
-    assert response.json()["message"] == f"work_dir 'blocked/run' runs into a file ({blocker}); name a directory"
-    assert service.get("/health").status_code == 200
-    assert service.post("/api/v1/eval", json=eval_body(simulator.base_url, work_dir="fine/run")).status_code == 200
-=======
 @pytest.fixture
 def tmpfs(service):
     """Mounts a small tmpfs with the given options inside the outputs root, unmounted after the test; needs the
@@ -176,7 +164,6 @@ def test_a_disk_that_fills_up_during_the_run_fails_it_with_a_500_naming_the_run_
     full = tmpfs("size=1m")
     subprocess.run(["dd", "if=/dev/zero", f"of={full}/filler", "bs=64k"], capture_output=True)
     assert_run_directory_refused(service, simulator, full, 500, "No space left on device")
->>>>>>> tests-hygiene
 
 
 def test_an_outputs_root_that_cannot_be_written_is_a_clear_500_until_fixed(service, simulator):
