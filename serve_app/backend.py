@@ -19,6 +19,9 @@ class RayBackend:
     def __init__(self, args: ServiceArgs) -> None:
         self.args = args
         self._manager = job_manager(args)
+        # A manager that outlived an earlier deployment of this application takes this one's settings. Calls from
+        # one caller run in order, so every later call sees them.
+        self._manager.configure.remote(args)
 
     async def submit(
         self, request: EvalRequest | PerfRequest, idempotency_key: str | None, caller: Principal

@@ -10,6 +10,7 @@ import argparse
 import functools
 import importlib.util
 import json
+import math
 import re
 import signal
 import sys
@@ -309,8 +310,14 @@ def _progress_bar(job: Any) -> None:
     progress = job.progress
     filled = int(progress.percent / 5)
     rate = f" {progress.req_per_s:.1f}/s" if progress.req_per_s else ""
-    print(f"\r[{'#' * filled}{'.' * (20 - filled)}] {progress.percent:5.1f}% {progress.done}/{progress.total}{rate}"
-          f" {job.status}   ", end="", file=sys.stderr, flush=True)
+    counts = f"{progress.done}/{progress.total}" if progress.total else ""
+    print(f"\r[{'#' * filled}{'.' * (20 - filled)}] {_percent(progress.percent):>6} {counts}{rate}"
+          f" {progress.phase or job.status}   ", end="", file=sys.stderr, flush=True)
+
+
+def _percent(value: float) -> str:
+    """Rounded down, so 99.96 % of a job reads 99.9 %, never 100 % before it is."""
+    return f"{math.floor(value * 10) / 10:.1f}%"
 
 
 class _cancel_on_interrupt:
@@ -337,7 +344,7 @@ class _cancel_on_interrupt:
 def _jobs(client: Any, args: argparse.Namespace) -> int:
     if args.action == "list":
         page = client.list_jobs(kind=args.kind, status=args.status, model=args.model, limit=args.limit)
-        rows = [(j.job_id, j.kind, j.status, j.model, j.owner, f"{j.progress.percent:.0f}%", j.created_at)
+        rows = [(j.job_id, j.kind, j.status, j.model, j.owner, _percent(j.progress.percent), j.created_at)
                 for j in page.jobs]
         print(_table(["job", "kind", "status", "model", "owner", "progress", "created"], rows))
         print(f"{len(page.jobs)} of {page.total}")

@@ -183,6 +183,9 @@ async def job_report(job_id: str, request: Request) -> FileResponse:
     job = await request.app.state.backend.get(job_id, caller(request))
     output = Path(job.output_dir)
     report = output / "reports" / "report.html" if job.kind == "eval" else output / "perf_report.html"
+    if not report.is_file() and job.status == "succeeded":
+        return _not_found(f"the report of job {job.id} is still being written (it follows the result); try again "
+                          "in a few seconds")
     if not report.is_file():
         return _not_found(f"job {job.id} has no report ({job.status}); reports are written when a job succeeds")
     return FileResponse(report, media_type="text/html")

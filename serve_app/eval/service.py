@@ -31,7 +31,8 @@ class EvalRun:
     args: ServiceArgs
     metrics: EvalMetrics | None = None
     metrics_model: str = ""  # the `model` label (bounded by the job manager's LabelBudget)
-    _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
+    _reported: dict[str, int] = field(default_factory=dict)
+    _combining: bool = False  # samples per dataset already counted in metrics
 
     async def execute(self) -> EvalResponse:
         # A dead endpoint would otherwise cost every sample its timeouts and retries before the run gives up.
@@ -57,6 +58,7 @@ class EvalRun:
             for ref in refs.values():
                 ray.cancel(ref, force=True)  # kills the worker processes: the target stops receiving requests
             raise
+        self._combining = True
         try:
             await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
         except RayTaskError as exc:
@@ -103,7 +105,8 @@ class EvalRun:
                 newly_done = processed - self._reported.get(task.dataset, 0)
                 self.metrics.samples_done(self.metrics_model, task.dataset, newly_done)
                 self._reported[task.dataset] = processed
-        return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
+        phase = "reporting" if self._combining else "running" if total else "preparing"
+        return {"phase": phase, "done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
 
 
 def _reason(exc: RayError) -> str:

@@ -57,16 +57,26 @@ class JobManagerActor:
         return self._secret
 
     def _open(self) -> JobManager:
-        return JobManager(
-            SqliteJobStore(self.args.outputs_root / JOBS_DB),
-            max_running=self.args.max_running_jobs,
-            max_queued=self.args.max_queued_jobs,
-            max_running_per_principal=self.args.max_running_jobs_per_principal,
-            max_queued_per_principal=self.args.max_queued_jobs_per_principal,
-            retry_after_s=self.args.retry_after_s,
-            progress_interval_s=self.args.progress_interval_s,
-            events=JobMetrics(),
-        )
+        return JobManager(SqliteJobStore(self.args.outputs_root / JOBS_DB), **self._limits(), events=JobMetrics())
+
+    def _limits(self) -> dict:
+        return {
+            "max_running": self.args.max_running_jobs,
+            "max_queued": self.args.max_queued_jobs,
+            "max_running_per_principal": self.args.max_running_jobs_per_principal,
+            "max_queued_per_principal": self.args.max_queued_jobs_per_principal,
+            "retry_after_s": self.args.retry_after_s,
+            "progress_interval_s": self.args.progress_interval_s,
+        }
+
+    def configure(self, args: ServiceArgs) -> None:
+        """The settings of a redeployed application (same outputs root, so the same actor): new jobs run under them
+        and changed limits apply at once; jobs already queued or running carry on."""
+        self.args = args
+        self.model_labels.max_values = args.max_metric_models
+        self._secret = None  # read again: the operator may have set idempotency_secret_env
+        if self._manager is not None:
+            self._manager.configure(**self._limits())
 
     async def submit(
         self,
@@ -91,6 +101,7 @@ class JobManagerActor:
                 body_digest=body_digest(request, self.secret),
                 secrets=(request.api_key.get_secret_value(),) if request.api_key else (),
                 owner=caller.name,
+                planned_total=getattr(plan, "total_requests", 0),  # an eval learns its total as datasets load
             )
         )
 

@@ -69,6 +69,7 @@ class Submission:
     body_digest: str | None = None
     secrets: tuple[str, ...] = ()  # masked in the job's error, should a target echo one back in its answer
     owner: str = DEFAULT_PRINCIPAL
+    planned_total: int = 0  # requests or samples, where known before the run starts (perf)
 
 
 class JobEvents(Protocol):
@@ -96,12 +97,6 @@ class JobManager:
     ) -> None:
         self.store = store
         self.events = events
-        self.max_running = max_running
-        self.max_queued = max_queued
-        self.max_running_per_principal = max_running_per_principal
-        self.max_queued_per_principal = max_queued_per_principal
-        self.retry_after_s = retry_after_s
-        self.progress_interval_s = progress_interval_s
         self._queue: deque[str] = deque()
         self._runs: dict[str, JobRun] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -111,9 +106,35 @@ class JobManager:
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
         self._unsaved_endings: dict[str, JobRecord] = {}
+        self.configure(
+            max_running=max_running,
+            max_queued=max_queued,
+            max_running_per_principal=max_running_per_principal,
+            max_queued_per_principal=max_queued_per_principal,
+            retry_after_s=retry_after_s,
+            progress_interval_s=progress_interval_s,
+        )
         # Jobs a previous manager was running cannot resume (their secrets were never stored): say so, keep them.
         for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
             self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
+
+    def configure(
+        self,
+        *,
+        max_running: int,
+        max_queued: int,
+        max_running_per_principal: int | None = None,
+        max_queued_per_principal: int | None = None,
+        retry_after_s: float = 5.0,
+        progress_interval_s: float = 1.0,
+    ) -> None:
+        """New limits, applied in place (a redeploy with changed settings): queued and running jobs carry on, and
+        a raised limit starts queued jobs at once."""
+        self.max_running, self.max_queued = max_running, max_queued
+        self.max_running_per_principal = max_running_per_principal
+        self.max_queued_per_principal = max_queued_per_principal
+        self.retry_after_s, self.progress_interval_s = retry_after_s, progress_interval_s
+        self._start_queued()
 
     def submit(self, submission: Submission) -> tuple[JobRecord, bool]:
         """The job for this submission and whether it is new; a retried submission returns the first job."""
@@ -136,6 +157,7 @@ class JobManager:
                 idempotency_key=submission.idempotency_key,
                 body_digest=submission.body_digest,
                 owner=submission.owner,
+                progress={"phase": "queued", "done": 0, "total": submission.planned_total, "percent": 0.0},
             )
         except DuplicateKey as duplicate:
             return self._same_submission(duplicate.existing, submission), False
@@ -229,7 +251,8 @@ class JobManager:
                 continue
             self._queue.remove(job_id)
             try:
-                record = self.store.update(job_id, status="running", started_at=time.time())
+                progress = {**self.store.get(job_id).progress, "phase": "preparing"}
+                record = self.store.update(job_id, status="running", started_at=time.time(), progress=progress)
             except StorageError as exc:
                 self._runs.pop(job_id, None)
                 self._owners.pop(job_id, None)
@@ -256,7 +279,7 @@ class JobManager:
             self._end(job_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         else:
             progress = dict(self.store.get(job_id).progress)
-            progress.update(done=progress.get("total", 0), percent=100.0)
+            progress.update(phase="done", done=progress.get("total", 0), percent=100.0)
             self._end(job_id, "succeeded", result=response.model_dump(mode="json"), progress=progress)
         finally:
             reporter.cancel()

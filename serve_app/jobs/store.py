@@ -70,6 +70,7 @@ class JobStore(Protocol):
         idempotency_key: str | None = None,
         body_digest: str | None = None,
         owner: str = DEFAULT_PRINCIPAL,
+        progress: dict | None = None,
     ) -> JobRecord: ...
 
     def get(self, job_id: str) -> JobRecord | None: ...
@@ -176,6 +177,7 @@ class SqliteJobStore:
         idempotency_key: str | None = None,
         body_digest: str | None = None,
         owner: str = DEFAULT_PRINCIPAL,
+        progress: dict | None = None,
     ) -> JobRecord:
         if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {JOB_KINDS}")
@@ -190,6 +192,7 @@ class SqliteJobStore:
             idempotency_key=idempotency_key,
             body_digest=body_digest,
             owner=owner,
+            progress=progress or {},
         )
         with self._writing():
             try:

@@ -103,6 +103,7 @@ class PerfRun:
     metrics_model: str = ""  # the `model` label of live metrics (bounded by the job manager's LabelBudget)
     _finished: int = 0  # requests of the points already merged
     _live: list[_Shard] = field(default_factory=list)
+    _phase: str = "preparing"
 
     async def execute(self) -> PerfResponse:
         run_id = self.plan.output_dir.parent.name
@@ -110,13 +111,17 @@ class PerfRun:
         for point in self.plan.points:
             results[point.name] = await self._run_point(point, f"{run_id}/{point.name}")
             self._finished += sum(shard.number for shard in point.shards)
+        # The result is complete once merged: the HTML report (seconds, in a fresh process) follows on its own.
+        _keep_running(asyncio.get_running_loop().create_task(self._write_report()))
+        return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
+
+    async def _write_report(self) -> None:
         try:
             await _write_report.options(num_cpus=self.args.eval_task_num_cpus).remote(
                 str(self.plan.output_dir), self.request.api
             )
         except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
             logger.warning("no perf report for %s: %s", self.plan.output_dir, _reason(exc))
-        return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
 
     async def progress(self) -> dict:
         done = self._finished
@@ -126,7 +131,8 @@ class PerfRun:
             )
             done += sum(count for count in counts if isinstance(count, int))
         total = self.plan.total_requests
-        return {"done": done, "total": total, "percent": round(100 * done / total, 2) if total else 0.0}
+        return {"phase": self._phase, "done": done, "total": total,
+                "percent": round(100 * done / total, 2) if total else 0.0}
 
     async def _run_point(self, point: PointPlan, point_id: str) -> PerfPointResult:
         output_dir = self.plan.output_dir / point.name
@@ -143,12 +149,13 @@ class PerfRun:
             )
             for plan in point.shards
         ]
+        self._phase = "preparing"
         try:
             await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
             offsets = [await _clock_offset(shard.actor) for shard in shards]
             # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
             start_at = time.time() + self.args.shard_start_delay_s
-            self._live = shards
+            self._live, self._phase = shards, "running"
             stats: list[ShardStats] = await _each_shard(
                 shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index])
             )
@@ -159,6 +166,7 @@ class PerfRun:
                 "warmup_num": sum(s.plan.warmup for s in shards),
             }
             # Records go shard to shard 0 directly (object refs), never through this process.
+            self._phase = "reporting"
             record_refs = [shard.actor.records.remote() for shard in shards]
             merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
         except BaseException:
@@ -193,6 +201,15 @@ class PerfRun:
             work_dir=str(work_dir),
             metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
         )
+
+
+_background: set[asyncio.Task] = set()
+
+
+def _keep_running(task: asyncio.Task) -> None:
+    """Hold a task that outlives its run until it ends (the event loop keeps only weak references to tasks)."""
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def _kill(shards: list[_Shard]) -> None:

@@ -8,7 +8,9 @@ import uuid
 import httpx
 import pytest
 import ray
+from ray import serve
 
+from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
 from tests.conftest import SAMPLES, SimulatorProcess
@@ -22,10 +24,10 @@ def perf_body(simulator, **fields):
             **fields}
 
 
-def wait_for(service, job_id, statuses, timeout=120):
+def wait_for(service, job_id, statuses, timeout=120, prefix=""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = service.get(f"/api/v1/jobs/{job_id}").json()
+        job = service.get(f"{prefix}/api/v1/jobs/{job_id}").json()
         if job["status"] in statuses:
             return job
         time.sleep(0.2)
@@ -61,9 +63,19 @@ def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
     assert events[-1]["status"] == "succeeded"
     done = [e["progress"]["done"] for e in events]
     assert done == sorted(done) and done[-1] == 300
+    # The phases say why done stays 0 at first: workers start and request bodies are built before anything is sent.
+    phase_order = ["queued", "preparing", "running", "reporting", "done"]
+    phases = [phase_order.index(e["progress"]["phase"]) for e in events]
+    assert phases == sorted(phases) and phases[-1] == 4, events
+    assert {"preparing", "running"} <= {e["progress"]["phase"] for e in events}, events
+    assert events[0]["progress"]["total"] == 300  # known before the run starts, never 0/0
     job = service.get(f"/api/v1/jobs/{accepted.json()['job_id']}").json()
     assert job["result"]["results"]["parallel_4_number_300"]["metrics"]["Total Requests"] == 300
-    report = service.get(f"/api/v1/jobs/{job['job_id']}/report")
+    # The result is there as soon as it is merged; the HTML report follows within seconds, and says so meanwhile.
+    deadline = time.monotonic() + 60
+    while (report := service.get(f"/api/v1/jobs/{job['job_id']}/report")).status_code == 404:
+        assert "still being written" in report.json()["message"] and time.monotonic() < deadline
+        time.sleep(0.5)
     assert report.status_code == 200 and "<html" in report.text.lower()
     log = service.get(f"/api/v1/jobs/{job['job_id']}/log").json()
     assert [line.split(" ", 2)[2] for line in log["lines"]][:2] == ["submitted perf job for model simulator", "started"]
@@ -134,6 +146,22 @@ def test_full_service_answers_429_and_concurrent_clients_are_all_accounted_for(s
         assert sorted(job["job_id"] for job in listed["jobs"]) == sorted(accepted)
         cancelled = [service.post(f"{prefix}/api/v1/jobs/{job_id}/cancel").json()["status"] for job_id in accepted]
         assert cancelled == ["cancelled"] * 5
+
+
+def test_a_redeploy_with_new_settings_reaches_the_job_manager_and_keeps_its_jobs(service, simulator, tmp_path):
+    settings = {"outputs_root": str(tmp_path / "outputs"), "datasets_root": str(service.datasets_root),
+                "max_running_jobs": 1}
+    slow = perf_body(simulator, number=100_000, parallel=1, rate=2)  # runs until cancelled
+    with second_application("redeployed", **settings) as prefix:
+        first, second = (service.post(f"{prefix}/api/v1/perf?wait=false", json=slow).json()["job_id"]
+                         for _ in range(2))
+        assert wait_for(service, second, {"queued"}, prefix=prefix)["status"] == "queued"
+        serve.run(build_app({**settings, "max_running_jobs": 2}), name="redeployed", route_prefix=prefix)
+        # The queued job starts under the new limit; the running one was never interrupted.
+        assert wait_for(service, second, {"running"}, prefix=prefix)["status"] == "running"
+        assert service.get(f"{prefix}/api/v1/jobs/{first}").json()["status"] == "running"
+        for job_id in (first, second):
+            assert service.post(f"{prefix}/api/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
 
 
 def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(service, simulator):

@@ -28,7 +28,11 @@ class StubManager:
                 manager.submitted.append((request, plan))
                 raise LookupError("stub: admitted")
 
-        self.submit = Submit()
+        class Configure:
+            def remote(self, args):
+                manager.configured = args
+
+        self.submit, self.configure = Submit(), Configure()
 
 
 @pytest.fixture

@@ -64,3 +64,9 @@ def test_the_summary_of_a_partly_failed_eval_shows_scores_and_failures():
     text = _summary("eval", {"scores": {"gsm8k": 0.75}, "failures": {"ceval": "ValueError: bad data"},
                              "output_dir": "/o"})
     assert "0.7500" in text and "failed: ValueError: bad data" in text
+
+
+def test_percentages_round_down_so_an_unfinished_job_never_reads_100():
+    from serve_app.cli import _percent
+
+    assert _percent(99.96) == "99.9%" and _percent(100.0) == "100.0%" and _percent(0) == "0.0%"

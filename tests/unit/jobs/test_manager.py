@@ -160,3 +160,35 @@ def test_a_partly_failed_run_fails_the_job_and_keeps_what_succeeded(tmp_path, su
     assert job.status == "failed" and job.error.startswith("evaluation failed (ceval")
     assert job.result["status"] == "partial" and job.result["scores"] == {"gsm8k": 0.75}
     assert job.result["failures"] == {"ceval": "ValueError: bad data"}
+
+
+def test_new_limits_apply_in_place_and_start_queued_jobs(tmp_path, submission):
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=5)
+        first = manager.submit(submission(FakeRun("perf", total=10_000)))[0]
+        second = manager.submit(submission(FakeRun("perf", total=10_000)))[0]
+        assert manager.get(second.id, ANONYMOUS).status == "queued"
+        manager.configure(max_running=2, max_queued=5)
+        statuses = [manager.get(job.id, ANONYMOUS).status for job in (first, second)]
+        for job in (first, second):
+            await manager.cancel(job.id, ANONYMOUS)
+        return statuses
+
+    assert asyncio.run(scenario()) == ["running", "running"]
+
+
+def test_progress_says_which_phase_a_job_is_in(tmp_path, submission):
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=5)
+        running = manager.submit(dataclasses.replace(submission(FakeRun("perf", total=10_000)), planned_total=40))[0]
+        queued = manager.submit(dataclasses.replace(submission(FakeRun("perf", total=2)), planned_total=20))[0]
+        phases = {"queued": manager.get(queued.id, ANONYMOUS).progress,
+                  "started": manager.get(running.id, ANONYMOUS).progress}
+        await manager.cancel(running.id, ANONYMOUS)
+        phases["ended"] = (await manager.wait(queued.id, ANONYMOUS)).progress
+        return phases
+
+    phases = asyncio.run(scenario())
+    assert phases["queued"] == {"phase": "queued", "done": 0, "total": 20, "percent": 0.0}
+    assert phases["started"]["phase"] == "preparing" and phases["started"]["total"] == 40
+    assert phases["ended"]["phase"] == "done" and phases["ended"]["percent"] == 100.0
