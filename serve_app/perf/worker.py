@@ -1,6 +1,7 @@
 """The perf shard actor: a fresh process per shard, so evalscope's process-wide state never mixes two runs.
 
 evalscope is imported inside the actor only (the runner module), never in the ingress that creates it.
+The class is plain and `PerfShardWorker` is its Ray actor, so a subclass can be made an actor too (tests do).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import ray
 from serve_app.perf.shard import ShardSpec, ShardStats
 
 
-@ray.remote(max_restarts=0, max_task_retries=0)
-class PerfShardWorker:
+class PerfShard:
     def __init__(self, spec: ShardSpec) -> None:
         from serve_app.perf.runner import ShardRunner
 
@@ -46,3 +46,6 @@ class PerfShardWorker:
         records = [record for records in record_lists for record in records]
         merged = merge_records(records, args, Path(output_dir))
         return {"metrics": merged.metrics, "percentiles": merged.percentiles}
+
+
+PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -3,7 +3,10 @@
 import time
 from pathlib import Path
 
+import pytest
 import ray
+
+from tests.conftest import SimulatorProcess
 
 SECRET = "sk-integration-perf-77d2e0"
 
@@ -82,8 +85,17 @@ def _alive_shards(run_id):
             if a["name"].startswith(f"perf-shard/{run_id}/")]
 
 
-def test_killed_shard_fails_the_test_by_name_and_the_service_stays_healthy(service, simulator):
-    accepted = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=20000, parallel=4, shards=2))
+@pytest.fixture
+def own_target():
+    """A simulator of the test's own: every request it counts was sent by that test."""
+    with SimulatorProcess() as target:
+        yield target
+
+
+def test_killed_shard_fails_the_test_by_name_stops_the_traffic_and_the_service_stays_healthy(
+    service, simulator, own_target
+):
+    accepted = service.post("/api/v1/perf?wait=false", json=perf_body(own_target, number=20000, parallel=4, shards=2))
     job_id = accepted.json()["job_id"]
     run_id = Path(accepted.json()["output_dir"]).parent.name
     deadline = time.monotonic() + 60
@@ -100,8 +112,10 @@ def test_killed_shard_fails_the_test_by_name_and_the_service_stays_healthy(servi
         job = service.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert job["error"].startswith("shard 1 failed: its worker process died")
-    time.sleep(1)
-    assert not _alive_shards(run_id)  # the surviving shard was stopped too: no traffic keeps flowing
+    received_at_failure = own_target.requests_received()
+    time.sleep(2)
+    assert own_target.requests_received() == received_at_failure  # the surviving shard was stopped too
+    assert not _alive_shards(run_id)
     assert service.get("/health").json()["status"] == "ok"
     after = service.post("/api/v1/perf", json=perf_body(simulator, number=6, parallel=2))
     assert after.status_code == 200

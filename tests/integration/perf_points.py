@@ -1,0 +1,99 @@
+"""Run one perf test point through `PerfRun` on the Ray cluster this process is connected to, with shards that
+also keep what production throws away, so tests can check the merge and the clocks against the raw records.
+
+Imported by the Ray workers too (the shard class is pickled by reference), so it imports no test fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import ray
+from evalscope.perf.utils.benchmark_util import BenchmarkData
+
+from serve_app.config import ServiceArgs
+from serve_app.perf import runner as runner_module
+from serve_app.perf import service as service_module
+from serve_app.perf.datasets import perf_datasets
+from serve_app.perf.service import PerfRun, plan_perf
+from serve_app.perf.shard import ShardStats
+from serve_app.perf.worker import PerfShard
+from serve_app.schemas import PerfPointResult, PerfRequest
+
+PROMPTS = Path(__file__).resolve().parents[2] / "examples" / "datasets" / "perf" / "openqa.jsonl"
+
+
+@dataclass(frozen=True)
+class ShardCapture:
+    """One shard's view of a run: the instant it was told to start, its clock offset estimate, and each record
+    as it was before compaction (times still on its own monotonic clock) with the times it shipped."""
+
+    index: int
+    start_at: float  # coordinator wall clock
+    clock_offset_s: float
+    raw: list[BenchmarkData]
+    shipped_times: list[tuple[float, float]]  # (start, completed) on the coordinator's clock, in `raw`'s order
+
+
+class CapturingShard(PerfShard):
+    """The production shard, writing its ShardCapture next to the point's results when its run ends."""
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        self.raw: list[BenchmarkData] = []
+        compact = runner_module._compact
+
+        def keep_then_compact(record: BenchmarkData) -> BenchmarkData:
+            self.raw.append(copy.deepcopy(record))
+            return compact(record)
+
+        runner_module._compact = keep_then_compact  # this actor's process runs this shard only
+
+    def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
+        stats = super().run(start_at, clock_offset_s)
+        capture = ShardCapture(
+            index=self.runner.spec.plan.index,
+            start_at=start_at,
+            clock_offset_s=clock_offset_s,
+            raw=self.raw,
+            shipped_times=[(r.start_time, r.completed_time) for r in self.last_run.records],
+        )
+        path = capture_path(self.runner.spec.work_dir, capture.index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(capture))
+        return stats
+
+
+CapturingShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(CapturingShard)
+
+
+def capture_path(point_dir: str | Path, index: int) -> Path:
+    return Path(point_dir) / f"capture-shard-{index}.pkl"
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    result: PerfPointResult
+    output_dir: Path  # the point's result files
+    captures: list[ShardCapture]  # by shard index
+
+
+def run_point(outputs_root: Path, url: str, **request_fields) -> RunPoint:
+    """One test point of `request_fields` against `url`, run as the service runs it, with capturing shards."""
+    request = PerfRequest(model="simulator", url=url, dataset="openqa", dataset_path=str(PROMPTS), **request_fields)
+    args = ServiceArgs(outputs_root=outputs_root)
+    plan = plan_perf(request, args, perf_datasets()["openqa"], workers_available=service_module.cluster_workers())
+    (point,) = plan.points
+    point_id = f"{plan.output_dir.parent.name}/{point.name}"
+    with mock.patch.object(service_module, "PerfShardWorker", CapturingShardWorker):
+        # The run's delayed stop of its idle shards dies with this loop; so do its handles, and Ray stops actors
+        # that nobody holds.
+        result = asyncio.run(PerfRun(plan, request, args)._run_point(point, point_id))
+    output_dir = plan.output_dir / point.name
+    captures = [pickle.loads(capture_path(output_dir, shard.index).read_bytes()) for shard in point.shards]
+    return RunPoint(result=result, output_dir=output_dir, captures=captures)
