@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from serve_app.api import pages
 from serve_app.api.body_limit import BodyLimit
 from serve_app.api.errors import document_errors, install_error_handlers
 from serve_app.api.routes import Backend, router
@@ -21,6 +22,8 @@ def create_api(
         title="evalscope service",
         description="Evaluate and load-test OpenAI-compatible model endpoints with evalscope, on Ray.",
         version="0.1.0",
+        docs_url=None,  # FastAPI's docs pages load their scripts from CDNs: serve_app.api.pages serves these
+        redoc_url=None,
     )
     app.state.backend = backend
     app.state.debug = debug
@@ -29,6 +32,7 @@ def create_api(
     require_tokens(app, tokens or {})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.include_router(router)
+    app.include_router(pages.router)
     return app
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from serve_app.api.pages import root_path
+from serve_app.assets import offline_report
 from serve_app.auth import caller
 from serve_app.errors import RunError
 from serve_app.jobs.store import TERMINAL, JobRecord
@@ -58,6 +60,9 @@ _ERRORS = {
     500: {"model": ErrorResponse, "description": "The run failed, or the outputs root cannot be written"},
     507: {"model": ErrorResponse, "description": "The outputs root is full"},
 }
+# Spelled out on an HTML route: with a model, FastAPI would document the error as HTML too.
+_JSON_NOT_FOUND = {404: {"description": "Not Found",
+                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}}
 _ACCEPTED = {202: {"model": JobView, "description": "Accepted (?wait=false or Prefer: respond-async)"}}
 _EVENT_POLL_S = 0.5
 _MAX_OFFSET = 2**62  # SQLite integers are 64-bit
@@ -176,10 +181,10 @@ async def job_log(
     return JobLog(job_id=job.id, offset=offset, lines=page, next_offset=offset + len(page), total=len(lines))
 
 
-@router.get("/api/v1/jobs/{job_id}/report", tags=["jobs"], response_class=FileResponse,
-            responses={404: {"model": ErrorResponse}})
-async def job_report(job_id: str, request: Request) -> FileResponse:
-    """evalscope's HTML report: the eval report over every dataset, or the perf report over every test point."""
+@router.get("/api/v1/jobs/{job_id}/report", tags=["jobs"], response_class=HTMLResponse, responses=_JSON_NOT_FOUND)
+async def job_report(job_id: str, request: Request) -> HTMLResponse:
+    """evalscope's HTML report: the eval report over every dataset, or the perf report over every test point; its
+    charts' script comes from this service, not evalscope's CDN."""
     job = await request.app.state.backend.get(job_id, caller(request))
     output = Path(job.output_dir)
     report = output / "reports" / "report.html" if job.kind == "eval" else output / "perf_report.html"
@@ -188,7 +193,8 @@ async def job_report(job_id: str, request: Request) -> FileResponse:
                           "in a few seconds")
     if not report.is_file():
         return _not_found(f"job {job.id} has no report ({job.status}); reports are written when a job succeeds")
-    return FileResponse(report, media_type="text/html")
+    html = await asyncio.to_thread(report.read_text, encoding="utf-8")
+    return HTMLResponse(offline_report(html, root_path(request)))
 
 
 @router.get("/api/v1/jobs/{job_id}/artifacts", tags=["jobs"], response_class=FileResponse,
