@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -63,3 +64,12 @@ def second_application(name: str, **args) -> Iterator[str]:
     finally:
         serve.delete(name)
         ray.kill(job_manager(ServiceArgs(**args)))  # detached: it would outlive the application
+
+
+def report_when_written(service, job_id: str, timeout_s: float = 60) -> httpx.Response:
+    """A succeeded job's HTML report: a perf job's follows its result within seconds, and says so meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while (report := service.get(f"/api/v1/jobs/{job_id}/report")).status_code == 404:
+        assert "still being written" in report.json()["message"] and time.monotonic() < deadline, report.text
+        time.sleep(0.5)
+    return report

@@ -14,7 +14,7 @@ from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
 from tests.conftest import SAMPLES, SimulatorProcess
-from tests.integration.conftest import second_application
+from tests.integration.conftest import report_when_written, second_application
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -72,10 +72,7 @@ def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
     job = service.get(f"/api/v1/jobs/{accepted.json()['job_id']}").json()
     assert job["result"]["results"]["parallel_4_number_300"]["metrics"]["Total Requests"] == 300
     # The result is there as soon as it is merged; the HTML report follows within seconds, and says so meanwhile.
-    deadline = time.monotonic() + 60
-    while (report := service.get(f"/api/v1/jobs/{job['job_id']}/report")).status_code == 404:
-        assert "still being written" in report.json()["message"] and time.monotonic() < deadline
-        time.sleep(0.5)
+    report = report_when_written(service, job["job_id"])
     assert report.status_code == 200 and "<html" in report.text.lower()
     log = service.get(f"/api/v1/jobs/{job['job_id']}/log").json()
     assert [line.split(" ", 2)[2] for line in log["lines"]][:2] == ["submitted perf job for model simulator", "started"]

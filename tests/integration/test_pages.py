@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import SAMPLES
+from tests.integration.conftest import report_when_written
 
 # ReDoc's bundle always shows Redocly's logo from Redocly's CDN in its menu's footer; offline, the logo hides itself.
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
@@ -99,6 +100,7 @@ def test_job_reports_draw_their_charts_offline(service, simulator, browser, tmp_
     job_id = service.post(f"/api/v1/{kind}?wait=false", json=body(simulator)).json()["job_id"]
     service.get(f"/api/v1/jobs/{job_id}/events")  # the stream ends with the job
     assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    report_when_written(service, job_id)
     report = str(service.base_url.join(f"/api/v1/jobs/{job_id}/report"))
     seen = visit(browser, report, tmp_path / "report.png", DRAWN_CHARTS, CHARTS)
     assert seen.failed_requests == {} and seen.script_errors == []
