@@ -83,18 +83,8 @@ class JobEvents(Protocol):
 
 
 class JobManager:
-    def __init__(
-        self,
-        store: JobStore,
-        *,
-        max_running: int,
-        max_queued: int,
-        max_running_per_principal: int | None = None,
-        max_queued_per_principal: int | None = None,
-        retry_after_s: float = 5.0,
-        progress_interval_s: float = 1.0,
-        events: JobEvents | None = None,
-    ) -> None:
+    def __init__(self, store: JobStore, *, events: JobEvents | None = None, **limits: Any) -> None:
+        """`limits` are configure()'s."""
         self.store = store
         self.events = events
         self._queue: deque[str] = deque()
@@ -106,14 +96,7 @@ class JobManager:
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
         self._unsaved_endings: dict[str, JobRecord] = {}
-        self.configure(
-            max_running=max_running,
-            max_queued=max_queued,
-            max_running_per_principal=max_running_per_principal,
-            max_queued_per_principal=max_queued_per_principal,
-            retry_after_s=retry_after_s,
-            progress_interval_s=progress_interval_s,
-        )
+        self.configure(**limits)
         # Jobs a previous manager was running cannot resume (their secrets were never stored): say so, keep them.
         for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
             self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
