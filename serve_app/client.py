@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from anyio.from_thread import start_blocking_portal
 from serve_app.schemas import EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
 
 TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
+_ROOT_RELATIVE_SCRIPT = re.compile(r'<script src="(/[^/"][^"]*)"')
 _RETRIED_STATUSES = {429, 502, 503, 504}
 _TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 Result = TypeVar("Result")
@@ -116,7 +118,12 @@ class AsyncClient:
         return JobLog.model_validate(await self._json("GET", f"/api/v1/jobs/{job_id}/log", params=params))
 
     async def report(self, job_id: str) -> str:
-        return (await self._send("GET", f"/api/v1/jobs/{job_id}/report")).text
+        """The job's HTML report, with the scripts it loads from the service addressed absolutely, so a copy saved
+        to a file still draws its charts wherever the service can be reached."""
+        html = (await self._send("GET", f"/api/v1/jobs/{job_id}/report")).text
+        return _ROOT_RELATIVE_SCRIPT.sub(
+            lambda match: f'<script src="{self.http.base_url.join(match.group(1))}"', html
+        )
 
     async def _submit(self, path: str, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> JobView:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}

@@ -96,3 +96,12 @@ def test_a_service_still_deploying_is_waited_for_and_its_own_404s_are_final():
     with Client("http://service", transport=httpx.MockTransport(lambda request: missing), backoff_s=0.01) as client:
         with pytest.raises(ServiceError, match="no job 'job-x'"):
             client.job("job-x")
+
+
+def test_a_saved_report_addresses_the_services_scripts_absolutely():
+    page = '<html><script src="/teams/assets/plotly-7.1.0/plotly.min.js"></script><script>draw()</script></html>'
+    with Client("http://service:9000/teams", transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, text=page))) as client:
+        saved = client.report("job-1")
+    assert '<script src="http://service:9000/teams/assets/plotly-7.1.0/plotly.min.js">' in saved
+    assert "<script>draw()</script>" in saved
