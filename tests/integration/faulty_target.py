@@ -4,7 +4,8 @@
 - /flaky-KEY/... answers the odd-numbered requests (the 1st, 3rd, ...) correctly and the others with HTTP 500,
   counting the requests of each KEY apart, so a test that picks its own KEY counts only its own requests;
 - /garbage/... answers 200 with a body that is not JSON;
-- /hang/...    never answers.
+- /hang/...    never answers;
+- /echo/...    answers 401 with the request's Authorization header in its message, as careless gateways do.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class FaultyTarget:
             await asyncio.sleep(3600)
         if fault == "garbage":
             return web.Response(text="<html>upstream exploded</html>", content_type="text/html")
+        if fault == "echo":
+            message = f"invalid credentials: {request.headers.get('Authorization', '')}"
+            return web.json_response({"error": {"message": message, "type": "auth_error"}}, status=401)
         if fault == "error" or (fault == "flaky" and next(self._counters[key]) % 2 == 0):
             return web.json_response({"error": {"message": "injected failure", "type": "server_error"}}, status=500)
         return web.json_response(_REPLY)

@@ -4,6 +4,7 @@ directory, the temp directory or the user's caches, and metrics; on success, fai
 on. The secrets: a model api_key, the caller's bearer token, and the server's idempotency secret."""
 
 import io
+import json
 import tempfile
 import time
 import uuid
@@ -108,3 +109,19 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
     assert sum(faulty.url("error").encode() in content for content in files.values()) >= 2
     for secret in (SECRET.encode(), TOKEN.encode(), idempotency_secret):
         assert [where for where, content in searched.items() if secret in content] == []
+
+
+@pytest.mark.parametrize("kind", ["perf", "eval"])
+def test_a_key_the_target_echoes_back_is_masked_in_every_answer(service, audited, faulty, kind):
+    """The manager-level masking, through the real service: the target's error reaches the job's error and the
+    synchronous answer with the key replaced by ***."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    # A model of its own, so the audit above counts only its own jobs whatever order the tests run in.
+    body = perf_body(faulty.url("echo"), model="echoed") if kind == "perf" else eval_body(
+        faulty.url("echo", "/v1"), model="echoed")
+    answer = service.post(f"/audited/api/v1/{kind}", json=body, headers=headers)
+    assert answer.status_code == 500 and "***" in answer.json()["message"], answer.text
+    jobs = service.get("/audited/api/v1/jobs", params={"kind": kind, "model": "echoed", "limit": 1},
+                       headers=headers).json()["jobs"]
+    assert "***" in jobs[0]["error"]
+    assert SECRET not in answer.text and SECRET not in json.dumps(jobs)
