@@ -23,7 +23,7 @@ def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
 
 
 def test_a_repeated_sweep_point_runs_again_under_its_own_key(tmp_path):
-    args = ServiceArgs(outputs_root=tmp_path)
+    args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES)
     plan = plan_perf(request(number=[100, 100, 50], parallel=[8, 8, 8]), args, perf_datasets()["openqa"],
                      workers_available=2)
     assert [p.name for p in plan.points] == [
