@@ -310,9 +310,11 @@ class JobManager:
 
     @staticmethod
     def _log(record: JobRecord | None, message: str) -> None:
-        """One line per lifecycle event in the job's own log file (served by GET /api/v1/jobs/<id>/log)."""
+        """One line per lifecycle event in the service log and in the job's own log file (served by
+        GET /api/v1/jobs/<id>/log, where the job's worker processes add what they print)."""
         if record is None:
             return
+        logger.info("job %s %s", record.id, message)
         try:
             path = Path(record.output_dir) / JOB_LOG
             path.parent.mkdir(parents=True, exist_ok=True)
