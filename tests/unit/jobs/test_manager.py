@@ -116,8 +116,9 @@ def test_the_service_log_gets_one_line_per_job_event(tmp_path, submission, caplo
     with caplog.at_level(logging.INFO, logger="serve_app.jobs"):
         good, bad = asyncio.run(scenario())
     assert [record.getMessage() for record in caplog.records] == [
-        f"job {good} submitted perf job for model m", f"job {good} started", f"job {bad} submitted perf job for model m",
-        f"job {good} succeeded", f"job {bad} started", f"job {bad} failed: no ***",
+        f"job {good} submitted perf job for model m", f"job {good} started",
+        f"job {bad} submitted perf job for model m", f"job {good} succeeded",
+        f"job {bad} started", f"job {bad} failed: no ***",
     ]
 
 
