@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 
@@ -33,3 +34,21 @@ def start_service(
 def run_service(host: str = "0.0.0.0", port: int = 9000, debug: bool = False, **args: Any) -> None:
     """Start the service and serve until interrupted (`evalscope-serve service`)."""
     start_service(host=host, port=port, debug=debug, blocking=True, **args)
+
+
+def run_config(config: str = "configs/serve.yaml", address: str | None = None) -> None:
+    """`serve run <config>`, stopped by SIGTERM as by Ctrl-C: Serve shuts down and the process exits 0
+    (`evalscope-serve run`, the container's command).
+
+    Ray's own `serve run` ends on SIGTERM (docker stop, Kubernetes) with exit status 15 and a native stack dump from
+    Ray's crash handler, and leaves Serve running on a cluster it joined. Its process never loads this package (the
+    config is deployed by the cluster), so the fix is this entry point: it connects to Ray as `serve run` would,
+    then takes SIGTERM over from both handlers Ray installed, and `serve run` reuses the connection.
+    """
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+    from ray.serve.scripts import run
+
+    ray.init(address=address, namespace=SERVE_NAMESPACE)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, serve run's Ctrl-C path
+    run.main([config], standalone_mode=False)

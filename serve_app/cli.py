@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--outputs-root", default="outputs")
     service.add_argument("--datasets-root", default="datasets")
 
+    run = commands.add_parser("run", help="serve run a Serve config; SIGTERM stops it as Ctrl-C does")
+    run.add_argument("config", nargs="?", default="configs/serve.yaml")
+    run.add_argument("--address", help="the Ray cluster to join (default: as serve run finds or starts one)")
+
     simulate = commands.add_parser("simulate", help="start the OpenAI-compatible simulator")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8801)
@@ -117,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
         run_service(host=args.host, port=args.port, debug=args.debug, outputs_root=args.outputs_root,
                     datasets_root=args.datasets_root)
+        return EXIT_OK
+    if args.command == "run":
+        from serve_app import run_config
+
+        run_config(args.config, args.address)
         return EXIT_OK
     if args.command == "simulate":
         from serve_app.simulator import SimulatorConfig, run_simulator

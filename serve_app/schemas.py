@@ -130,7 +130,9 @@ class PerfRequest(_Request):
     api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
     number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
     parallel: int | list[int] = Field(1, description="Concurrent requests (a list sweeps, paired with number).")
-    rate: float = Field(-1, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
+    # A float default (defaults skip validation): evalscope's Arguments declares float, and an int in the merged
+    # point's arguments made every dump of them warn.
+    rate: float = Field(-1.0, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
     dataset: str = Field(
         "openqa",
         min_length=1,

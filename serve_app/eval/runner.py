@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from serve_app.eval.plan import PARTS_DIR, part_dir
+from serve_app.jobs.output import print_to_job_log
 
 # Sub-directories of an evalscope run whose files are named per dataset, so parts merge without collisions.
 _PER_DATASET_DIRS = ("predictions", "reviews", "reports")
 
 
-def run_dataset(task_config: dict[str, Any], api_key: str) -> dict[str, Any]:
-    """Evaluate one dataset with evalscope; returns its report as JSON and its primary score."""
+def run_dataset(task_config: dict[str, Any], api_key: str, output_dir: Path) -> dict[str, Any]:
+    """Evaluate one dataset with evalscope; returns its report as JSON and its primary score.
+
+    What evalscope prints goes to the log of the job whose run directory is `output_dir`.
+    """
+    (dataset,) = task_config["datasets"]
+    print_to_job_log(output_dir, dataset, secrets=[api_key])
+    # evalscope quiets httpx's line per request; the openai client now sends through httpx2, which it does not.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    # evalscope turns math_verify's timeouts off on purpose (they need the main thread); its warning about that
+    # speaks to evalscope, not to whoever reads the job's log.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     import datasets.config
     from evalscope.config import TaskConfig
     from evalscope.run import run_task
 
-    (dataset,) = task_config["datasets"]
     # evalscope loads a local_path with datasets.load_dataset, whose cache entry for a directory depends on its name
     # and README configs only (<cache>/gsm8k/main/0.0.0/<hash>), not on its path or files: in a shared cache a second
     # gsm8k directory would be scored on the first one's questions. So each run gets its own cache, set on
@@ -35,6 +46,7 @@ def run_dataset(task_config: dict[str, Any], api_key: str) -> dict[str, Any]:
 
 def combine_parts(output_dir: Path, datasets: list[str]) -> None:
     """Fold each dataset's part into `output_dir`, in evalscope's layout, and render one HTML report for all."""
+    print_to_job_log(output_dir, "report")
     from evalscope.report import gen_html_report_file
     from evalscope.utils.io_utils import dict_to_yaml, yaml_to_dict
 

@@ -43,7 +43,7 @@ class EvalRun:
         options = {"num_cpus": self.args.eval_task_num_cpus}
         refs = {
             task.dataset: _evaluate_dataset.options(name=f"eval:{task.dataset}", **options).remote(
-                task.task_config, api_key
+                task.task_config, api_key, self.plan.output_dir
             )
             for task in self.plan.tasks
         }

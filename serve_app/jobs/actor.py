@@ -27,11 +27,24 @@ from serve_app.schemas import EvalRequest, PerfRequest
 JOBS_DB = "jobs.sqlite3"  # under the outputs root
 
 logger = logging.getLogger("serve_app.jobs")
+_SERVICE_LOG_FORMAT = "%(levelname)s %(asctime)s %(name)s -- %(message)s"  # like Serve's own lines
+
+
+def _print_to_service_log() -> None:
+    """The service's lines (one per job event, warnings, errors) on this process's stderr, which Ray forwards to
+    the service log; unconfigured, Python would drop the info lines and print the others without a time."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(_SERVICE_LOG_FORMAT))
+    service_logger = logging.getLogger("serve_app")
+    service_logger.addHandler(handler)
+    service_logger.setLevel(logging.INFO)
+    service_logger.propagate = False  # evalscope, once loaded here, gives the root logger a console handler too
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class JobManagerActor:
     def __init__(self, args: ServiceArgs) -> None:
+        _print_to_service_log()
         self.args = args
         self.eval_metrics = EvalMetrics()
         self.model_labels = LabelBudget(args.max_metric_models)  # the one place every job's model passes

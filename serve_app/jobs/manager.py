@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from serve_app.errors import PartialRunError, RequestError, RunError, StorageError, storage_error
+from serve_app.jobs.output import secrets_to_mask
 from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
 from serve_app.paths import JOB_LOG
 from serve_app.principals import DEFAULT_PRINCIPAL, Principal
@@ -24,7 +25,6 @@ logger = logging.getLogger("serve_app.jobs")
 
 CANCELLED_MESSAGE = "cancelled by request; partial outputs are kept"
 RESTART_MESSAGE = "the service restarted before this job finished; its partial outputs are kept, submit it again"
-_MIN_SECRET_CHARS = 8  # shorter "keys" (evalscope's placeholder EMPTY) would mask ordinary words
 
 
 class QueueFull(Exception):
@@ -145,7 +145,7 @@ class JobManager:
         except DuplicateKey as duplicate:
             return self._same_submission(duplicate.existing, submission), False
         self._runs[record.id] = submission.run
-        self._secrets[record.id] = tuple(secret for secret in submission.secrets if len(secret) >= _MIN_SECRET_CHARS)
+        self._secrets[record.id] = tuple(secrets_to_mask(submission.secrets))
         self._ended[record.id] = asyncio.Event()
         self._owners[record.id] = record.owner
         self._queue.append(record.id)
@@ -316,9 +316,11 @@ class JobManager:
 
     @staticmethod
     def _log(record: JobRecord | None, message: str) -> None:
-        """One line per lifecycle event in the job's own log file (served by GET /api/v1/jobs/<id>/log)."""
+        """One line per lifecycle event in the service log and in the job's own log file (served by
+        GET /api/v1/jobs/<id>/log, where the job's worker processes add what they print)."""
         if record is None:
             return
+        logger.info("job %s %s", record.id, message)
         try:
             path = Path(record.output_dir) / JOB_LOG
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ class PerfRun:
                     num_cpus=self.args.perf_shard_num_cpus,
                     scheduling_strategy="SPREAD",
                     max_concurrency=2,  # progress questions are answered while the shard runs
-                ).remote(self._spec(plan, output_dir)),
+                ).remote(self._spec(plan, output_dir), str(self.plan.output_dir)),
             )
             for plan in point.shards
         ]

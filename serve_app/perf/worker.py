@@ -12,11 +12,14 @@ from typing import Any
 
 import ray
 
+from serve_app.jobs.output import print_to_job_log
 from serve_app.perf.shard import ShardSpec, ShardStats
 
 
 class PerfShard:
-    def __init__(self, spec: ShardSpec) -> None:
+    def __init__(self, spec: ShardSpec, job_dir: str) -> None:
+        """A shard of the job whose run directory is `job_dir`: what evalscope prints here goes to that job's log."""
+        print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=[spec.api_key])
         from serve_app.perf.runner import ShardRunner
 
         self.runner = ShardRunner(spec, node=ray.util.get_node_ip_address())

@@ -41,12 +41,13 @@ def smollm2():
 
 def stop_process_group(leader: subprocess.Popen, sig: signal.Signals, timeout_s: float) -> None:
     """Send `sig` to the process group `leader` started, wait for it, then kill what is left of the group."""
-    os.killpg(leader.pid, sig)
+    with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+        os.killpg(leader.pid, sig)
     try:
         leader.wait(timeout_s)
     except subprocess.TimeoutExpired:
         pass
-    with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(leader.pid, signal.SIGKILL)
 
 
@@ -73,10 +74,11 @@ def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str], metric
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`serve run` of configs/serve.yaml, on a free port, started from a scratch directory so its outputs land there."""
-    workdir = tmp_path_factory.mktemp("serve-run")
+@contextlib.contextmanager
+def service_started(workdir: Path, command: list[str]) -> Iterator[tuple[httpx.Client, subprocess.Popen]]:
+    """`<command> --address <head> serve.yaml` of configs/serve.yaml (`serve run`, or `evalscope-serve run` as the
+    container does) from `workdir`, so its outputs land there, on a free port; its output goes to workdir/serve.log.
+    Yields a client of the service and the command's process, which is stopped with Ctrl-C at the end."""
     # The shipped samples where the config's relative samples_root finds them, as in the repository root.
     (workdir / "examples").symlink_to(REPO / "examples")
     port = free_port()
@@ -87,7 +89,7 @@ def served(tmp_path_factory):
     metrics_port = free_port()
     with open(workdir / "serve.log", "w") as log, ray_head_of_its_own(workdir, env, log, metrics_port) as address:
         process = subprocess.Popen(
-            [str(BIN / "serve"), "run", "--address", address, str(workdir / "serve.yaml")],
+            [*command, "--address", address, str(workdir / "serve.yaml")],
             cwd=workdir,
             env=env,
             stdout=log,
@@ -100,6 +102,13 @@ def served(tmp_path_factory):
                 health = client.get("/health").json()
                 assert health["service"] == "evalscope" and process.poll() is None, f"not our service: {health}"
                 client.workdir, client.metrics_port = workdir, metrics_port
-                yield client
+                yield client, process
         finally:
             stop_process_group(process, signal.SIGINT, 60)  # serve run shuts Serve down on Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`serve run` of configs/serve.yaml, as the README starts it."""
+    with service_started(tmp_path_factory.mktemp("serve-run"), [str(BIN / "serve"), "run"]) as (client, _):
+        yield client

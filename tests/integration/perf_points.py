@@ -43,8 +43,8 @@ class ShardCapture:
 class CapturingShard(PerfShard):
     """The production shard, writing its ShardCapture next to the point's results when its run ends."""
 
-    def __init__(self, spec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec, job_dir) -> None:
+        super().__init__(spec, job_dir)
         self.raw: list[BenchmarkData] = []
         compact = runner_module._compact
 

@@ -706,7 +706,7 @@ def test_dockerfile_installs_the_project_not_editable():
     for needed in ("pyproject.toml", "README.md", "serve_app/", "configs/", "examples/"):
         assert needed in copied, needed
     cmd = [args for ins, args in instructions if ins == "CMD"]
-    assert cmd and json.loads(cmd[-1]) == ["serve", "run", "configs/serve.yaml"]
+    assert cmd and json.loads(cmd[-1]) == ["evalscope-serve", "run", "configs/serve.yaml"]  # SIGTERM stops it cleanly
     exposed = {p for ins, args in instructions if ins == "EXPOSE" for p in args.split()}
     assert {"8000", "8265", "8080"} <= exposed
 

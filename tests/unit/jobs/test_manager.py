@@ -1,6 +1,7 @@
 import asyncio
 import dataclasses
 import itertools
+import logging
 
 import pytest
 
@@ -99,6 +100,26 @@ def test_a_key_the_target_echoes_in_an_error_is_masked_in_the_job(tmp_path, subm
         return await manager.wait(job.id, ANONYMOUS)
 
     assert asyncio.run(scenario()).error == "shard 0 failed: HTTP 401: invalid api key ***"
+
+
+def test_the_service_log_gets_one_line_per_job_event(tmp_path, submission, caplog):
+    key = "sk-echoed-0123456789"
+
+    async def scenario():
+        manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1)
+        good = manager.submit(submission(FakeRun("perf")))[0]
+        bad = manager.submit(dataclasses.replace(submission(FakeRun("eval", failure=RunError(f"no {key}"))),
+                                                 secrets=(key,)))[0]
+        await manager.wait(bad.id, ANONYMOUS)
+        return good.id, bad.id
+
+    with caplog.at_level(logging.INFO, logger="serve_app.jobs"):
+        good, bad = asyncio.run(scenario())
+    assert [record.getMessage() for record in caplog.records] == [
+        f"job {good} submitted perf job for model m", f"job {good} started",
+        f"job {bad} submitted perf job for model m", f"job {good} succeeded",
+        f"job {bad} started", f"job {bad} failed: no ***",
+    ]
 
 
 def test_each_principal_sees_only_its_own_jobs_and_an_admin_sees_all(tmp_path, submission):

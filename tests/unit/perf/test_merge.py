@@ -11,6 +11,13 @@ from evalscope.perf.utils.db_util import create_result_table, get_percentile_res
 
 from serve_app.perf.merge import merge_records
 from serve_app.perf.shard import ClockPair
+from serve_app.schemas import PerfRequest
+
+# pydantic warns when evalscope dumps Arguments holding a value of another type than it declares (an int rate):
+# those warnings filled the service log, so here they fail the test.
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+# The rate of a request that sets none, as the service hands it to the merge.
+DEFAULT_RATE = PerfRequest(model="m", url="http://127.0.0.1/v1/chat/completions").rate
 
 
 def _random_record(rng: random.Random, epoch: float) -> BenchmarkData:
@@ -48,8 +55,9 @@ def test_merged_shards_equal_evalscope_over_the_union(seed, tmp_path):
     union = [_random_record(rng, epoch) for _ in range(rng.randint(50, 400))]
     shard_count = rng.randint(2, 6)
     shards = [union[i::shard_count] for i in range(shard_count)]
-    args = Arguments(model="m", url="http://127.0.0.1/v1/chat/completions", number=len(union), parallel=64, rate=-1)
-    args.number, args.parallel, args.rate = len(union), 64, -1
+    args = Arguments(model="m", url="http://127.0.0.1/v1/chat/completions", number=len(union), parallel=64,
+                     rate=DEFAULT_RATE)
+    args.number, args.parallel, args.rate = len(union), 64, DEFAULT_RATE
 
     pooled = [record for shard in reversed(shards) for record in shard]  # order must not matter
     merged = merge_records(pooled, args, tmp_path / "merged")
@@ -73,7 +81,7 @@ def test_averaging_shard_percentiles_would_be_wrong(tmp_path):
     for record in slow:
         record.first_chunk_latency *= 20
     args = Arguments(model="m", url="http://x/v1/chat/completions")
-    args.number, args.parallel, args.rate = 220, 8, -1
+    args.number, args.parallel, args.rate = 220, 8, DEFAULT_RATE
 
     def p99(records, name):
         rows = merge_records(records, args, tmp_path / name).percentiles
