@@ -1,4 +1,5 @@
-"""The CLI as a pipeline runs it, against the real service: gates and exit codes, --json, --no-wait, Ctrl-C."""
+"""The CLI as a pipeline runs it, against the real service: gates and exit codes, JUnit XML and the run page summary,
+--json, --no-wait, Ctrl-C."""
 
 import json
 import os
@@ -6,15 +7,23 @@ import signal
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, assert_valid_junit
 
 
-def cli(service, *args, **popen):
-    command = [sys.executable, "-m", "serve_app.cli", *args, "--server", str(service.base_url)]
-    if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+def cli(service, *args, **options):
+    """Run to its end."""
+    return subprocess.run(_command(service, args), capture_output=True, text=True, timeout=300, **options)
+
+
+def start_cli(service, *args, **options):
+    return subprocess.Popen(_command(service, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **options)
+
+
+def _command(service, args):
+    return [sys.executable, "-m", "serve_app.cli", *args, "--server", str(service.base_url)]
 
 
 def eval_args(simulator, *extra):
@@ -40,6 +49,51 @@ def test_a_gate_that_holds_exits_0_and_one_that_fails_exits_2_saying_by_how_much
     assert "TTFT p99 ms" in failing.stdout  # the summary table
 
 
+def test_gates_become_junit_test_cases_and_a_summary_on_the_run_page(service, simulator, tmp_path):
+    summary = tmp_path / "step-summary.md"
+    perf = cli(service, *perf_args(simulator, "--number", "10", "20", "--parallel", "1", "2",
+                                   "--max", "TTFT (ms)@99%=0.001", "--min", "Req Throughput (req/s)=0.1",
+                                   "--junit-xml", str(tmp_path / "perf.xml")),
+               env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
+    assert perf.returncode == 2, perf.stderr
+    job_id = perf.stderr.split()[1]
+    job = service.get(f"/api/v1/jobs/{job_id}").json()
+    report = (tmp_path / "perf.xml").read_bytes()
+    assert_valid_junit(report)
+    suite = ElementTree.fromstring(report).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "2", "0")
+    job_url = f"{str(service.base_url).rstrip('/')}/api/v1/jobs/{job_id}"
+    assert {p.get("name"): p.get("value") for p in suite.iter("property")}["job_url"] == job_url
+    job_case, *gate_cases = suite.iter("testcase")
+    assert job_case.get("name") == "job succeeded" and job_case.find("failure") is None
+    for case in gate_cases:  # one per gate and test point, with the value the result holds
+        gate, point = case.get("name").split(" at ")
+        measured = case.find("system-out").text
+        if gate.startswith("TTFT"):
+            ttft = next(r for r in job["result"]["results"][point]["percentiles"] if r["Percentiles"] == "99%")
+            assert measured.startswith(f"measured {ttft['TTFT (ms)']:.6g}; limit <= 0.001; margin -")
+            assert "above the maximum 0.001 by" in case.find("failure").get("message")
+        else:
+            throughput = job["result"]["results"][point]["metrics"]["Req Throughput (req/s)"]
+            assert measured == f"measured {throughput:.6g}; limit >= 0.1; margin {throughput - 0.1:+.6g}"
+            assert case.find("failure") is None
+    assert {case.get("name") for case in gate_cases} == {
+        f"{gate} at {point}" for gate in ("TTFT (ms)@99% <= 0.001", "Req Throughput (req/s) >= 0.1")
+        for point in ("parallel_1_number_10", "parallel_2_number_20")}
+
+    passing = cli(service, *eval_args(simulator, "--min-score", "iquiz=0.7", "--summary-md", str(summary)))
+    assert passing.returncode == 0, passing.stderr
+    eval_id = passing.stderr.split()[1]
+    page = summary.read_text()  # both steps' sections, the perf one first
+    assert page.index("### ❌ evalscope-serve perf `simulator`: 2 of 4 gate checks failed") < page.index(
+        "### ✅ evalscope-serve eval `simulator`: passed, 1 of 1 gate checks held")
+    assert f"Job [`{job_id}`]({job_url}) ([report]({job_url}/report)): succeeded after" in page
+    assert "| test point | requests | failed | req/s |" in page and "| parallel_2_number_20 | 20 | 0 |" in page
+    assert "| TTFT (ms)@99% | parallel_1_number_10 |" in page and "| <= 0.001 | -" in page and "❌ fail |" in page
+    assert "| iquiz | 1.0000 |" in page and "| iquiz |  | 1 | >= 0.7 | +0.3 | ✅ pass |" in page
+    assert f"Job [`{eval_id}`]" in page
+
+
 def test_json_output_is_the_job_result(service, simulator):
     run = cli(service, *perf_args(simulator, "--number", "10", "--parallel", "2", "--json"))
     assert run.returncode == 0, run.stderr
@@ -63,7 +117,7 @@ def test_no_wait_prints_the_job_id_then_jobs_show_and_list_find_it(service, simu
 
 
 def test_ctrl_c_while_waiting_cancels_the_job(service, simulator):
-    process = cli(service, *perf_args(simulator, "--number", "200000", "--parallel", "2"), env=os.environ)
+    process = start_cli(service, *perf_args(simulator, "--number", "200000", "--parallel", "2"))
     job_id = None
     deadline = time.monotonic() + 60
     while job_id is None and time.monotonic() < deadline:

@@ -52,6 +52,12 @@ def test_a_gate_naming_no_evalscope_metric_exits_3_before_anything_is_submitted(
     assert message in error and "cannot reach" not in error.lower()
 
 
+@pytest.mark.parametrize("gate", ["--min=0.7", "--max=TTFT (ms)@99%=fast"])
+def test_a_gate_without_a_name_or_a_number_exits_3(capsys, gate):
+    assert main([*PERF_FLAGS, gate]) == 3
+    assert "a gate is NAME=NUMBER" in capsys.readouterr().err
+
+
 def test_gates_with_evalscope_names_pass_the_check():
     args = _parser().parse_args([*PERF_FLAGS, "--max", "TTFT (ms)@99%=500", "--min", "Req Throughput (req/s)=10",
                                  "--max", "Latency (s)@max=3"])
@@ -70,3 +76,4 @@ def test_percentages_round_down_so_an_unfinished_job_never_reads_100():
     from serve_app.cli import _percent
 
     assert _percent(99.96) == "99.9%" and _percent(100.0) == "100.0%" and _percent(0) == "0.0%"
+
