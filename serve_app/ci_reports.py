@@ -26,6 +26,7 @@ class Verdict:
     elapsed_s: float  # from submission to the end
     gates: list[Gate]
     outcomes: list[Outcome]  # empty unless the job succeeded: without a result no gate can be checked
+    stopped: str | None = None  # why the CLI stopped the job (a signal, the wait timeout); None: it ended by itself
 
     @property
     def job_url(self) -> str:
@@ -41,6 +42,8 @@ class Verdict:
 
     @property
     def headline(self) -> str:
+        if self.stopped:
+            return f"{self.stopped}; job {self.job.status}"
         if self.job.status != "succeeded":
             return f"job {self.job.status}"
         if self.failed:
@@ -104,7 +107,7 @@ def _job_case(verdict: Verdict, suite_name: str) -> ET.Element:
     job = verdict.job
     output = "\n".join(filter(None, [f"job {job.job_id} {job.status}", verdict.job_url, job.error]))
     failure = None
-    if job.status != "succeeded":
+    if verdict.stopped or job.status != "succeeded":
         failure = verdict.headline + (f": {job.error}" if job.error else "")
     return _case(suite_name, "job succeeded", verdict.elapsed_s, output=output, failure=failure)
 

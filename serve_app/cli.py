@@ -1,7 +1,10 @@
 """`evalscope-serve`: start the service or the simulator, and submit, follow and gate jobs from a shell or CI.
 
 Exit codes of eval/perf/jobs: 0 done and every gate holds, 1 the job failed or was cancelled, 2 a gate failed,
-3 usage or connection error.
+3 usage or connection error, 4 the job had not ended at --wait-timeout (so it was cancelled, or left running with
+--detach-on-interrupt). Stopped by a signal while following the job (a CI runner cancelling the step: SIGTERM, or
+SIGINT first), the CLI cancels the job (or leaves it, detached) and exits 128 + the signal's number, as a shell
+reports a command killed by it: 130 for SIGINT, 143 for SIGTERM; a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from serve_app import ci_reports
 from serve_app.gates import Gate, InvalidGate, eval_gates, perf_gates
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2, 3
+EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A stopped step asks the service to cancel its job for at most this long, then exits whatever the answer: within
+# GitHub Actions' 7.5 s from SIGINT to SIGTERM, GitLab's and Kubernetes' grace before SIGKILL.
+CANCEL_TIMEOUT_S = 5.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--api-key", help="key for the model endpoint (never printed)")
     submit.add_argument("--json", action="store_true", help="print the result document instead of a summary")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
-    submit.add_argument("--detach-on-interrupt", action="store_true", help="Ctrl-C leaves the job running")
+    submit.add_argument("--detach-on-interrupt", action="store_true",
+                        help="a signal (Ctrl-C, SIGTERM) or --wait-timeout leaves the job running instead of "
+                             "cancelling it")
+    submit.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+                        help="cancel the job (or leave it, with --detach-on-interrupt) and exit 4 when it has not "
+                             "ended this long after the submission")
     submit.add_argument("--junit-xml", metavar="PATH",
                         help="write JUnit XML: a test case for the job, one per gate and test point")
     submit.add_argument("--summary-md", metavar="PATH", default=os.environ.get("GITHUB_STEP_SUMMARY"),
@@ -156,14 +169,14 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
         print(submit(request, idempotency_key=args.idempotency_key).job_id)
         return EXIT_OK
     started = time.monotonic()
-    job = submit(request, idempotency_key=args.idempotency_key)
-    print(f"job {job.job_id} {job.status}", file=sys.stderr)
-    with _cancel_on_interrupt(client, job.job_id, args.detach_on_interrupt):
-        job = client.wait(job.job_id, on_update=_progress_bar)
+    with _StopSignals() as signals:
+        job = submit(request, idempotency_key=args.idempotency_key)
+        print(f"job {job.job_id} {job.status}", file=sys.stderr)
+        job, stop = _follow(client, job, args, signals, started)
     print(file=sys.stderr)
     if job.result is not None:  # also a failed eval's datasets that did score
         print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
-    verdict = _verdict(job, gates, args.server, time.monotonic() - started)
+    verdict = _verdict(job, stop, gates, args.server, time.monotonic() - started)
     try:
         ci_reports.write(verdict, args.junit_xml, args.summary_md)
     except OSError as exc:
@@ -172,8 +185,10 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
-def _verdict(job: Any, gates: list[Gate], server: str, elapsed_s: float) -> ci_reports.Verdict:
+def _verdict(job: Any, stop: _Stop | None, gates: list[Gate], server: str, elapsed_s: float) -> ci_reports.Verdict:
     """The exit code and the gates' outcomes; says on stderr what failed."""
+    if stop:  # _follow said what it did
+        return ci_reports.Verdict(job, server, stop.exit_code, elapsed_s, gates, [], stopped=stop.cause)
     if job.status != "succeeded":
         print(f"job {job.job_id} {job.status}: {job.error}", file=sys.stderr)
         return ci_reports.Verdict(job, server, EXIT_JOB_FAILED, elapsed_s, gates, [])
@@ -240,25 +255,106 @@ def _percent(value: float) -> str:
     return f"{math.floor(value * 10) / 10:.1f}%"
 
 
-class _cancel_on_interrupt:
-    """Ctrl-C while waiting cancels the job (unless detached), then leaves with the job's status."""
+@dataclass(frozen=True)
+class _Stop:
+    """Why the CLI stopped following a job before it ended, and the exit code that says so."""
 
-    def __init__(self, client: Any, job_id: str, detach: bool) -> None:
-        self.client, self.job_id, self.detach = client, job_id, detach
+    cause: str
+    exit_code: int
 
-    def __enter__(self) -> None:
-        self.previous = signal.getsignal(signal.SIGINT)
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        signal.signal(signal.SIGINT, self.previous)
-        if kind is not KeyboardInterrupt:
-            return False
-        if self.detach:
-            print(f"\ndetached; job {self.job_id} keeps running", file=sys.stderr)
-            sys.exit(EXIT_OK)
-        job = self.client.cancel(self.job_id)
-        print(f"\ninterrupted: job {self.job_id} {job.status}", file=sys.stderr)
-        sys.exit(EXIT_JOB_FAILED)
+def _follow(client: Any, job: Any, args: argparse.Namespace, signals: _StopSignals,
+            started: float) -> tuple[Any, _Stop | None]:
+    """The job once it ended; or, when a signal or --wait-timeout comes first, once it is cancelled (or left
+    running, detached)."""
+    last_seen = job
+
+    def on_update(view: Any) -> None:
+        nonlocal last_seen
+        last_seen = view
+        _progress_bar(view)
+
+    timeout_s = None if args.wait_timeout is None else args.wait_timeout - (time.monotonic() - started)
+    try:
+        signals.arm()
+        return client.wait(job.job_id, on_update=on_update, timeout_s=timeout_s), None
+    except _Interrupted as interruption:
+        stop = _Stop(f"interrupted by {interruption.name}", 128 + interruption.signum)
+    except TimeoutError:
+        signals.stopping()
+        stop = _Stop(f"--wait-timeout {args.wait_timeout:g} s reached", EXIT_WAIT_TIMEOUT)
+    return _cancel_unless_detached(client, last_seen, args.detach_on_interrupt, stop), stop
+
+
+def _cancel_unless_detached(client: Any, job: Any, detach: bool, stop: _Stop) -> Any:
+    """The job after asking the service to cancel it, for CANCEL_TIMEOUT_S at most; says what came of it."""
+    import httpx
+
+    from serve_app.client import ServiceError
+
+    if detach:
+        print(f"\n{stop.cause}: job {job.job_id} left running (--detach-on-interrupt)", file=sys.stderr)
+        return job
+    try:
+        job = client.cancel(job.job_id, timeout_s=CANCEL_TIMEOUT_S)
+        print(f"\n{stop.cause}: job {job.job_id} {job.status}", file=sys.stderr)
+    except (TimeoutError, httpx.HTTPError, ServiceError) as exc:  # a 409 when the job ended meanwhile
+        reason = str(exc) or f"no answer within {CANCEL_TIMEOUT_S:g} s"
+        print(f"\n{stop.cause}: could not cancel job {job.job_id}: {reason}", file=sys.stderr)
+    return job
+
+
+class _Interrupted(BaseException):  # as KeyboardInterrupt: no `except Exception` on the way may swallow it
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM, which CI runners stop a step with, handled whatever their disposition at start (a step
+    started in the background has SIGINT ignored), so that the job is cancelled rather than orphaned.
+
+    The first one raises _Interrupted in the main thread: at once while the CLI waits for the job, after the
+    submission when it comes during it (so that there is a job to cancel). While the CLI stops the job, another
+    one exits at once."""
+
+    def __enter__(self) -> _StopSignals:
+        self.previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        self.received: int | None = None
+        self.armed = False
+        self._handle_with(self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def arm(self) -> None:
+        """Interrupt at once from now on, and now for a signal that came before."""
+        self.armed = True
+        if self.received is not None:
+            raise _Interrupted(self.received)
+
+    def stopping(self) -> None:
+        self._handle_with(_exit_at_once)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.stopping()
+        self.received = signum
+        if self.armed:
+            raise _Interrupted(signum)
+
+    @staticmethod
+    def _handle_with(handler: Any) -> None:
+        for number in STOP_SIGNALS:
+            signal.signal(number, handler)
+
+
+def _exit_at_once(signum: int, frame: object) -> None:
+    print(f"\n{signal.Signals(signum).name} while stopping the job: exiting at once; it may still be running",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)  # no clean-up: that could wait on the very call the user gave up on
 
 
 def _jobs(client: Any, args: argparse.Namespace) -> int:

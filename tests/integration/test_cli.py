@@ -1,5 +1,5 @@
 """The CLI as a pipeline runs it, against the real service: gates and exit codes, JUnit XML and the run page summary,
---json, --no-wait, Ctrl-C."""
+--json, --no-wait, the signals CI runners stop a step with, --wait-timeout."""
 
 import json
 import os
@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from xml.etree import ElementTree
 
-from tests.conftest import SAMPLES, assert_valid_junit
+import pytest
+
+from tests.conftest import SAMPLES, SimulatorProcess, assert_valid_junit
 
 
 def cli(service, *args, **options):
@@ -116,22 +119,74 @@ def test_no_wait_prints_the_job_id_then_jobs_show_and_list_find_it(service, simu
     assert any(row.split()[0] == job_id and row.split()[4] == "default" for row in rows), listed.stdout
 
 
-def test_ctrl_c_while_waiting_cancels_the_job(service, simulator):
-    process = start_cli(service, *perf_args(simulator, "--number", "200000", "--parallel", "2"))
+TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+STOP_BOUND_S = 15  # the CLI's cancel bound (5 s), the service's answer and a loaded machine's slack
+
+
+@contextmanager
+def following_a_long_perf_job(service, target, *extra, **popen):
+    """The CLI following a perf job that would run for hours, once the target gets its traffic. Whatever the test
+    did, neither the CLI nor the job outlives it."""
+    process = start_cli(service, *perf_args(target, "--number", "200000", "--parallel", "2", *extra), **popen)
     job_id = None
-    deadline = time.monotonic() + 60
-    while job_id is None and time.monotonic() < deadline:
+    try:
         line = process.stderr.readline()
-        if line.startswith("job "):
-            job_id = line.split()[1]
-    while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 20:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1, stderr
-    assert f"interrupted: job {job_id} cancelled" in stderr
-    assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        assert line.startswith("job "), line
+        job_id = line.split()[1]
+        deadline = time.monotonic() + 60
+        while target.requests_received() < 20:
+            assert time.monotonic() < deadline, "no traffic reached the target"
+            time.sleep(0.2)
+        yield process, job_id
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        if job_id and service.get(f"/api/v1/jobs/{job_id}").json()["status"] not in TERMINAL:
+            service.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def assert_traffic_stopped(target):
+    received = target.requests_received()
+    time.sleep(2)
+    assert target.requests_received() == received
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sigint_at_start", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "SIGINT-ignored"])
+def test_a_signal_while_waiting_cancels_the_job_and_the_traffic_stops(service, signum, sigint_at_start):
+    """As CI runners stop a step: SIGTERM, or SIGINT, to a CLI that may have started with SIGINT ignored (a step
+    launched in the background by a non-interactive shell)."""
+    with SimulatorProcess() as target, following_a_long_perf_job(
+        service, target, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint_at_start)
+    ) as (process, job_id):
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=STOP_BOUND_S)
+        assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled", stderr
+        assert_traffic_stopped(target)
+        assert process.returncode == 128 + signum, stderr
+        assert f"interrupted by {signum.name}: job {job_id} cancelled" in stderr
+
+
+def test_a_job_still_running_at_the_wait_timeout_is_cancelled_and_the_cli_exits_4(service, tmp_path):
+    with SimulatorProcess() as target:
+        started = time.monotonic()
+        run = cli(service, *perf_args(target, "--number", "200000", "--parallel", "2", "--wait-timeout", "10",
+                                      "--max", "TTFT (ms)@99%=500", "--junit-xml", str(tmp_path / "perf.xml")))
+        assert run.returncode == 4, run.stderr
+        assert time.monotonic() - started < 10 + STOP_BOUND_S
+        job_id = run.stderr.split()[1]
+        assert f"--wait-timeout 10 s reached: job {job_id} cancelled" in run.stderr
+        assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        assert target.requests_received() > 0
+        assert_traffic_stopped(target)
+    report = (tmp_path / "perf.xml").read_bytes()
+    assert_valid_junit(report)
+    job_case, gate_case = ElementTree.fromstring(report).iter("testcase")
+    assert job_case.find("failure").get("message") == "--wait-timeout 10 s reached; job cancelled: " + \
+        service.get(f"/api/v1/jobs/{job_id}").json()["error"]
+    assert gate_case.get("name") == "TTFT (ms)@99% <= 500"
+    assert gate_case.find("skipped").get("message") == "not checked: --wait-timeout 10 s reached; job cancelled"
 
 
 def test_unreachable_server_is_a_usage_error(simulator):

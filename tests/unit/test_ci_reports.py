@@ -14,7 +14,8 @@ from tests.unit.fake_service import job_document
 
 def perf_point(throughput: float, ttft_p99: float) -> dict:
     return {"metrics": {"Total Requests": 10, "Failed Requests": 0, "Req Throughput (req/s)": throughput},
-            "percentiles": [{"Percentiles": "50%", "TTFT (ms)": ttft_p99 / 2}, {"Percentiles": "99%", "TTFT (ms)": ttft_p99}]}
+            "percentiles": [{"Percentiles": "50%", "TTFT (ms)": ttft_p99 / 2},
+                            {"Percentiles": "99%", "TTFT (ms)": ttft_p99}]}
 
 
 PERF_RESULT = {"output_dir": "/o", "results": {"parallel_1_number_10": perf_point(12.5, 420.0),
@@ -26,11 +27,11 @@ def gates():
     return perf_gates(["TTFT (ms)@99%=500"], ["Req Throughput (req/s)=15"])
 
 
-def verdict(status="succeeded", exit_code=2, error=None):
+def verdict(status="succeeded", exit_code=2, stopped=None, error=None):
     job = JobView.model_validate(job_document(status, result=PERF_RESULT if status == "succeeded" else None,
                                               error=error))
     outcomes = [o for gate in gates() for o in gate.evaluate(PERF_RESULT)] if status == "succeeded" else []
-    return Verdict(job, SERVER, exit_code, 12.3456, gates(), outcomes)
+    return Verdict(job, SERVER, exit_code, 12.3456, gates(), outcomes, stopped)
 
 
 def test_a_perf_gate_is_measured_at_every_test_point_with_its_margin():
@@ -56,7 +57,9 @@ def test_an_eval_gate_is_measured_once_and_a_missing_dataset_fails_it():
 @pytest.mark.parametrize("ending,counts", [
     (dict(), ("5", "2", "0")),
     (dict(status="failed", exit_code=1, error="shard 0 failed: <boom> & \"more\""), ("3", "1", "2")),
-], ids=["gates-checked", "job-failed"])
+    (dict(status="cancelled", exit_code=143, stopped="interrupted by SIGTERM"), ("3", "1", "2")),
+    (dict(status="running", exit_code=4, stopped="--wait-timeout 60 s reached"), ("3", "1", "2")),
+], ids=["gates-checked", "job-failed", "interrupted", "wait-timeout-detached"])
 def test_the_junit_xml_of_every_ending_is_valid_against_the_schema(ending, counts):
     document = junit_xml(verdict(**ending))
     assert_valid_junit(document)
@@ -84,12 +87,17 @@ def test_the_junit_xml_has_a_case_for_the_job_and_one_per_gate_and_test_point():
     assert holding.find("failure") is None and holding.find("system-out").text.endswith("margin +5")
 
 
-def test_a_failed_job_fails_its_case_and_leaves_its_gates_unchecked():
-    cases = list(ElementTree.fromstring(junit_xml(verdict(status="failed", exit_code=1, error="shard 0 failed"))
-                                        ).iter("testcase"))
-    assert cases[0].find("failure").get("message") == "job failed: shard 0 failed"
-    assert [(c.get("name"), c.find("skipped").get("message")) for c in cases[1:]] == [
-        ("TTFT (ms)@99% <= 500", "not checked: job failed"), ("Req Throughput (req/s) >= 15", "not checked: job failed")]
+@pytest.mark.parametrize("ending,headline", [
+    (dict(status="failed", exit_code=1, error="shard 0 failed"), "job failed"),
+    (dict(status="cancelled", exit_code=143, stopped="interrupted by SIGTERM", error="cancelled by request"),
+     "interrupted by SIGTERM; job cancelled"),
+], ids=["failed", "stopped"])
+def test_a_job_that_did_not_succeed_fails_its_case_and_leaves_its_gates_unchecked(ending, headline):
+    job_case, *gate_cases = ElementTree.fromstring(junit_xml(verdict(**ending))).iter("testcase")
+    assert job_case.find("failure").get("message") == f"{headline}: {ending['error']}"
+    assert [(case.get("name"), case.find("skipped").get("message")) for case in gate_cases] == [
+        ("TTFT (ms)@99% <= 500", f"not checked: {headline}"),
+        ("Req Throughput (req/s) >= 15", f"not checked: {headline}")]
 
 
 def test_the_markdown_summary_links_the_job_and_tabulates_metrics_and_gates():
