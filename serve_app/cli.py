@@ -1,28 +1,32 @@
 """`evalscope-serve`: start the service or the simulator, and submit, follow and gate jobs from a shell or CI.
 
 Exit codes of eval/perf/jobs: 0 done and every gate holds, 1 the job failed or was cancelled, 2 a gate failed,
-3 usage or connection error.
+3 usage or connection error, 4 the job had not ended at --wait-timeout (so it was cancelled, or left running with
+--detach-on-interrupt). Stopped by a signal while following the job (a CI runner cancelling the step: SIGTERM, or
+SIGINT first), the CLI cancels the job (or leaves it, detached) and exits 128 + the signal's number, as a shell
+reports a command killed by it: 130 for SIGINT, 143 for SIGTERM; a second signal exits at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import json
 import math
-import re
+import os
 import signal
 import sys
-from collections.abc import Callable
-from pathlib import Path
+import time
+from dataclasses import dataclass
 from typing import Any
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2, 3
+from serve_app import ci_reports
+from serve_app.gates import Gate, InvalidGate, eval_gates, perf_gates
 
-
-class UsageError(Exception):
-    pass
+EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A stopped step asks the service to cancel its job for at most this long, then exits whatever the answer: within
+# GitHub Actions' 7.5 s from SIGINT to SIGTERM, GitLab's and Kubernetes' grace before SIGKILL.
+CANCEL_TIMEOUT_S = 5.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--api-key", help="key for the model endpoint (never printed)")
     submit.add_argument("--json", action="store_true", help="print the result document instead of a summary")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
-    submit.add_argument("--detach-on-interrupt", action="store_true", help="Ctrl-C leaves the job running")
+    submit.add_argument("--detach-on-interrupt", action="store_true",
+                        help="a signal (Ctrl-C, SIGTERM) or --wait-timeout leaves the job running instead of "
+                             "cancelling it")
+    submit.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+                        help="cancel the job (or leave it, with --detach-on-interrupt) and exit 4 when it has not "
+                             "ended this long after the submission")
+    submit.add_argument("--junit-xml", metavar="PATH",
+                        help="write JUnit XML: a test case for the job, one per gate and test point")
+    submit.add_argument("--summary-md", metavar="PATH", default=os.environ.get("GITHUB_STEP_SUMMARY"),
+                        help="append a Markdown summary of the job and its gates (default: $GITHUB_STEP_SUMMARY)")
     submit.add_argument("--idempotency-key", help="default: a fresh one per invocation")
 
     evaluate = commands.add_parser("eval", parents=[submit], help="score a model on benchmarks")
@@ -148,7 +161,7 @@ def _client_command(args: argparse.Namespace) -> int:
             if args.command == "jobs":
                 return _jobs(client, args)
             return _submit_and_follow(client, args)
-    except (UsageError, ValidationError) as exc:
+    except (InvalidGate, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except ServiceError as exc:
         print(f"error: the service answered {exc}", file=sys.stderr)
@@ -161,24 +174,38 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     request = _request(args)
     gates = _gates(args)
     submit = client.submit_eval if args.command == "eval" else client.submit_perf
-    job = submit(request, idempotency_key=args.idempotency_key)
     if args.no_wait:
-        print(job.job_id)
+        print(submit(request, idempotency_key=args.idempotency_key).job_id)
         return EXIT_OK
-    print(f"job {job.job_id} {job.status}", file=sys.stderr)
-    with _cancel_on_interrupt(client, job.job_id, args.detach_on_interrupt):
-        job = client.wait(job.job_id, on_update=_progress_bar)
+    started = time.monotonic()
+    with _StopSignals() as signals:
+        job = submit(request, idempotency_key=args.idempotency_key)
+        print(f"job {job.job_id} {job.status}", file=sys.stderr)
+        job, stop = _follow(client, job, args, signals, started)
     print(file=sys.stderr)
     if job.result is not None:  # also a failed eval's datasets that did score
         print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
+    verdict = _verdict(job, stop, gates, args.server, time.monotonic() - started)
+    try:
+        ci_reports.write(verdict, args.junit_xml, args.summary_md)
+    except OSError as exc:
+        print(f"error: cannot write a report: {exc}", file=sys.stderr)
+        return verdict.exit_code or EXIT_USAGE
+    return verdict.exit_code
+
+
+def _verdict(job: Any, stop: _Stop | None, gates: list[Gate], server: str, elapsed_s: float) -> ci_reports.Verdict:
+    """The exit code and the gates' outcomes; says on stderr what failed."""
+    if stop:  # _follow said what it did
+        return ci_reports.Verdict(job, server, stop.exit_code, elapsed_s, gates, [], stopped=stop.cause)
     if job.status != "succeeded":
         print(f"job {job.job_id} {job.status}: {job.error}", file=sys.stderr)
-        return EXIT_JOB_FAILED
-    failures = [failure for gate in gates if (failure := gate(job.result))]
-    for failure in failures:
-        print(f"gate failed: {failure}", file=sys.stderr)
-    return EXIT_GATE_FAILED if failures else EXIT_OK
-
+        return ci_reports.Verdict(job, server, EXIT_JOB_FAILED, elapsed_s, gates, [])
+    outcomes = [outcome for gate in gates for outcome in gate.evaluate(job.result)]
+    failures = [outcome for outcome in outcomes if not outcome.passed]
+    for outcome in failures:
+        print(f"gate failed: {outcome.describe()}", file=sys.stderr)
+    return ci_reports.Verdict(job, server, EXIT_GATE_FAILED if failures else EXIT_OK, elapsed_s, gates, outcomes)
 
 def _limit(text: str) -> int | float:
     """evalscope's meaning, kept as typed: "5" is a count, "0.5" or "1.0" a fraction of each subset."""
@@ -206,106 +233,14 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def _gates(args: argparse.Namespace) -> list[Callable[[dict], str | None]]:
+def _gates(args: argparse.Namespace) -> list[Gate]:
     if args.command == "eval":
-        return [_score_gate(*_split(spec)) for spec in args.min_score]
-    return [_perf_gate(*_split(spec), at_most=True) for spec in args.max_gates] + [
-        _perf_gate(*_split(spec), at_most=False) for spec in args.min_gates
-    ]
-
-
-def _split(spec: str) -> tuple[str, float]:
-    name, separator, value = spec.rpartition("=")
-    try:
-        return name.strip(), float(value)
-    except ValueError:
-        raise UsageError(f"a gate is NAME=NUMBER, not {spec!r}") from None
-
-
-def _score_gate(dataset: str, minimum: float) -> Callable[[dict], str | None]:
-    def check(result: dict) -> str | None:
-        score = result["scores"].get(dataset)
-        if score is None:
-            return f"{dataset} has no score (datasets: {', '.join(result['scores'])})"
-        if score < minimum:
-            return f"{dataset} scored {score:.4f}, below {minimum} by {minimum - score:.4f}"
-        return None
-
-    return check
-
-
-_PERCENTILE_ROW = re.compile(r"min|max|\d+(\.\d+)?%")
-
-
-@functools.cache
-def _evalscope_metric_names() -> tuple[frozenset[str], frozenset[str]]:
-    """The names evalscope gives the metrics of benchmark_summary.json and the columns of its percentile table,
-    from its perf_constants module, loaded on its own (importing the evalscope package takes seconds)."""
-    spec = importlib.util.find_spec("evalscope")
-    path = Path(spec.submodule_search_locations[0]) / "perf" / "utils" / "perf_constants.py"
-    module_spec = importlib.util.spec_from_file_location("_evalscope_perf_constants", path)
-    constants = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(constants)
-
-    def names(cls: type) -> frozenset[str]:
-        return frozenset(value for key, value in vars(cls).items() if key.isupper() and isinstance(value, str))
-
-    return names(constants.Metrics), names(constants.PercentileMetrics) - {constants.PercentileMetrics.PERCENTILES}
-
-
-def _check_gate_name(name: str) -> None:
-    """A gate that names no evalscope metric would only fail after the whole run: refuse it before submitting."""
-    summary, columns = _evalscope_metric_names()
-    metric, at, percentile = name.partition("@")
-    if not at and metric not in summary:
-        raise UsageError(f"no metric {name!r}; metrics: {', '.join(sorted(summary))}; or a percentile column "
-                         f"with @ and the row, e.g. \"TTFT (ms)@99%\"")
-    if at and metric not in columns:
-        raise UsageError(f"no percentile column {metric!r}; columns: {', '.join(sorted(columns))}")
-    if at and not _PERCENTILE_ROW.fullmatch(percentile):
-        raise UsageError(f"no percentile row {percentile!r}; rows are min, max or a percentage such as 99%")
-
-
-def _perf_gate(name: str, limit: float, at_most: bool) -> Callable[[dict], str | None]:
-    _check_gate_name(name)
-    metric, _, percentile = name.partition("@")
-
-    def check(result: dict) -> str | None:
-        problems = []
-        for point, outcome in result["results"].items():
-            value = _perf_value(outcome, metric, percentile)
-            if value is None:
-                problems.append(f"{point}: no {name!r} in the result")
-            elif (value > limit) if at_most else (value < limit):
-                relation = "above the maximum" if at_most else "below the minimum"
-                problems.append(f"{point}: {name} = {value} is {relation} {limit} by {abs(value - limit):.4g}")
-        return "; ".join(problems) or None
-
-    return check
-
-
-def _perf_value(outcome: dict, metric: str, percentile: str) -> float | None:
-    if not percentile:
-        return outcome["metrics"].get(metric)
-    row = next((r for r in outcome["percentiles"] if r.get("Percentiles") == percentile), None)
-    return None if row is None else row.get(metric)
+        return eval_gates(args.min_score)
+    return perf_gates(args.max_gates, args.min_gates)
 
 
 def _summary(kind: str, result: dict) -> str:
-    if kind == "eval":
-        rows = [(dataset, "n/a" if score is None else f"{score:.4f}") for dataset, score in result["scores"].items()]
-        rows += [(dataset, f"failed: {reason}") for dataset, reason in result.get("failures", {}).items()]
-        return _table(["dataset", "score"], rows) + f"\noutputs: {result['output_dir']}"
-    rows = []
-    for point, outcome in result["results"].items():
-        metrics = outcome["metrics"]
-        rows.append((point, metrics.get("Total Requests"), metrics.get("Failed Requests"),
-                     metrics.get("Req Throughput (req/s)"), metrics.get("Output Throughput (tok/s)"),
-                     *(_perf_value(outcome, m, p) for m in ("TTFT (ms)", "ITL (ms)", "Latency (s)")
-                       for p in ("50%", "99%"))))
-    headers = ["test point", "requests", "failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
-               "ITL p50 ms", "ITL p99 ms", "latency p50 s", "latency p99 s"]
-    return _table(headers, rows) + f"\noutputs: {result['output_dir']}"
+    return _table(*ci_reports.result_table(kind, result)) + f"\noutputs: {result['output_dir']}"
 
 
 def _table(headers: list[str], rows: list[tuple]) -> str:
@@ -329,25 +264,106 @@ def _percent(value: float) -> str:
     return f"{math.floor(value * 10) / 10:.1f}%"
 
 
-class _cancel_on_interrupt:
-    """Ctrl-C while waiting cancels the job (unless detached), then leaves with the job's status."""
+@dataclass(frozen=True)
+class _Stop:
+    """Why the CLI stopped following a job before it ended, and the exit code that says so."""
 
-    def __init__(self, client: Any, job_id: str, detach: bool) -> None:
-        self.client, self.job_id, self.detach = client, job_id, detach
+    cause: str
+    exit_code: int
 
-    def __enter__(self) -> None:
-        self.previous = signal.getsignal(signal.SIGINT)
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        signal.signal(signal.SIGINT, self.previous)
-        if kind is not KeyboardInterrupt:
-            return False
-        if self.detach:
-            print(f"\ndetached; job {self.job_id} keeps running", file=sys.stderr)
-            sys.exit(EXIT_OK)
-        job = self.client.cancel(self.job_id)
-        print(f"\ninterrupted: job {self.job_id} {job.status}", file=sys.stderr)
-        sys.exit(EXIT_JOB_FAILED)
+def _follow(client: Any, job: Any, args: argparse.Namespace, signals: _StopSignals,
+            started: float) -> tuple[Any, _Stop | None]:
+    """The job once it ended; or, when a signal or --wait-timeout comes first, once it is cancelled (or left
+    running, detached)."""
+    last_seen = job
+
+    def on_update(view: Any) -> None:
+        nonlocal last_seen
+        last_seen = view
+        _progress_bar(view)
+
+    timeout_s = None if args.wait_timeout is None else args.wait_timeout - (time.monotonic() - started)
+    try:
+        signals.arm()
+        return client.wait(job.job_id, on_update=on_update, timeout_s=timeout_s), None
+    except _Interrupted as interruption:
+        stop = _Stop(f"interrupted by {interruption.name}", 128 + interruption.signum)
+    except TimeoutError:
+        signals.stopping()
+        stop = _Stop(f"--wait-timeout {args.wait_timeout:g} s reached", EXIT_WAIT_TIMEOUT)
+    return _cancel_unless_detached(client, last_seen, args.detach_on_interrupt, stop), stop
+
+
+def _cancel_unless_detached(client: Any, job: Any, detach: bool, stop: _Stop) -> Any:
+    """The job after asking the service to cancel it, for CANCEL_TIMEOUT_S at most; says what came of it."""
+    import httpx
+
+    from serve_app.client import ServiceError
+
+    if detach:
+        print(f"\n{stop.cause}: job {job.job_id} left running (--detach-on-interrupt)", file=sys.stderr)
+        return job
+    try:
+        job = client.cancel(job.job_id, timeout_s=CANCEL_TIMEOUT_S)
+        print(f"\n{stop.cause}: job {job.job_id} {job.status}", file=sys.stderr)
+    except (TimeoutError, httpx.HTTPError, ServiceError) as exc:  # a 409 when the job ended meanwhile
+        reason = str(exc) or f"no answer within {CANCEL_TIMEOUT_S:g} s"
+        print(f"\n{stop.cause}: could not cancel job {job.job_id}: {reason}", file=sys.stderr)
+    return job
+
+
+class _Interrupted(BaseException):  # as KeyboardInterrupt: no `except Exception` on the way may swallow it
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM, which CI runners stop a step with, handled whatever their disposition at start (a step
+    started in the background has SIGINT ignored), so that the job is cancelled rather than orphaned.
+
+    The first one raises _Interrupted in the main thread: at once while the CLI waits for the job, after the
+    submission when it comes during it (so that there is a job to cancel). While the CLI stops the job, another
+    one exits at once."""
+
+    def __enter__(self) -> _StopSignals:
+        self.previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+        self.received: int | None = None
+        self.armed = False
+        self._handle_with(self._interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def arm(self) -> None:
+        """Interrupt at once from now on, and now for a signal that came before."""
+        self.armed = True
+        if self.received is not None:
+            raise _Interrupted(self.received)
+
+    def stopping(self) -> None:
+        self._handle_with(_exit_at_once)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.stopping()
+        self.received = signum
+        if self.armed:
+            raise _Interrupted(signum)
+
+    @staticmethod
+    def _handle_with(handler: Any) -> None:
+        for number in STOP_SIGNALS:
+            signal.signal(number, handler)
+
+
+def _exit_at_once(signum: int, frame: object) -> None:
+    print(f"\n{signal.Signals(signum).name} while stopping the job: exiting at once; it may still be running",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)  # no clean-up: that could wait on the very call the user gave up on
 
 
 def _jobs(client: Any, args: argparse.Namespace) -> int:

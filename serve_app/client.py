@@ -14,7 +14,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
@@ -80,9 +80,18 @@ class AsyncClient:
         return JobView.model_validate(await self._json("GET", f"/api/v1/jobs/{job_id}"))
 
     async def wait(
-        self, job_id: str, on_update: Callable[[JobView], None] | None = None, poll_s: float = 1.0
+        self,
+        job_id: str,
+        on_update: Callable[[JobView], None] | None = None,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
     ) -> JobView:
-        """Follow the job until it ends: its Server-Sent Events, or polling where a proxy drops the stream."""
+        """Follow the job until it ends: its Server-Sent Events, or polling where a proxy drops the stream.
+        TimeoutError when it has not ended within timeout_s (the job goes on)."""
+        async with asyncio.timeout(timeout_s):
+            return await self._follow(job_id, on_update, poll_s)
+
+    async def _follow(self, job_id: str, on_update: Callable[[JobView], None] | None, poll_s: float) -> JobView:
         try:
             async with self.http.stream("GET", f"/api/v1/jobs/{job_id}/events", timeout=None) as stream:
                 if stream.status_code == 200:
@@ -106,8 +115,10 @@ class AsyncClient:
             raise JobFailed(job)
         return (EvalResponse if job.kind == "eval" else PerfResponse).model_validate(job.result)
 
-    async def cancel(self, job_id: str) -> JobView:
-        return JobView.model_validate(await self._json("POST", f"/api/v1/jobs/{job_id}/cancel"))
+    async def cancel(self, job_id: str, timeout_s: float | None = None) -> JobView:
+        """TimeoutError when the service has not confirmed within timeout_s, retries included."""
+        async with asyncio.timeout(timeout_s):
+            return JobView.model_validate(await self._json("POST", f"/api/v1/jobs/{job_id}/cancel"))
 
     async def list_jobs(self, **filters: Any) -> JobList:
         params = {name: value for name, value in filters.items() if value is not None}
@@ -181,7 +192,17 @@ class Client:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._async, name)
-        return lambda *args, **kwargs: self._portal.call(lambda: method(*args, **kwargs))
+        return lambda *args, **kwargs: self._call(lambda: method(*args, **kwargs))
+
+    def _call(self, call: Callable[[], Awaitable[Result]]) -> Result:
+        future = self._portal.start_task_soon(call)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted here (Ctrl-C, a signal handler's exception): stop the call on the loop too, or it would
+            # go on following a job behind the caller's back and keep close() waiting for it.
+            future.cancel()
+            raise
 
 
 async def _open(server: str, options: dict[str, Any]) -> AsyncClient:

@@ -9,10 +9,16 @@ import pytest
 
 from serve_app.simulator.process import SimulatorProcess, free_port, wait_until_healthy
 
-__all__ = ["REPO", "SAMPLES", "RAY_FOR_TESTS", "SimulatorProcess", "free_port", "wait_until_healthy"]
+__all__ = ["REPO", "SAMPLES", "RAY_FOR_TESTS", "SimulatorProcess", "assert_valid_junit", "free_port",
+           "wait_until_healthy"]
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "datasets"
+JUNIT_XSD = Path(__file__).with_name("junit-10.xsd")
+
+# The CLI appends a summary to $GITHUB_STEP_SUMMARY: never to the run page of a CI that runs these tests. The
+# tests of that summary set it themselves.
+os.environ.pop("GITHUB_STEP_SUMMARY", None)
 
 # Ray in tests: no auth prompt, no dashboard, no port sharing with another Serve instance on this machine.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -32,3 +38,10 @@ RAY_FOR_TESTS = {
 def simulator():
     with SimulatorProcess() as sim:
         yield sim
+
+
+def assert_valid_junit(document: bytes) -> None:
+    """Valid against the JUnit XML schema that Jenkins' xUnit plugin and pytest use (tests/junit-10.xsd)."""
+    from lxml import etree
+
+    etree.XMLSchema(etree.parse(str(JUNIT_XSD))).assertValid(etree.fromstring(document))

@@ -1,9 +1,16 @@
-"""The CLI turns its flags into exactly the request a user would write by hand."""
+"""The CLI turns its flags into exactly the request a user would write by hand, and stops its job as CI runners stop
+a step (against a fake service that answers as slowly as a test needs)."""
+
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from serve_app.cli import _gates, _parser, _request, main
+from serve_app.cli import CANCEL_TIMEOUT_S, _gates, _parser, _request, main
 from serve_app.schemas import EvalRequest, PerfRequest
+from tests.unit.fake_service import FakeService
 
 
 def test_eval_flags_become_a_valid_request_with_timeouts_and_retries():
@@ -52,6 +59,12 @@ def test_a_gate_naming_no_evalscope_metric_exits_3_before_anything_is_submitted(
     assert message in error and "cannot reach" not in error.lower()
 
 
+@pytest.mark.parametrize("gate", ["--min=0.7", "--max=TTFT (ms)@99%=fast"])
+def test_a_gate_without_a_name_or_a_number_exits_3(capsys, gate):
+    assert main([*PERF_FLAGS, gate]) == 3
+    assert "a gate is NAME=NUMBER" in capsys.readouterr().err
+
+
 def test_gates_with_evalscope_names_pass_the_check():
     args = _parser().parse_args([*PERF_FLAGS, "--max", "TTFT (ms)@99%=500", "--min", "Req Throughput (req/s)=10",
                                  "--max", "Latency (s)@max=3"])
@@ -70,3 +83,62 @@ def test_percentages_round_down_so_an_unfinished_job_never_reads_100():
     from serve_app.cli import _percent
 
     assert _percent(99.96) == "99.9%" and _percent(100.0) == "100.0%" and _percent(0) == "0.0%"
+
+
+def cli_command(service, *flags):
+    return [sys.executable, "-m", "serve_app.cli", "perf", "--model", "m", "--url", "http://target/v1/chat/completions",
+            "--server", service.base_url, *flags]
+
+
+def following(service, *flags, sigint=signal.SIG_DFL):
+    """The CLI once it has the job's id; SIGINT as it started (SIG_IGN: a step launched in the background)."""
+    process = subprocess.Popen(cli_command(service, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    assert process.stderr.readline() == "job job-1 running\n"
+    return process
+
+
+def test_a_second_signal_while_the_job_is_being_cancelled_exits_at_once():
+    with FakeService(cancel_delay_s=60) as service:
+        process = following(service, sigint=signal.SIG_IGN)
+        process.send_signal(signal.SIGTERM)
+        assert service.cancel_received.wait(10)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=CANCEL_TIMEOUT_S / 2)
+    assert process.returncode == 130, stderr
+    assert "SIGINT while stopping the job: exiting at once; it may still be running" in stderr
+
+
+def test_a_cancel_the_service_does_not_confirm_is_given_up_within_the_bound():
+    with FakeService(cancel_delay_s=60) as service:
+        process = following(service)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=CANCEL_TIMEOUT_S + 5)
+    assert process.returncode == 143, stderr
+    assert f"interrupted by SIGTERM: could not cancel job job-1: no answer within {CANCEL_TIMEOUT_S:g} s" in stderr
+
+
+def test_a_signal_during_the_submission_cancels_the_job_once_it_is_submitted():
+    with FakeService(submit_delay_s=1) as service:
+        process = subprocess.Popen(cli_command(service), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert service.submission_received.wait(30)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130, stderr
+    assert "interrupted by SIGINT: job job-1 cancelled" in stderr
+
+
+def test_detached_the_job_is_left_running_on_a_signal_and_at_the_wait_timeout():
+    with FakeService() as service:
+        process = following(service, "--detach-on-interrupt")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+        assert process.returncode == 143, stderr
+        assert "interrupted by SIGTERM: job job-1 left running (--detach-on-interrupt)" in stderr
+        started = time.monotonic()
+        run = subprocess.run(cli_command(service, "--detach-on-interrupt", "--wait-timeout", "1"),
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 4, run.stderr
+        assert "--wait-timeout 1 s reached: job job-1 left running (--detach-on-interrupt)" in run.stderr
+        assert time.monotonic() - started < 10
+        assert not service.cancel_received.is_set()

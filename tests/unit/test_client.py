@@ -1,6 +1,10 @@
 """The client's contract without a service: retries that honour Retry-After, idempotent submits, auth, errors."""
 
+import asyncio
 import json
+import os
+import signal
+import threading
 import time
 
 import httpx
@@ -105,3 +109,44 @@ def test_a_saved_report_addresses_the_services_scripts_absolutely():
         saved = client.report("job-1")
     assert '<script src="http://service:9000/teams/assets/plotly-7.1.0/plotly.min.js">' in saved
     assert "<script>draw()</script>" in saved
+
+
+def test_wait_gives_up_after_its_timeout_and_cancel_after_its_own():
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/cancel"):
+            await asyncio.sleep(10)  # a service that never confirms
+        return httpx.Response(200, json={**JOB, "status": "running"})  # not an event stream: the client polls
+
+    with Client("http://service", transport=httpx.MockTransport(handler)) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            client.wait("job-1", poll_s=0.05, timeout_s=0.3)
+        with pytest.raises(TimeoutError):
+            client.cancel("job-1", timeout_s=0.3)
+        assert time.monotonic() - started < 2
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def test_a_call_interrupted_in_the_calling_thread_stops_on_the_loop_too():
+    """As a signal handler's exception does to the CLI's wait: the call must not go on behind the caller's back,
+    keeping close() waiting for it."""
+    async def never_answers(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(10)
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        client = Client("http://service", transport=httpx.MockTransport(never_answers))
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        with pytest.raises(Interrupted):
+            client.wait("job-1")
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 2
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -1,0 +1,157 @@
+"""Gates: the CLI's pass/fail rules on a job's result, which become a CI step's exit code, its JUnit test cases
+and its run page summary.
+
+A gate holds one value of the result to a limit, from above (`--max`) or below (`--min`, `--min-score`). An eval
+gate measures its dataset's score once; a perf gate measures its metric at every test point of the sweep, and
+each measurement is an `Outcome` with its margin.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# A result -> the measured value at each test point (None: the eval's only one); a value is None when missing.
+Measure = Callable[[dict[str, Any]], dict[str | None, float | None]]
+
+
+class InvalidGate(ValueError):
+    """A gate that could never be checked: refused before anything is submitted."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str  # a dataset (eval); an evalscope metric, or a percentile column @ a row (perf)
+    limit: float
+    at_most: bool  # True: the value may not exceed the limit; False: it may not fall below it
+    measure: Measure
+
+    @property
+    def condition(self) -> str:
+        return f"{'<=' if self.at_most else '>='} {number(self.limit)}"
+
+    def evaluate(self, result: dict[str, Any]) -> list[Outcome]:
+        return [Outcome(self, point, value) for point, value in self.measure(result).items()]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One measurement of a gate: at a perf test point, or the eval's score."""
+
+    gate: Gate
+    point: str | None
+    value: float | None
+
+    @property
+    def margin(self) -> float | None:
+        """How far inside the limit the value is; negative when past it, None when there is no value."""
+        if self.value is None:
+            return None
+        return self.gate.limit - self.value if self.gate.at_most else self.value - self.gate.limit
+
+    @property
+    def passed(self) -> bool:
+        return self.margin is not None and self.margin >= 0
+
+    @property
+    def title(self) -> str:
+        """The gate and where it was measured, without the value: stable from run to run, so that a CI's test
+        history can follow it."""
+        where = f" at {self.point}" if self.point else ""
+        return f"{self.gate.name} {self.gate.condition}{where}"
+
+    def describe(self) -> str:
+        where = f"{self.point}: " if self.point else ""
+        if self.value is None:
+            return f"{where}no {self.gate.name!r} in the result"
+        bound = "maximum" if self.gate.at_most else "minimum"
+        if self.passed:
+            return f"{where}{self.gate.name} = {number(self.value)} is within the {bound} {number(self.gate.limit)}"
+        side = "above" if self.gate.at_most else "below"
+        return (f"{where}{self.gate.name} = {number(self.value)} is {side} the {bound} {number(self.gate.limit)}"
+                f" by {number(-self.margin)}")
+
+
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def eval_gates(min_scores: list[str]) -> list[Gate]:
+    gates = []
+    for spec in min_scores:
+        dataset, limit = _split(spec)
+        gates.append(Gate(dataset, limit, at_most=False, measure=functools.partial(_score, dataset)))
+    return gates
+
+
+def perf_gates(maxima: list[str], minima: list[str]) -> list[Gate]:
+    gates = []
+    for spec, at_most in [(spec, True) for spec in maxima] + [(spec, False) for spec in minima]:
+        name, limit = _split(spec)
+        _check_metric_name(name)
+        gates.append(Gate(name, limit, at_most, measure=functools.partial(_perf_values, name)))
+    return gates
+
+
+def perf_value(outcome: dict[str, Any], metric: str, percentile: str) -> float | None:
+    """A metric of a test point's benchmark summary (no percentile), or a cell of its percentile table."""
+    if not percentile:
+        return outcome["metrics"].get(metric)
+    row = next((r for r in outcome["percentiles"] if r.get("Percentiles") == percentile), None)
+    return None if row is None else row.get(metric)
+
+
+def _split(spec: str) -> tuple[str, float]:
+    name, _, value = spec.rpartition("=")
+    try:
+        if name.strip():
+            return name.strip(), float(value)
+    except ValueError:
+        pass
+    raise InvalidGate(f"a gate is NAME=NUMBER, not {spec!r}")
+
+
+def _score(dataset: str, result: dict[str, Any]) -> dict[str | None, float | None]:
+    return {None: result["scores"].get(dataset)}
+
+
+def _perf_values(name: str, result: dict[str, Any]) -> dict[str | None, float | None]:
+    metric, _, percentile = name.partition("@")
+    return {point: perf_value(outcome, metric, percentile) for point, outcome in result["results"].items()}
+
+
+_PERCENTILE_ROW = re.compile(r"min|max|\d+(\.\d+)?%")
+
+
+@functools.cache
+def _evalscope_metric_names() -> tuple[frozenset[str], frozenset[str]]:
+    """The names evalscope gives the metrics of benchmark_summary.json and the columns of its percentile table,
+    from its perf_constants module, loaded on its own (importing the evalscope package takes seconds)."""
+    spec = importlib.util.find_spec("evalscope")
+    path = Path(spec.submodule_search_locations[0]) / "perf" / "utils" / "perf_constants.py"
+    module_spec = importlib.util.spec_from_file_location("_evalscope_perf_constants", path)
+    constants = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(constants)
+
+    def names(cls: type) -> frozenset[str]:
+        return frozenset(value for key, value in vars(cls).items() if key.isupper() and isinstance(value, str))
+
+    return names(constants.Metrics), names(constants.PercentileMetrics) - {constants.PercentileMetrics.PERCENTILES}
+
+
+def _check_metric_name(name: str) -> None:
+    """A gate that names no evalscope metric would only fail after the whole run: refuse it before submitting."""
+    summary, columns = _evalscope_metric_names()
+    metric, at, percentile = name.partition("@")
+    if not at and metric not in summary:
+        raise InvalidGate(f"no metric {name!r}; metrics: {', '.join(sorted(summary))}; or a percentile column "
+                          f"with @ and the row, e.g. \"TTFT (ms)@99%\"")
+    if at and metric not in columns:
+        raise InvalidGate(f"no percentile column {metric!r}; columns: {', '.join(sorted(columns))}")
+    if at and not _PERCENTILE_ROW.fullmatch(percentile):
+        raise InvalidGate(f"no percentile row {percentile!r}; rows are min, max or a percentage such as 99%")
