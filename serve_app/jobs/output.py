@@ -42,6 +42,7 @@ def print_to_job_log(output_dir: str | Path, source: str, secrets: Iterable[str 
     before evalscope is imported: logging handlers write to the stream that was sys.stderr when they were made.
     Each line is tagged `[source]`; `secrets` (None: unset) are masked.
     """
+    Path(output_dir).mkdir(parents=True, exist_ok=True)  # a run started without the job manager has no log yet
     sys.stdout = sys.stderr = JobLogStream(Path(output_dir) / JOB_LOG, source, secrets)
 
 
