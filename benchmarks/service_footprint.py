@@ -47,6 +47,18 @@ def command_line(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
 
 
+def stop(leader: subprocess.Popen) -> None:
+    """Ctrl-C to `serve run` (it shuts Serve and its Ray cluster down), then SIGKILL to whatever of its session is
+    left, by pid: Ray's actors run in process groups of their own."""
+    os.killpg(leader.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        leader.wait(60)
+    for pid in session_processes(leader.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    leader.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settle-s", type=float, default=10.0, help="idle time before memory is read")
@@ -62,6 +74,8 @@ def main() -> None:
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("serve")), "run", "--address", "local", str(workdir / "serve.yaml")],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        # A shell's background job inherits SIGINT ignored; serve run must take Ctrl-C to shut down.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/health", 300, process)
@@ -72,8 +86,7 @@ def main() -> None:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a worker that exited meanwhile
                 processes[pid] = (command_line(pid), pss_kib(pid))
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # serve run shuts Serve and its Ray cluster down on Ctrl-C
-        process.wait(60)
+        stop(process)
     total_mib = sum(pss for _, pss in processes.values()) / 1024
     print(f"\n## Service footprint (serve run configs/serve.yaml, {os.cpu_count()} cores)")
     print(f"{'cold start to healthy':>32}  {cold_start:.1f} s")
