@@ -31,8 +31,8 @@ class EvalRun:
     args: ServiceArgs
     metrics: EvalMetrics | None = None
     metrics_model: str = ""  # the `model` label (bounded by the job manager's LabelBudget)
-    _reported: dict[str, int] = field(default_factory=dict)
-    _combining: bool = False  # samples per dataset already counted in metrics
+    _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
+    _combining: bool = False  # the parts are being folded into the run directory: the "reporting" phase
 
     async def execute(self) -> EvalResponse:
         # A dead endpoint would otherwise cost every sample its timeouts and retries before the run gives up.
