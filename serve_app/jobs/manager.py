@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +71,25 @@ class Submission:
     secrets: tuple[str, ...] = ()  # masked in the job's error, should a target echo one back in its answer
     owner: str = DEFAULT_PRINCIPAL
     planned_total: int = 0  # requests or samples, where known before the run starts (perf)
+    resubmit: Any = None  # what a successor manager rebuilds the run from, should this one retire while it waits
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job that waits in a retiring manager's queue, handed over to be run by its successor."""
+
+    job_id: str
+    owner: str
+    resubmit: Any
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What a retiring manager gives its successor: its queue, and the jobs it still runs to their end."""
+
+    queued: list[QueuedJob]
+    running: dict[str, str]  # job id -> owner
 
 
 class JobEvents(Protocol):
@@ -83,8 +103,19 @@ class JobEvents(Protocol):
 
 
 class JobManager:
-    def __init__(self, store: JobStore, *, events: JobEvents | None = None, **limits: Any) -> None:
-        """`limits` are configure()'s."""
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        events: JobEvents | None = None,
+        adopted: Iterable[tuple[QueuedJob, JobRun]] = (),
+        running_elsewhere: Mapping[str, str] | None = None,
+        **limits: Any,
+    ) -> None:
+        """`limits` are configure()'s. A successor of a retiring manager `adopted` its queue (each job with a run
+        rebuilt here) and counts the jobs still `running_elsewhere` (id -> owner) against its limits until
+        ended_elsewhere() says they ended."""
+        adopted = list(adopted)
         self.store = store
         self.events = events
         self._queue: deque[str] = deque()
@@ -92,14 +123,23 @@ class JobManager:
         self._tasks: dict[str, asyncio.Task] = {}
         self._running_kinds: dict[str, str] = {}  # job id -> kind, for the running-jobs gauge without store reads
         self._owners: dict[str, str] = {}  # job id -> owner of every queued or running job
+        self._resubmits: dict[str, Any] = {}  # job id -> Submission.resubmit of every queued job
+        self._elsewhere: dict[str, str] = dict(running_elsewhere or {})  # job id -> owner
+        self._retired = False
         self._ended: dict[str, asyncio.Event] = {}
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
         self._unsaved_endings: dict[str, JobRecord] = {}
         self.configure(**limits)
         # Jobs a previous manager was running cannot resume (their secrets were never stored): say so, keep them.
-        for job_id in store.interrupt_unfinished(RESTART_MESSAGE):
+        # Those it handed over, or still runs while it retires, carry on.
+        handed_over = [job.job_id for job, _ in adopted]
+        for job_id in store.interrupt_unfinished(RESTART_MESSAGE, keep=[*handed_over, *self._elsewhere]):
             self._log(store.get(job_id), "interrupted: " + RESTART_MESSAGE)
+        for job, run in adopted:
+            self._enqueue(job.job_id, run, job.secrets, job.owner, job.resubmit)
+            self._log(store.get(job.job_id), "taken over from the retiring job manager")
+        self._start_queued()
 
     def configure(
         self,
@@ -144,16 +184,37 @@ class JobManager:
             )
         except DuplicateKey as duplicate:
             return self._same_submission(duplicate.existing, submission), False
-        self._runs[record.id] = submission.run
-        self._secrets[record.id] = tuple(secrets_to_mask(submission.secrets))
-        self._ended[record.id] = asyncio.Event()
-        self._owners[record.id] = record.owner
-        self._queue.append(record.id)
+        self._enqueue(record.id, submission.run, tuple(secrets_to_mask(submission.secrets)), record.owner,
+                      submission.resubmit)
         self._log(record, f"submitted {record.kind} job for model {record.model}")
         if self.events:
             self.events.job_submitted(record.kind)
         self._start_queued()
         return self.store.get(record.id), True
+
+    def retire(self) -> Handoff:
+        """Stop starting jobs and hand the queue over (a successor with newer code or settings takes over); the
+        running jobs run to their end here. Called again, it hands over nothing more."""
+        self._retired = True
+        queued = [QueuedJob(job_id, self._owners.pop(job_id), self._resubmits.pop(job_id),
+                            self._secrets.pop(job_id, ())) for job_id in self._queue]
+        for job in queued:
+            self._runs.pop(job.job_id, None)
+            self._ended.pop(job.job_id).set()  # a waiter here learns the job is still queued, and asks the successor
+        self._queue.clear()
+        return Handoff(queued=queued, running={job_id: self._owners[job_id] for job_id in self._tasks})
+
+    def holds(self, job_id: str) -> bool:
+        """The job waits or runs in this manager."""
+        return job_id in self._tasks or job_id in self._queue
+
+    def ended_elsewhere(self, job_id: str, *, lost: bool = False) -> None:
+        """A job the retiring predecessor ran has ended, freeing its slot; `lost`: the predecessor died first."""
+        if self._elsewhere.pop(job_id, None) is None:
+            return
+        if lost and self.store.get(job_id).status not in TERMINAL:
+            self._end(job_id, "interrupted", error=RESTART_MESSAGE)
+        self._start_queued()
 
     def get(self, job_id: str, caller: Principal) -> JobRecord:
         """The job, if `caller` may see it; another principal's job is "not found", so its existence stays hidden."""
@@ -182,6 +243,7 @@ class JobManager:
             self._queue.remove(job_id)
             self._runs.pop(job_id, None)
             self._owners.pop(job_id, None)
+            self._resubmits.pop(job_id, None)
             self._end(job_id, "cancelled", error="cancelled before it started")
         elif job_id in self._tasks:
             task = self._tasks[job_id]
@@ -192,11 +254,22 @@ class JobManager:
                 self._release(job_id)
         return self.get(job_id, caller)
 
+    def _enqueue(self, job_id: str, run: JobRun, secrets: tuple[str, ...], owner: str, resubmit: Any) -> None:
+        self._runs[job_id] = run
+        self._secrets[job_id] = secrets
+        self._ended[job_id] = asyncio.Event()
+        self._owners[job_id] = owner
+        self._resubmits[job_id] = resubmit
+        self._queue.append(job_id)
+
+    def _running_count(self) -> int:
+        return len(self._tasks) + len(self._elsewhere)
+
     def _admit(self, owner: str) -> None:
         """Room for one more job of `owner`, or QueueFull naming the limit that is reached."""
-        if len(self._tasks) >= self.max_running and len(self._queue) >= self.max_queued:
+        if self._running_count() >= self.max_running and len(self._queue) >= self.max_queued:
             raise QueueFull(
-                f"the service is full ({len(self._tasks)} jobs running, {len(self._queue)} queued); retry later",
+                f"the service is full ({self._running_count()} jobs running, {len(self._queue)} queued); retry later",
                 self.retry_after_s,
             )
         if self.max_queued_per_principal is None or self._may_start(owner):
@@ -210,11 +283,12 @@ class JobManager:
             )
 
     def _running_of(self, owner: str) -> int:
-        return sum(1 for job_id in self._tasks if self._owners[job_id] == owner)
+        here = sum(1 for job_id in self._tasks if self._owners[job_id] == owner)
+        return here + sum(1 for elsewhere_owner in self._elsewhere.values() if elsewhere_owner == owner)
 
     def _may_start(self, owner: str) -> bool:
         """A job of `owner` could start now: a free run slot, and the owner under its own running limit."""
-        if len(self._tasks) >= self.max_running:
+        if self._running_count() >= self.max_running:
             return False
         return self.max_running_per_principal is None or self._running_of(owner) < self.max_running_per_principal
 
@@ -228,11 +302,12 @@ class JobManager:
     def _start_queued(self) -> None:
         """Start queued jobs in order, passing over those whose owner is at its running limit."""
         for job_id in list(self._queue):
-            if len(self._tasks) >= self.max_running:
+            if self._running_count() >= self.max_running:
                 return
             if not self._may_start(self._owners[job_id]):
                 continue
             self._queue.remove(job_id)
+            self._resubmits.pop(job_id, None)
             try:
                 progress = {**self.store.get(job_id).progress, "phase": "preparing"}
                 record = self.store.update(job_id, status="running", started_at=time.time(), progress=progress)

@@ -13,6 +13,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,7 +93,7 @@ class JobStore(Protocol):
 
     def count(self, *, status: str) -> int: ...
 
-    def interrupt_unfinished(self, message: str) -> builtins.list[str]: ...
+    def interrupt_unfinished(self, message: str, keep: Iterable[str] = ()) -> builtins.list[str]: ...
 
 
 _SCHEMA = """
@@ -265,13 +266,16 @@ class SqliteJobStore:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
-    def interrupt_unfinished(self, message: str) -> builtins.list[str]:
-        # A restarted job manager cannot resume its predecessor's runs, so their jobs end as "interrupted".
+    def interrupt_unfinished(self, message: str, keep: Iterable[str] = ()) -> builtins.list[str]:
+        # A restarted job manager cannot resume its predecessor's runs, so their jobs end as "interrupted"; those in
+        # `keep` were handed over to it or are still run by a retiring predecessor.
+        keep = builtins.list(keep)
         with self._writing():
             rows = self._conn.execute(
                 "UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ?"
-                " WHERE status IN (?, ?) RETURNING id, created_at",
-                (message, time.time(), *UNFINISHED),
+                f" WHERE status IN (?, ?) AND id NOT IN ({', '.join('?' for _ in keep)})"
+                " RETURNING id, created_at",
+                (message, time.time(), *UNFINISHED, *keep),
             ).fetchall()
         return [row["id"] for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
+from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
 from serve_app.paths import new_run_dir, resolve_dataset_file
@@ -112,7 +113,7 @@ class PerfRun:
             results[point.name] = await self._run_point(point, f"{run_id}/{point.name}")
             self._finished += sum(shard.number for shard in point.shards)
         # The result is complete once merged: the HTML report (seconds, in a fresh process) follows on its own.
-        _keep_running(asyncio.get_running_loop().create_task(self._write_report()))
+        keep_running(self._write_report())
         return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
 
     async def _write_report(self) -> None:
@@ -201,15 +202,6 @@ class PerfRun:
             work_dir=str(work_dir),
             metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
         )
-
-
-_background: set[asyncio.Task] = set()
-
-
-def _keep_running(task: asyncio.Task) -> None:
-    """Hold a task that outlives its run until it ends (the event loop keeps only weak references to tasks)."""
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 def _kill(shards: list[_Shard]) -> None:

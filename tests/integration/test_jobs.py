@@ -1,5 +1,6 @@
 """Asynchronous jobs through real HTTP on Ray Serve: submit, follow, cancel, restart, idempotency, admission."""
 
+import asyncio
 import json
 import threading
 import time
@@ -10,9 +11,13 @@ import pytest
 import ray
 from ray import serve
 
+from serve_app.admission import admit_perf
 from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
+from serve_app.perf.service import cluster_workers
+from serve_app.principals import ANONYMOUS
+from serve_app.schemas import PerfRequest
 from tests.conftest import SAMPLES, SimulatorProcess
 from tests.integration.conftest import report_when_written, second_application
 
@@ -159,6 +164,40 @@ def test_a_redeploy_with_new_settings_reaches_the_job_manager_and_keeps_its_jobs
         assert service.get(f"{prefix}/api/v1/jobs/{first}").json()["status"] == "running"
         for job_id in (first, second):
             assert service.post(f"{prefix}/api/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+
+
+def test_a_redeploy_with_new_code_takes_the_queue_over_and_lets_the_running_job_finish(service, simulator,
+                                                                                         tmp_path):
+    settings = {"outputs_root": str(tmp_path / "outputs"), "datasets_root": str(service.datasets_root),
+                "max_running_jobs": 1}
+    args = ServiceArgs(**settings)
+    old = job_manager(args, version="earlier-code")  # the manager an earlier deploy of other code started
+
+    def submit_to_old(**fields):
+        request = PerfRequest(**perf_body(simulator, **fields))
+        plan = asyncio.run(admit_perf(request, args, cluster_workers()))
+        return ray.get(old.submit.remote(request, plan, None, ANONYMOUS))[0].id
+
+    finished = submit_to_old(number=3)
+    finished_job = ray.get(old.wait.remote(finished, ANONYMOUS))
+    running = submit_to_old(number=24, parallel=1, rate=6)  # about 4 s of traffic
+    queued = [submit_to_old(number=3) for _ in range(2)]
+    try:
+        with second_application("newcode", **{**settings, "max_running_jobs": 2}) as prefix:
+            ended = {job_id: wait_for(service, job_id, TERMINAL, prefix=prefix) for job_id in [running, *queued]}
+            assert {job_id: job["status"] for job_id, job in ended.items()} == dict.fromkeys(ended, "succeeded")
+            # The new limit of 2 let a queued job start beside the job the old manager still ran.
+            assert ended[queued[0]]["started_at"] < ended[running]["finished_at"]
+            listed = service.get(f"{prefix}/api/v1/jobs", params={"status": "succeeded"}).json()["jobs"]
+            assert [job for job in listed if job["job_id"] == finished] == [
+                service.get(f"{prefix}/api/v1/jobs/{finished}").json()]
+            assert ray.get(old.retired.remote())
+            # A replica of the old deployment still calling the old manager reaches the new one.
+            forwarded = submit_to_old(number=2)
+            assert wait_for(service, forwarded, TERMINAL, prefix=prefix)["status"] == "succeeded"
+    finally:
+        ray.kill(old)
+    assert finished_job.status == "succeeded"
 
 
 def test_a_restarted_job_manager_keeps_history_and_interrupts_running_jobs(service, simulator):

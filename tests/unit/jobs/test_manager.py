@@ -64,6 +64,57 @@ def test_a_restart_keeps_finished_jobs_and_interrupts_unfinished_ones(tmp_path, 
         assert job.status == "interrupted" and job.error == RESTART_MESSAGE and job.finished_at
 
 
+def test_a_retiring_manager_hands_its_queue_over_and_its_running_job_carries_on(tmp_path, submission):
+    """A redeploy with new code: the new manager runs the queue under its own limits, nothing is interrupted."""
+    path = tmp_path / "jobs.db"
+
+    async def scenario():
+        old = JobManager(SqliteJobStore(path), max_running=1, max_queued=5)
+        finished = await old.wait(old.submit(submission(FakeRun("perf", total=1)))[0].id, ANONYMOUS)
+        running = old.submit(submission(FakeRun("perf", total=30)))[0]
+        queued = [old.submit(dataclasses.replace(submission(FakeRun("perf")), resubmit=f"request {i}"))[0]
+                  for i in range(2)]
+        handoff = old.retire()
+        assert old.retire().queued == []  # handed over once
+        new = JobManager(SqliteJobStore(path), max_running=2, max_queued=5,
+                         adopted=[(job, FakeRun("perf", total=20)) for job in handoff.queued],
+                         running_elsewhere=handoff.running)
+        # One slot of two is taken by the job the old manager still runs: one queued job starts.
+        started = [new.get(job.id, ANONYMOUS).status for job in queued]
+        await old.wait(running.id, ANONYMOUS)
+        new.ended_elsewhere(running.id)
+        ended = [await new.wait(job.id, ANONYMOUS) for job in queued]
+        return finished, handoff, started, [new.get(job.id, ANONYMOUS) for job in (finished, running)], ended
+
+    finished, handoff, started, (finished_after, running_after), ended = asyncio.run(scenario())
+    assert [job.resubmit for job in handoff.queued] == ["request 0", "request 1"]  # in queue order
+    assert list(handoff.running) == [running_after.id]
+    assert started == ["running", "queued"]
+    assert finished_after == finished and finished.status == "succeeded"
+    assert running_after.status == "succeeded" and [job.status for job in ended] == ["succeeded", "succeeded"]
+
+
+def test_a_job_lost_with_its_retiring_manager_ends_interrupted(tmp_path, submission):
+    path = tmp_path / "jobs.db"
+
+    async def scenario():
+        old = JobManager(SqliteJobStore(path), max_running=1, max_queued=5)
+        running = old.submit(submission(FakeRun("perf", total=10_000)))[0]
+        handoff = old.retire()
+        new = JobManager(SqliteJobStore(path), max_running=1, max_queued=5, running_elsewhere=handoff.running)
+        waiting = new.submit(submission(FakeRun("perf", total=1)))[0]
+        before = new.get(running.id, ANONYMOUS).status, new.get(waiting.id, ANONYMOUS).status
+        for task in list(old._tasks.values()):  # the old manager's process dies with its job
+            task.cancel()
+        new.ended_elsewhere(running.id, lost=True)
+        return before, new.get(running.id, ANONYMOUS), await new.wait(waiting.id, ANONYMOUS)
+
+    before, lost, waited = asyncio.run(scenario())
+    assert before == ("running", "queued")  # the job run elsewhere holds the only slot
+    assert lost.status == "interrupted" and lost.error == RESTART_MESSAGE
+    assert waited.status == "succeeded"
+
+
 def test_progress_is_stored_with_a_request_rate(tmp_path, submission):
     async def scenario():
         manager = JobManager(SqliteJobStore(tmp_path / "jobs.db"), max_running=1, max_queued=1,
