@@ -67,15 +67,19 @@ def result_table(kind: str, result: dict[str, Any]) -> tuple[list[str], list[tup
         rows += [(dataset, f"failed: {reason}") for dataset, reason in result.get("failures", {}).items()]
         return ["dataset", "score"], rows
     rows = []
+    with_slo = any(outcome.get("goodput") for outcome in result["results"].values())
     for point, outcome in result["results"].items():
         metrics = outcome["metrics"]
-        rows.append((point, metrics.get("Total Requests"), metrics.get("Failed Requests"),
-                     metrics.get("Req Throughput (req/s)"), metrics.get("Output Throughput (tok/s)"),
-                     *(perf_value(outcome, m, p) for m in ("TTFT (ms)", "ITL (ms)", "Latency (s)")
-                       for p in ("50%", "99%"))))
+        row = (point, metrics.get("Total Requests"), metrics.get("Failed Requests"),
+               metrics.get("Req Throughput (req/s)"), metrics.get("Output Throughput (tok/s)"),
+               *(perf_value(outcome, m, p) for m in ("TTFT (ms)", "ITL (ms)", "Latency (s)") for p in ("50%", "99%")))
+        if with_slo:
+            goodput = outcome.get("goodput") or {}
+            row += (goodput.get("good_fraction"), goodput.get("goodput_req_per_s"))
+        rows.append(row)
     headers = ["test point", "requests", "failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p99 ms",
                "ITL p50 ms", "ITL p99 ms", "latency p50 s", "latency p99 s"]
-    return headers, rows
+    return headers + (["good fraction", "goodput req/s"] if with_slo else []), rows
 
 
 def junit_xml(verdict: Verdict) -> bytes:

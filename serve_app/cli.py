@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve_app import ci_reports
-from serve_app.gates import Gate, InvalidGate, eval_gates, perf_gates
+from serve_app.gates import Gate, InvalidGate, eval_gates, goodput_gate, perf_gates, slo_limits
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--warmup", type=int)
     perf.add_argument("--shards", type=int)
     perf.add_argument("--total-timeout", type=float, help="seconds one request may take before it counts as failed")
+    perf.add_argument("--slo", action="append", default=[], metavar="LIMIT=MS",
+                      help="a per-request limit (ttft_ms, tpot_ms, itl_ms, e2e_ms), e.g. --slo ttft_ms=500; each "
+                           "test point then reports its goodput")
+    perf.add_argument("--min-goodput", type=float, metavar="FRACTION",
+                      help="fail when a test point's fraction of requests within the slo is below this, e.g. 0.99")
     perf.add_argument("--max", action="append", default=[], dest="max_gates", metavar='"METRIC[@PCT]"=VALUE',
                       help='fail when above, e.g. "TTFT (ms)@99%%"=500 (names as in evalscope\'s tables)')
     perf.add_argument("--min", action="append", default=[], dest="min_gates", metavar='"METRIC[@PCT]"=VALUE',
@@ -229,6 +234,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         for name in ("number", "parallel"):
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values
+        fields["slo"] = slo_limits(args.slo) or None
     fields.update(model=args.model, api_key=args.api_key)
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -236,7 +242,10 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
 def _gates(args: argparse.Namespace) -> list[Gate]:
     if args.command == "eval":
         return eval_gates(args.min_score)
-    return perf_gates(args.max_gates, args.min_gates)
+    gates = perf_gates(args.max_gates, args.min_gates)
+    if args.min_goodput is not None:
+        gates.append(goodput_gate(args.min_goodput, slo_limits(args.slo)))
+    return gates
 
 
 def _summary(kind: str, result: dict) -> str:

@@ -98,6 +98,23 @@ def perf_gates(maxima: list[str], minima: list[str]) -> list[Gate]:
     return gates
 
 
+GOOD_FRACTION = "good fraction"
+
+
+def goodput_gate(min_fraction: float, slo: dict[str, float]) -> Gate:
+    """Every test point's fraction of requests that met the slo is at least `min_fraction`."""
+    if not slo:
+        raise InvalidGate("--min-goodput needs an slo to hold requests to, e.g. --slo ttft_ms=500")
+    if not 0 < min_fraction <= 1:
+        raise InvalidGate(f"--min-goodput is a fraction of the requests in (0, 1], e.g. 0.99; got {min_fraction}")
+    return Gate(GOOD_FRACTION, min_fraction, at_most=False, measure=_good_fractions)
+
+
+def slo_limits(specs: list[str]) -> dict[str, float]:
+    """`--slo NAME=MS` flags as the request's slo; a wrong name is left for the service's 400 to list."""
+    return dict(_split(spec) for spec in specs)
+
+
 def perf_value(outcome: dict[str, Any], metric: str, percentile: str) -> float | None:
     """A metric of a test point's benchmark summary (no percentile), or a cell of its percentile table."""
     if not percentile:
@@ -118,6 +135,10 @@ def _split(spec: str) -> tuple[str, float]:
 
 def _score(dataset: str, result: dict[str, Any]) -> dict[str | None, float | None]:
     return {None: result["scores"].get(dataset)}
+
+
+def _good_fractions(result: dict[str, Any]) -> dict[str | None, float | None]:
+    return {point: (outcome.get("goodput") or {}).get("good_fraction") for point, outcome in result["results"].items()}
 
 
 def _perf_values(name: str, result: dict[str, Any]) -> dict[str | None, float | None]:

@@ -119,6 +119,26 @@ class EvalRequest(_Request):
         return self
 
 
+class Slo(BaseModel):
+    """Per-request limits in ms: a request is good when it succeeded and met every limit given (limits inclusive)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float | None = Field(None, gt=0, description="Time to first token.")
+    tpot_ms: float | None = Field(None, gt=0, description="Time per output token after the first.")
+    itl_ms: float | None = Field(None, gt=0, description="Every gap between two tokens of the request.")
+    e2e_ms: float | None = Field(None, gt=0, description="Whole request, from sending to the last token.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Slo:
+        if not self.limits():
+            raise ValueError("give at least one of ttft_ms, tpot_ms, itl_ms, e2e_ms")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        return {name: limit for name, limit in self.model_dump().items() if limit is not None}
+
+
 class PerfRequest(_Request):
     """Load-test an endpoint with evalscope's perf engine, spread over shards."""
 
@@ -164,6 +184,11 @@ class PerfRequest(_Request):
         description="Seconds one request may take before it is recorded as failed; default: the service's "
         "request_timeout_s.",
     )
+    slo: Slo | None = Field(
+        None,
+        description="Per-request limits; each test point then reports its good requests, their fraction and the "
+        "goodput (good requests per second of the test), overall and per shard.",
+    )
 
     @field_validator("number", "parallel")
     @classmethod
@@ -187,6 +212,14 @@ class PerfRequest(_Request):
         if isinstance(self.number, list) and isinstance(self.parallel, list):
             if len(self.number) != len(self.parallel):
                 raise ValueError("number and parallel lists must have the same length")
+        return self
+
+    @model_validator(mode="after")
+    def _token_limits_need_a_stream(self) -> PerfRequest:
+        # Without a stream the reply arrives whole: there is no first token, no gap and no time per token to hold.
+        token_limits = sorted({"ttft_ms", "tpot_ms", "itl_ms"} & set(self.slo.limits())) if self.slo else []
+        if token_limits and not self.stream:
+            raise ValueError(f"slo {', '.join(token_limits)} need stream: true (only e2e_ms holds without a stream)")
         return self
 
     def sweep(self) -> list[tuple[int, int]]:
@@ -224,6 +257,13 @@ class EvalResponse(BaseModel):
     output_dir: str = Field(description="Directory holding predictions, reviews, reports and logs.")
 
 
+class Goodput(BaseModel):
+    good: int = Field(description="Requests that succeeded and met every limit of the slo.")
+    good_fraction: float = Field(description="good / every request of the point (failed ones included).")
+    goodput_req_per_s: float = Field(description="good / the point's Test Duration (s), the span over all shards.")
+    slo: Slo
+
+
 class ShardSummary(BaseModel):
     shard: int
     parallel: int
@@ -236,12 +276,14 @@ class ShardSummary(BaseModel):
         description="Load-generator CPU per request; near 1000 / req_per_s means the shard was CPU-bound."
     )
     node: str = Field(description="Ray node the shard ran on.")
+    good: int | None = Field(None, description="Requests of this shard that met the request's slo (with an slo).")
 
 
 class PerfPointResult(BaseModel):
     metrics: dict[str, Any] = Field(description="evalscope's benchmark_summary.json for the whole test point.")
     percentiles: list[dict[str, Any]] = Field(description="evalscope's benchmark_percentile.json rows.")
     shards: list[ShardSummary] = Field(description="How the test point was split and what each shard did.")
+    goodput: Goodput | None = Field(None, description="With an slo: how many requests met it, over all shards.")
 
 
 class PerfResponse(BaseModel):

@@ -14,12 +14,18 @@ from typing import Any
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
 from evalscope.perf.utils.db_util import create_result_table, insert_benchmark_data, summary_result
+from evalscope.perf.utils.perf_constants import Metrics
 
 
 @dataclass(frozen=True)
 class MergedPoint:
     metrics: dict[str, Any]  # evalscope's benchmark_summary.json
     percentiles: list[dict[str, Any]]  # evalscope's benchmark_percentile.json
+
+    @property
+    def duration_s(self) -> float:
+        """First request start to last completion over every shard."""
+        return self.metrics.get(Metrics.TIME_TAKEN_FOR_TESTS, 0.0)
 
 
 def merge_records(records: list[BenchmarkData], args: Arguments, output_dir: Path) -> MergedPoint:

@@ -180,7 +180,9 @@ class PerfRun:
         return PerfPointResult(
             metrics=merged["metrics"],
             percentiles=merged["percentiles"],
-            shards=[_summarize(shard.plan, stat) for shard, stat in zip(shards, stats)],
+            shards=[_summarize(shard.plan, stat, good) for shard, stat, good in
+                    zip(shards, stats, merged["good"] or [None] * len(shards))],
+            goodput=merged["goodput"],
         )
 
     def _spec(self, plan: ShardPlan, work_dir: Path) -> ShardSpec:
@@ -201,6 +203,7 @@ class PerfRun:
             request_timeout_s=request.total_timeout or self.args.request_timeout_s,
             work_dir=str(work_dir),
             metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
+            slo=request.slo,
         )
 
 
@@ -248,7 +251,7 @@ async def _clock_offset(actor: ray.actor.ActorHandle) -> float:
     return best_offset
 
 
-def _summarize(plan: ShardPlan, stats: ShardStats) -> ShardSummary:
+def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSummary:
     return ShardSummary(
         shard=plan.index,
         parallel=plan.parallel,
@@ -259,4 +262,5 @@ def _summarize(plan: ShardPlan, stats: ShardStats) -> ShardSummary:
         req_per_s=round(stats.req_per_s, 4),
         cpu_ms_per_request=round(stats.cpu_ms_per_request, 4),
         node=stats.node,
+        good=good,
     )

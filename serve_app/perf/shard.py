@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serve_app.perf.plan import ShardPlan
+from serve_app.schemas import Slo
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ShardSpec:
     lean_client: bool = True  # evalscope's plugin with the cheaper stream reader (serve_app.perf.plugin)
     # Record each request in Ray's metrics as it completes, under this `model` label (None: off; needs a Ray process).
     metrics_model: str | None = None
+    slo: Slo | None = None  # the request's per-request limits: the merge counts the requests that met them
 
 
 @dataclass(frozen=True)

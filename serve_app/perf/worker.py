@@ -44,11 +44,15 @@ class PerfShard:
     def merge(self, point: dict[str, Any], output_dir: str, *record_lists: list) -> dict[str, Any]:
         """Pool every shard's records and let evalscope compute the point's metrics, here rather than in the ingress."""
         from serve_app.perf.merge import merge_records
+        from serve_app.perf.slo import count_good
 
         args = self.runner.args.model_copy(update=point)
         records = [record for records in record_lists for record in records]
         merged = merge_records(records, args, Path(output_dir))
-        return {"metrics": merged.metrics, "percentiles": merged.percentiles}
+        result = {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": None, "good": None}
+        if self.runner.spec.slo is not None:
+            result["goodput"], result["good"] = count_good(record_lists, self.runner.spec.slo, merged.duration_s)
+        return result
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

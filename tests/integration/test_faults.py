@@ -49,6 +49,26 @@ def test_perf_against_a_flaky_target_records_every_failure_and_succeeds(service,
     assert (metrics["Total Requests"], metrics["Success Requests"], metrics["Failed Requests"]) == (20, 10, 10)
 
 
+def test_goodput_counts_only_the_successes_within_the_slo(service, faulty):
+    flaky = faulty.url(f"flaky-{uuid.uuid4().hex}")  # after the probe, every other request fails
+    response = service.post("/api/v1/perf", json=perf_body(flaky, number=20, parallel=1, slo={"e2e_ms": 60_000}))
+    assert response.status_code == 200, response.text
+    point = response.json()["results"]["parallel_1_number_20"]
+    metrics, goodput = point["metrics"], point["goodput"]
+    assert goodput["good"] == metrics["Success Requests"] == 10  # the failures are not good, however fast
+    assert goodput["good_fraction"] == 0.5
+    assert goodput["goodput_req_per_s"] == pytest.approx(10 / metrics["Test Duration (s)"])
+    assert goodput["slo"] == {"ttft_ms": None, "tpot_ms": None, "itl_ms": None, "e2e_ms": 60_000}
+
+
+def test_goodput_is_counted_over_every_shard_and_each_shard_says_its_share(service, simulator):
+    body = {"model": "simulator", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "max_tokens": 4,
+            "number": 10, "parallel": 2, "shards": 2, "slo": {"ttft_ms": 30_000, "itl_ms": 30_000}}
+    point = service.post("/api/v1/perf", json=body).json()["results"]["parallel_2_number_10"]
+    assert point["goodput"]["good"] == 10 and point["goodput"]["good_fraction"] == 1.0
+    assert [shard["good"] for shard in point["shards"]] == [shard["requests"] for shard in point["shards"]] == [5, 5]
+
+
 def test_perf_against_a_target_answering_garbage_fails_saying_so(service, faulty):
     response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("garbage"), number=10))
     assert response.status_code == 500

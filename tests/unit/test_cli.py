@@ -71,6 +71,33 @@ def test_gates_with_evalscope_names_pass_the_check():
     assert len(_gates(args)) == 3
 
 
+def test_slo_flags_become_the_requests_slo_and_min_goodput_gates_every_point(capsys):
+    args = _parser().parse_args([*PERF_FLAGS, "--slo", "ttft_ms=500", "--slo", "itl_ms=50", "--min-goodput", "0.9"])
+    assert PerfRequest.model_validate(_request(args)).slo.limits() == {"ttft_ms": 500, "itl_ms": 50}
+    (gate,) = _gates(args)
+    result = {"results": {"p1": {"goodput": {"good_fraction": 0.95}}, "p2": {"goodput": {"good_fraction": 0.85}}}}
+    assert [(o.point, o.passed) for o in gate.evaluate(result)] == [("p1", True), ("p2", False)]
+    assert gate.evaluate(result)[1].describe() == "p2: good fraction = 0.85 is below the minimum 0.9 by 0.05"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min-goodput", "0.99"], "--min-goodput needs an slo"),
+    (["--slo", "ttft_ms=500", "--min-goodput", "99"], "--min-goodput is a fraction of the requests in (0, 1]"),
+])
+def test_a_goodput_gate_that_could_never_hold_exits_3_before_submitting(capsys, flags, message):
+    assert main([*PERF_FLAGS, *flags]) == 3
+    assert message in capsys.readouterr().err
+
+
+def test_the_perf_summary_shows_the_goodput_of_each_point_with_an_slo():
+    from serve_app.cli import _summary
+
+    point = {"metrics": {"Total Requests": 10}, "percentiles": [],
+             "goodput": {"good": 9, "good_fraction": 0.9, "goodput_req_per_s": 4.5, "slo": {"ttft_ms": 500}}}
+    text = _summary("perf", {"results": {"parallel_1_number_10": point}, "output_dir": "/o"})
+    assert "good fraction" in text and "goodput req/s" in text and "4.5" in text
+
+
 def test_the_summary_of_a_partly_failed_eval_shows_scores_and_failures():
     from serve_app.cli import _summary
 
