@@ -236,6 +236,10 @@ class ShardSummary(BaseModel):
         description="Load-generator CPU per request; near 1000 / req_per_s means the shard was CPU-bound."
     )
     node: str = Field(description="Ray node the shard ran on.")
+    worker: str = Field("", description="Name of the Ray actor (one process, used for this shard only) it ran in.")
+    worker_started_at: float = Field(
+        0.0, description="Unix time that process was started: before the job when it was a warm worker."
+    )
 
 
 class PerfPointResult(BaseModel):

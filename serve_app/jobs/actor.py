@@ -1,7 +1,8 @@
 """The job manager as a named, detached Ray actor: one owner of job state for every ingress replica.
 
 Detached, so it outlives the replica that created it; restarted by Ray if its process dies, and then it marks
-the jobs it was running as interrupted. The runs it starts (Ray tasks, shard actors) are owned by it.
+the jobs it was running as interrupted. The runs it starts, and their worker actors (also those it keeps started
+ahead of need), are owned by it: they die with it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from serve_app.eval.service import EvalRun
 from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import JobRecord, SqliteJobStore
+from serve_app.jobs.workers import WorkerPools
 from serve_app.metrics import EvalMetrics, JobMetrics, LabelBudget
 from serve_app.perf.service import PerfPlan, PerfRun
 from serve_app.principals import Principal
@@ -48,6 +50,7 @@ class JobManagerActor:
         self.args = args
         self.eval_metrics = EvalMetrics()
         self.model_labels = LabelBudget(args.max_metric_models)  # the one place every job's model passes
+        self.workers = WorkerPools(args)
         self._manager: JobManager | None = None
         self._secret: bytes | None = None
         try:
@@ -87,6 +90,7 @@ class JobManagerActor:
         and changed limits apply at once; jobs already queued or running carry on."""
         self.args = args
         self.model_labels.max_values = args.max_metric_models
+        self.workers = self.workers.configured(args)
         self._secret = None  # read again: the operator may have set idempotency_secret_env
         if self._manager is not None:
             self._manager.configure(**self._limits())
@@ -100,9 +104,9 @@ class JobManagerActor:
     ) -> tuple[JobRecord, bool]:
         metrics_model = self.model_labels.label(request.model)
         if isinstance(request, EvalRequest):
-            kind, run = "eval", EvalRun(plan, request, self.args, self.eval_metrics, metrics_model)
+            kind, run = "eval", EvalRun(plan, request, self.args, self.workers, self.eval_metrics, metrics_model)
         else:
-            kind, run = "perf", PerfRun(plan, request, self.args, metrics_model)
+            kind, run = "perf", PerfRun(plan, request, self.args, self.workers, metrics_model)
         return self.manager.submit(
             Submission(
                 kind=kind,
