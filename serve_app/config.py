@@ -78,7 +78,10 @@ class ServiceArgs(BaseModel):
     )
     max_shards: int = Field(64, ge=1, description="Upper bound on shards of one perf test.")
     shard_start_delay_s: float = Field(
-        1.0, ge=0, description="Shards are told to start this long after all of them are ready (the barrier)."
+        0.2,
+        ge=0,
+        description="Shards are told to start this long after all of them are ready (the barrier): it must cover "
+        "the start call reaching every shard (1-2 ms on one 2-core machine; leave room for a cluster's network).",
     )
     warm_workers: int = Field(
         2,

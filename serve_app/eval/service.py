@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError
@@ -41,12 +43,11 @@ class EvalRun:
         workers = {task.dataset: self.workers.tasks.take() for task in self.plan.tasks}
         taken = list(workers.values())
         try:
-            outcomes, failures = await self._evaluate(workers)
+            outcomes, failures, combiner = await self._evaluate(workers)
             self._combining = True
-            if not outcomes:  # no dataset's process is known to be well: a fresh one folds what they left
-                taken.append(self.workers.tasks.take())
-            # A process that scored one of this job's datasets has evalscope loaded: it folds the parts.
-            await self._combine(workers[next(iter(outcomes))] if outcomes else taken[-1])
+            if combiner is None:  # no dataset scored: a fresh process folds what they left
+                taken.append(combiner := self.workers.tasks.take())
+            await self._combine(combiner)
         finally:
             for worker in taken:
                 ray.kill(worker)
@@ -74,22 +75,31 @@ class EvalRun:
             update={"status": "partial", "message": f"Evaluation failed for {len(failures)} of "
                     f"{len(self.plan.tasks)} datasets"}))
 
-    async def _evaluate(self, workers: dict[str, ray.actor.ActorHandle]) -> tuple[dict, dict[str, str]]:
-        """Every dataset at once: each one's outcome, or why it failed."""
+    async def _evaluate(self, workers: dict[str, ray.actor.ActorHandle]) -> tuple[dict, dict[str, str], Any]:
+        """Every dataset at once: each one's outcome or why it failed, and the worker kept to combine them.
+
+        The first process to score a dataset has evalscope loaded and this job's state only: it is kept for the
+        combine. Every other one is killed as its dataset ends, so datasets still waiting for CPUs get its share.
+        """
         api_key = self.request.api_key.get_secret_value()
-        refs = {
-            task.dataset: workers[task.dataset].call.remote(
-                runner.run_dataset, task.task_config, api_key, self.plan.output_dir
-            )
-            for task in self.plan.tasks
-        }
-        outcomes, failures = {}, {}
-        for dataset, ref in refs.items():
+        done, failed, combiner = {}, {}, None
+
+        async def evaluate(dataset: str, task_config: dict) -> None:
+            nonlocal combiner
+            worker = workers[dataset]
             try:
-                outcomes[dataset] = await ref
+                done[dataset] = await worker.call.remote(runner.run_dataset, task_config, api_key, self.plan.output_dir)
             except RayError as exc:
-                failures[dataset] = _reason(exc)
-        return outcomes, failures
+                failed[dataset] = _reason(exc)
+            if combiner is None and dataset in done:
+                combiner = worker
+            else:
+                ray.kill(worker)
+
+        await asyncio.gather(*(evaluate(task.dataset, task.task_config) for task in self.plan.tasks))
+        in_plan_order = [task.dataset for task in self.plan.tasks]
+        outcomes = {dataset: done[dataset] for dataset in in_plan_order if dataset in done}
+        return outcomes, {dataset: failed[dataset] for dataset in in_plan_order if dataset in failed}, combiner
 
     async def _combine(self, worker: ray.actor.ActorHandle) -> None:
         try:
