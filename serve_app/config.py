@@ -78,7 +78,17 @@ class ServiceArgs(BaseModel):
     )
     max_shards: int = Field(64, ge=1, description="Upper bound on shards of one perf test.")
     shard_start_delay_s: float = Field(
-        1.0, ge=0, description="Shards are told to start this long after all of them are ready (the barrier)."
+        0.2,
+        ge=0,
+        description="Shards are told to start this long after all of them are ready (the barrier): it must cover "
+        "the start call reaching every shard (1-2 ms on one 2-core machine; leave room for a cluster's network).",
+    )
+    warm_workers: int = Field(
+        2,
+        ge=0,
+        description="Perf shards, and as many eval/report workers, kept started with evalscope imported, so a job "
+        "skips seconds of process start-up; each serves one job only and is replaced. Idle ones hold their reserved "
+        "CPUs (perf_shard_num_cpus, eval_task_num_cpus) and ~250 MB each. 0: every worker starts with its job.",
     )
 
     max_running_jobs: int = Field(4, ge=1, description="Jobs that run at once; later ones wait in a queue.")

@@ -277,6 +277,10 @@ class ShardSummary(BaseModel):
     )
     node: str = Field(description="Ray node the shard ran on.")
     good: int | None = Field(None, description="Requests of this shard that met the request's slo (with an slo).")
+    worker: str = Field("", description="Name of the Ray actor (one process, used for this shard only) it ran in.")
+    worker_started_at: float = Field(
+        0.0, description="Unix time that process was started: before the job when it was a warm worker."
+    )
 
 
 class PerfPointResult(BaseModel):

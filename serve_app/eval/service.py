@@ -1,10 +1,11 @@
-"""Run an eval request on the cluster: one Ray task per dataset, each in a fresh worker process, then combine."""
+"""Run an eval request on the cluster: each dataset in a worker process of its own (one job's only), then combine."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError
@@ -13,22 +14,20 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import PartialRunError, RunError, storage_error
 from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, part_dir
+from serve_app.jobs.workers import WorkerPools
 from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
 from serve_app.targets import unreachable_reason
 
-# max_calls=1: the worker process exits after one dataset, so evalscope's global state never spans two runs.
-_evaluate_dataset = ray.remote(max_calls=1, max_retries=0)(runner.run_dataset)
-_combine_parts = ray.remote(max_calls=1, max_retries=0)(runner.combine_parts)
-
 
 @dataclass
 class EvalRun:
-    """One eval on the cluster; `progress()` may be called while `execute()` runs, cancelling stops the tasks."""
+    """One eval on the cluster; `progress()` may be called while `execute()` runs, cancelling stops the workers."""
 
     plan: EvalPlan
     request: EvalRequest
     args: ServiceArgs
+    workers: WorkerPools  # each dataset's worker process comes from here; all are killed when the run ends
     metrics: EvalMetrics | None = None
     metrics_model: str = ""  # the `model` label (bounded by the job manager's LabelBudget)
     _reported: dict[str, int] = field(default_factory=dict)  # samples per dataset already counted in metrics
@@ -39,32 +38,19 @@ class EvalRun:
         problem = await unreachable_reason(self.request.api_url, self.args.connect_timeout_s)
         if problem:
             raise RunError(f"cannot reach the model endpoint: {problem}")
-        api_key = self.request.api_key.get_secret_value()
-        options = {"num_cpus": self.args.eval_task_num_cpus}
-        refs = {
-            task.dataset: _evaluate_dataset.options(name=f"eval:{task.dataset}", **options).remote(
-                task.task_config, api_key, self.plan.output_dir
-            )
-            for task in self.plan.tasks
-        }
-        outcomes, failures = {}, {}
+        # evalscope's state is process-wide, so each dataset gets a process of this job's only. Killing them stops
+        # the target receiving requests at once, also on cancel.
+        workers = {task.dataset: self.workers.tasks.take() for task in self.plan.tasks}
+        taken = list(workers.values())
         try:
-            for dataset, ref in refs.items():
-                try:
-                    outcomes[dataset] = await ref
-                except RayError as exc:
-                    failures[dataset] = _reason(exc)
-        except asyncio.CancelledError:
-            for ref in refs.values():
-                ray.cancel(ref, force=True)  # kills the worker processes: the target stops receiving requests
-            raise
-        self._combining = True
-        try:
-            await _combine_parts.options(**options).remote(self.plan.output_dir, [t.dataset for t in self.plan.tasks])
-        except RayTaskError as exc:
-            if isinstance(exc.cause, OSError):  # a full or read-only volume: say so, not "internal error" + traceback
-                raise storage_error(f"the run directory {self.plan.output_dir}", exc.cause) from exc
-            raise
+            outcomes, failures, combiner = await self._evaluate(workers)
+            self._combining = True
+            if combiner is None:  # no dataset scored: a fresh process folds what they left
+                taken.append(combiner := self.workers.tasks.take())
+            await self._combine(combiner)
+        finally:
+            for worker in taken:
+                ray.kill(worker)
         if self.metrics:
             await self.progress()  # the last samples
             for dataset, outcome in outcomes.items():
@@ -88,6 +74,40 @@ class EvalRun:
         raise PartialRunError(f"{message}; scored: {scored}", response.model_copy(
             update={"status": "partial", "message": f"Evaluation failed for {len(failures)} of "
                     f"{len(self.plan.tasks)} datasets"}))
+
+    async def _evaluate(self, workers: dict[str, ray.actor.ActorHandle]) -> tuple[dict, dict[str, str], Any]:
+        """Every dataset at once: each one's outcome or why it failed, and the worker kept to combine them.
+
+        The first process to score a dataset has evalscope loaded and this job's state only: it is kept for the
+        combine. Every other one is killed as its dataset ends, so datasets still waiting for CPUs get its share.
+        """
+        api_key = self.request.api_key.get_secret_value()
+        done, failed, combiner = {}, {}, None
+
+        async def evaluate(dataset: str, task_config: dict) -> None:
+            nonlocal combiner
+            worker = workers[dataset]
+            try:
+                done[dataset] = await worker.call.remote(runner.run_dataset, task_config, api_key, self.plan.output_dir)
+            except RayError as exc:
+                failed[dataset] = _reason(exc)
+            if combiner is None and dataset in done:
+                combiner = worker
+            else:
+                ray.kill(worker)
+
+        await asyncio.gather(*(evaluate(task.dataset, task.task_config) for task in self.plan.tasks))
+        in_plan_order = [task.dataset for task in self.plan.tasks]
+        outcomes = {dataset: done[dataset] for dataset in in_plan_order if dataset in done}
+        return outcomes, {dataset: failed[dataset] for dataset in in_plan_order if dataset in failed}, combiner
+
+    async def _combine(self, worker: ray.actor.ActorHandle) -> None:
+        try:
+            await worker.call.remote(runner.combine_parts, self.plan.output_dir, [t.dataset for t in self.plan.tasks])
+        except RayTaskError as exc:
+            if isinstance(exc.cause, OSError):  # a full or read-only volume: say so, not "internal error" + traceback
+                raise storage_error(f"the run directory {self.plan.output_dir}", exc.cause) from exc
+            raise
 
     async def progress(self) -> dict:
         """Samples done over samples planned, from the progress.json evalscope writes in each dataset's part."""

@@ -1,7 +1,8 @@
 """The job manager as a named, detached Ray actor: one owner of job state for every ingress replica.
 
 Detached, so it outlives the replica that created it; restarted by Ray if its process dies, and then it marks
-the jobs it was running as interrupted. The runs it starts (Ray tasks, shard actors) are owned by it.
+the jobs it was running as interrupted. The runs it starts, and their worker actors (also those it keeps started
+ahead of need), are owned by it: they die with it.
 
 Named after the outputs root and the code it runs: a redeploy with new code starts a new manager, which takes the
 old one's queue over; the old one retires, runs its running jobs to their end and then exits. A redeploy with the
@@ -31,6 +32,7 @@ from serve_app.eval.service import EvalRun
 from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import Handoff, JobManager, JobRun, QueuedJob, Submission
 from serve_app.jobs.store import TERMINAL, JobRecord, SqliteJobStore
+from serve_app.jobs.workers import WorkerPools
 from serve_app.metrics import EvalMetrics, JobMetrics, LabelBudget
 from serve_app.perf.service import PerfPlan, PerfRun
 from serve_app.principals import Principal
@@ -111,6 +113,7 @@ class JobManagerActor:
         self.args = args
         self.eval_metrics = EvalMetrics()
         self.model_labels = LabelBudget(args.max_metric_models)  # the one place every job's model passes
+        self.workers = WorkerPools(args)
         self._manager: JobManager | None = None
         self._secret: bytes | None = None
         self._adopted: list[tuple[QueuedJob, JobRun]] = []  # the queues taken over, until the store opens
@@ -132,6 +135,7 @@ class JobManagerActor:
                     continue
                 if not retired:
                     self._successor = other
+                    self.workers.close()
                     keep_running(self._exit_when_done([]))
                     return
         running: dict[str, str] = {}
@@ -191,8 +195,8 @@ class JobManagerActor:
     def _make_run(self, request: EvalRequest | PerfRequest, plan: EvalPlan | PerfPlan) -> JobRun:
         metrics_model = self.model_labels.label(request.model)
         if isinstance(request, EvalRequest):
-            return EvalRun(plan, request, self.args, self.eval_metrics, metrics_model)
-        return PerfRun(plan, request, self.args, metrics_model)
+            return EvalRun(plan, request, self.args, self.workers, self.eval_metrics, metrics_model)
+        return PerfRun(plan, request, self.args, self.workers, metrics_model)
 
     async def configure(self, args: ServiceArgs) -> None:
         """The settings of a redeployed application with the same code (so the same actor): new jobs run under
@@ -200,6 +204,7 @@ class JobManagerActor:
         await self._ready
         self.args = args
         self.model_labels.max_values = args.max_metric_models
+        self.workers = self.workers.configured(args)
         self._secret = None  # read again: the operator may have set idempotency_secret_env
         if self._manager is not None:
             self._manager.configure(**self._limits())
@@ -211,6 +216,7 @@ class JobManagerActor:
         first_time = self._successor is None
         self._successor = successor
         handoff = self.manager.retire()
+        self.workers.close()  # idle, they would only hold CPUs that the successor's jobs need
         if first_time:
             logger.info("retiring: %d queued jobs handed to the new job manager, %d running ones finish here",
                         len(handoff.queued), len(handoff.running))

@@ -10,6 +10,7 @@ GET /api/v1/jobs/<id>/log serves. Output written below Python (by native librari
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import sys
@@ -35,15 +36,43 @@ def secrets_to_mask(secrets: Iterable[str | None]) -> list[str]:
     return [secret for secret in secrets if secret and len(secret) >= _MIN_SECRET_CHARS]
 
 
+class HeldOutput(io.StringIO):
+    """What a worker process printed before it learned its job (importing evalscope), kept for that job's log."""
+
+
+def hold_output() -> None:
+    """Keep what this process prints from now until `print_to_job_log` (a worker started before its job): it goes
+    to the log of the job the process then works for, never to the service log."""
+    sys.stdout = sys.stderr = HeldOutput()
+
+
 def print_to_job_log(output_dir: str | Path, source: str, secrets: Iterable[str | None] = ()) -> None:
     """Send this process's output, from now until it exits, to the log of the job that runs in `output_dir`.
 
-    Only for processes that work for one job and then end (Ray tasks with max_calls=1, a job's own actors), and
-    before evalscope is imported: logging handlers write to the stream that was sys.stderr when they were made.
-    Each line is tagged `[source]`; `secrets` (None: unset) are masked.
+    Only for processes that work for one job and then end (a job's own worker actors). Called again (the same
+    job's next step in the same process), later lines carry the new `source`. Each line is tagged `[source]`;
+    `secrets` (None: unset) are masked. Logging handlers write to the stream that was sys.stderr when they were
+    made: those made since `hold_output` (evalscope's, on import) or since the last call follow to the job's log;
+    those made before (Ray's own, about the worker) stay with the service log.
     """
     Path(output_dir).mkdir(parents=True, exist_ok=True)  # a run started without the job manager has no log yet
-    sys.stdout = sys.stderr = JobLogStream(Path(output_dir) / JOB_LOG, source, secrets)
+    previous = sys.stderr
+    stream = JobLogStream(Path(output_dir) / JOB_LOG, source, secrets)
+    sys.stdout = sys.stderr = stream
+    if isinstance(previous, HeldOutput):
+        stream.write(previous.getvalue())
+    if isinstance(previous, (HeldOutput, JobLogStream)):
+        _redirect_logging_handlers(previous, stream)
+
+
+def _redirect_logging_handlers(old: io.TextIOBase, new: io.TextIOBase) -> None:
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 class JobLogStream(io.TextIOBase):

@@ -108,6 +108,11 @@ class ShardRunner:
         """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
         self.requests = asyncio.run(self._collect_requests())
         asyncio.run(self._probe())
+        # Everything allocated so far (evalscope, pandas, transformers... imported; the request bodies) is
+        # long-lived: freezing it keeps the collector from walking it mid-test, which stalled the event loop for
+        # 100+ ms at a time. Here rather than in `run`, so the start instant need not leave room for a collection.
+        gc.collect()
+        gc.freeze()
 
     async def _collect_requests(self) -> list[tuple[dict, bool]]:
         return [item async for item in get_requests(self.args, self.api_plugin)]
@@ -134,10 +139,6 @@ class ShardRunner:
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
         land on one time axis with monotonic precision.
         """
-        # Everything allocated so far (evalscope, pandas, transformers... imported) is long-lived: freezing it
-        # keeps the collector from walking it mid-test, which stalled the event loop for 100+ ms at a time.
-        gc.collect()
-        gc.freeze()
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
         records, cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
         for record in records:

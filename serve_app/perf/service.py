@@ -15,18 +15,17 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
+from serve_app.jobs.workers import WorkerPools
 from serve_app.paths import new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
 from serve_app.perf.shard import ShardSpec, ShardStats
-from serve_app.perf.worker import PerfShardWorker
 from serve_app.schemas import PerfPointResult, PerfRequest, PerfResponse, ShardSummary
 
 logger = logging.getLogger("serve_app.perf")
 
 _CLOCK_PROBES = 3
-_write_report = ray.remote(max_calls=1, max_retries=0)(write_perf_report)
 
 
 class PerfRunError(RunError):
@@ -101,28 +100,29 @@ class PerfRun:
     plan: PerfPlan
     request: PerfRequest
     args: ServiceArgs
+    workers: WorkerPools  # shards and the report's worker come from here; each is killed when done
     metrics_model: str = ""  # the `model` label of live metrics (bounded by the job manager's LabelBudget)
     _finished: int = 0  # requests of the points already merged
     _live: list[_Shard] = field(default_factory=list)
     _phase: str = "preparing"
 
     async def execute(self) -> PerfResponse:
-        run_id = self.plan.output_dir.parent.name
         results: dict[str, PerfPointResult] = {}
         for point in self.plan.points:
-            results[point.name] = await self._run_point(point, f"{run_id}/{point.name}")
+            results[point.name] = await self._run_point(point)
             self._finished += sum(shard.number for shard in point.shards)
-        # The result is complete once merged: the HTML report (seconds, in a fresh process) follows on its own.
+        # The result is complete once merged: the HTML report (seconds) follows on its own.
         keep_running(self._write_report())
         return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
 
     async def _write_report(self) -> None:
+        worker = self.workers.tasks.take()
         try:
-            await _write_report.options(num_cpus=self.args.eval_task_num_cpus).remote(
-                str(self.plan.output_dir), self.request.api
-            )
+            await worker.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api)
         except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
             logger.warning("no perf report for %s: %s", self.plan.output_dir, _reason(exc))
+        finally:
+            ray.kill(worker)
 
     async def progress(self) -> dict:
         done = self._finished
@@ -135,31 +135,15 @@ class PerfRun:
         return {"phase": self._phase, "done": done, "total": total,
                 "percent": round(100 * done / total, 2) if total else 0.0}
 
-    async def _run_point(self, point: PointPlan, point_id: str) -> PerfPointResult:
+    async def _run_point(self, point: PointPlan) -> PerfPointResult:
         output_dir = self.plan.output_dir / point.name
-        shards = [
-            _Shard(
-                plan=plan,
-                # Named so operators (and tests) can find a test's shards with `ray list actors`.
-                actor=PerfShardWorker.options(
-                    name=f"perf-shard/{point_id}/{plan.index}",
-                    num_cpus=self.args.perf_shard_num_cpus,
-                    scheduling_strategy="SPREAD",
-                    max_concurrency=2,  # progress questions are answered while the shard runs
-                ).remote(self._spec(plan, output_dir), str(self.plan.output_dir)),
-            )
-            for plan in point.shards
-        ]
-        self._phase = "preparing"
+        shards: list[_Shard] = []
         try:
-            await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
-            offsets = [await _clock_offset(shard.actor) for shard in shards]
-            # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
-            start_at = time.time() + self.args.shard_start_delay_s
-            self._live, self._phase = shards, "running"
-            stats: list[ShardStats] = await _each_shard(
-                shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index])
-            )
+            # No worker process starts from here to the end of the timed window: its evalscope import would take
+            # CPU from the load generators. The pools refill while the point merges.
+            with self.workers.measuring():
+                shards = [_Shard(plan=plan, actor=self.workers.shards.take()) for plan in point.shards]
+                stats = await self._start_together(shards, output_dir)
             total = {
                 "parallel": sum(s.plan.parallel for s in shards),
                 "number": sum(s.plan.number for s in shards),
@@ -184,6 +168,18 @@ class PerfRun:
                     zip(shards, stats, merged["good"] or [None] * len(shards))],
             goodput=merged["goodput"],
         )
+
+    async def _start_together(self, shards: list[_Shard], output_dir: Path) -> list[ShardStats]:
+        """Bind each shard to its share of this point, prepare all, then run all from one instant."""
+        self._phase = "preparing"
+        job_dir = str(self.plan.output_dir)
+        await _each_shard(shards, lambda shard: shard.actor.bind.remote(self._spec(shard.plan, output_dir), job_dir))
+        await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
+        offsets = [await _clock_offset(shard.actor) for shard in shards]
+        # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
+        start_at = time.time() + self.args.shard_start_delay_s
+        self._live, self._phase = shards, "running"
+        return await _each_shard(shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index]))
 
     def _spec(self, plan: ShardPlan, work_dir: Path) -> ShardSpec:
         request = self.request
@@ -262,5 +258,7 @@ def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSum
         req_per_s=round(stats.req_per_s, 4),
         cpu_ms_per_request=round(stats.cpu_ms_per_request, 4),
         node=stats.node,
+        worker=stats.worker,
+        worker_started_at=stats.worker_started_at,
         good=good,
     )

@@ -42,6 +42,8 @@ class ShardStats:
     succeeded: int
     span_s: float  # first request start to last completion, on the coordinator's clock
     cpu_s: float  # CPU time this load generator spent dispatching and reading replies
+    worker: str = ""  # the Ray actor (process) it ran in
+    worker_started_at: float = 0.0  # unix time that process was started
 
     @property
     def cpu_ms_per_request(self) -> float:

@@ -1,11 +1,12 @@
-"""The perf shard actor: a fresh process per shard, so evalscope's process-wide state never mixes two runs.
+"""The perf shard actor: a job worker (serve_app.worker, evalscope imported at start) bound to one shard of one run.
 
-evalscope is imported inside the actor only (the runner module), never in the ingress that creates it.
 The class is plain and `PerfShardWorker` is its Ray actor, so a subclass can be made an actor too (tests do).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,25 @@ import ray
 
 from serve_app.jobs.output import print_to_job_log
 from serve_app.perf.shard import ShardSpec, ShardStats
+from serve_app.worker import JobWorker
 
 
-class PerfShard:
-    def __init__(self, spec: ShardSpec, job_dir: str) -> None:
-        """A shard of the job whose run directory is `job_dir`: what evalscope prints here goes to that job's log."""
+class PerfShard(JobWorker):
+    runner: Any = None  # the ShardRunner, once bound
+    last_run: Any = None
+
+    def bind(self, spec: ShardSpec, job_dir: str) -> None:
+        """Become shard `spec` of the job whose run directory is `job_dir`: what evalscope prints here goes to that
+        job's log. Once per process: a shard never serves a second job."""
+        if self.runner is not None:
+            raise RuntimeError("this shard process is already bound to a run")
         print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=[spec.api_key])
         from serve_app.perf.runner import ShardRunner
 
-        self.runner = ShardRunner(spec, node=ray.util.get_node_ip_address())
-        self.last_run = None
+        node = ray.util.get_node_ip_address()
+        print(f"runs in {self.name()} (pid {os.getpid()} on {node}), a process started "
+              f"{time.time() - self.started_at:.1f} s before")
+        self.runner = ShardRunner(spec, node=node)
 
     def prepare(self) -> None:
         self.runner.prepare()
@@ -32,11 +42,11 @@ class PerfShard:
         return time.time()
 
     def completed(self) -> int:
-        return self.runner.completed
+        return self.runner.completed if self.runner else 0
 
     def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
         self.last_run = self.runner.run(start_at, clock_offset_s)
-        return self.last_run.stats()
+        return dataclasses.replace(self.last_run.stats(), worker=self.name(), worker_started_at=self.started_at)
 
     def records(self) -> list:
         return self.last_run.records

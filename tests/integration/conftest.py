@@ -37,6 +37,9 @@ def service(tmp_path_factory):
         max_running_jobs=2,
         max_queued_jobs=3,
         progress_interval_s=0.5,
+        # One warm shard and one warm job worker: their idle 0.75 CPU leaves room on the 2-CPU test cluster for a
+        # second application's jobs (see second_application).
+        warm_workers=1,
     )
     wait_until_healthy(f"{base}/health", 60)
     with httpx.Client(base_url=base, timeout=300) as client:
@@ -57,7 +60,9 @@ def faulty():
 @contextmanager
 def second_application(name: str, **args) -> Iterator[str]:
     """The service deployed again beside the first, at /<name>, with these ServiceArgs: an outputs root of its own
-    gives it its own job manager, so its jobs and limits are unaffected by whatever the first one runs."""
+    gives it its own job manager, so its jobs and limits are unaffected by whatever the first one runs. It keeps no
+    warm workers unless asked: the first application's idle ones already hold 0.75 of the test cluster's 2 CPUs."""
+    args = {"warm_workers": 0, **args}
     serve.run(build_app(args), name=name, route_prefix=f"/{name}")
     try:
         yield f"/{name}"

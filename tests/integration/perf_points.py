@@ -11,13 +11,13 @@ import copy
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import ray
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
 from serve_app.config import ServiceArgs
 from serve_app.perf import runner as runner_module
+from serve_app.jobs.workers import WorkerPools
 from serve_app.perf import service as service_module
 from serve_app.perf.datasets import perf_datasets
 from serve_app.perf.service import PerfRun, plan_perf
@@ -43,8 +43,8 @@ class ShardCapture:
 class CapturingShard(PerfShard):
     """The production shard, writing its ShardCapture next to the point's results when its run ends."""
 
-    def __init__(self, spec, job_dir) -> None:
-        super().__init__(spec, job_dir)
+    def bind(self, spec, job_dir) -> None:
+        super().bind(spec, job_dir)
         self.raw: list[BenchmarkData] = []
         compact = runner_module._compact
 
@@ -86,14 +86,13 @@ class RunPoint:
 def run_point(outputs_root: Path, url: str, **request_fields) -> RunPoint:
     """One test point of `request_fields` against `url`, run as the service runs it, with capturing shards."""
     request = PerfRequest(model="simulator", url=url, dataset="openqa", dataset_path=str(PROMPTS), **request_fields)
-    args = ServiceArgs(outputs_root=outputs_root)
+    args = ServiceArgs(outputs_root=outputs_root, warm_workers=0)  # each shard a process started for it
     plan = plan_perf(request, args, perf_datasets()["openqa"], workers_available=service_module.cluster_workers())
     (point,) = plan.points
-    point_id = f"{plan.output_dir.parent.name}/{point.name}"
-    with mock.patch.object(service_module, "PerfShardWorker", CapturingShardWorker):
-        # The run's delayed stop of its idle shards dies with this loop; so do its handles, and Ray stops actors
-        # that nobody holds.
-        result = asyncio.run(PerfRun(plan, request, args)._run_point(point, point_id))
+    workers = WorkerPools(args, shard_actor=CapturingShardWorker)
+    # The run's delayed stop of its idle shards dies with this loop; so do its handles, and Ray stops actors
+    # that nobody holds.
+    result = asyncio.run(PerfRun(plan, request, args, workers)._run_point(point))
     output_dir = plan.output_dir / point.name
     captures = [pickle.loads(capture_path(output_dir, shard.index).read_bytes()) for shard in point.shards]
     return RunPoint(result=result, output_dir=output_dir, captures=captures)

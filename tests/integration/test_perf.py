@@ -1,10 +1,12 @@
 """Perf through the real HTTP API on Ray Serve: sharded runs, exact totals, failures that name their shard."""
 
+import re
 import time
-from pathlib import Path
+from datetime import datetime
 
 import pytest
 import ray
+from ray.exceptions import RayActorError
 
 from tests.conftest import SimulatorProcess
 
@@ -80,9 +82,15 @@ def test_perf_dataset_that_needs_a_file_is_a_400(service, simulator):
     assert "dataset_path" in response.json()["message"]
 
 
-def _alive_shards(run_id):
-    return [a for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(f"perf-shard/{run_id}/")]
+def _shard_workers(service, job_id) -> dict[int, str]:
+    """The Ray actor each shard of a job runs in, as the job's log names it (shard number -> actor name)."""
+    lines = service.get(f"/api/v1/jobs/{job_id}/log", params={"limit": 10000}).json()["lines"]
+    return {int(found[1]): found[2] for line in lines
+            if (found := re.match(r"\[\S+ shard (\d+)\] runs in (perf-shard/\w+) ", line))}
+
+
+def _alive(actor_names):
+    return [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] in actor_names]
 
 
 @pytest.fixture
@@ -97,12 +105,13 @@ def test_killed_shard_fails_the_test_by_name_stops_the_traffic_and_the_service_s
 ):
     accepted = service.post("/api/v1/perf?wait=false", json=perf_body(own_target, number=20000, parallel=4, shards=2))
     job_id = accepted.json()["job_id"]
-    run_id = Path(accepted.json()["output_dir"]).parent.name
     deadline = time.monotonic() + 60
     while service.get(f"/api/v1/jobs/{job_id}").json()["progress"]["done"] < 100:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    (victim,) = [a for a in _alive_shards(run_id) if a["name"].endswith("/1")]
+    shards = _shard_workers(service, job_id)
+    assert sorted(shards) == [0, 1] and len(_alive(shards.values())) == 2
+    (victim,) = _alive([shards[1]])
     ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]))
     killed_at = time.monotonic()
     job = service.get(f"/api/v1/jobs/{job_id}").json()
@@ -120,7 +129,7 @@ def test_killed_shard_fails_the_test_by_name_stops_the_traffic_and_the_service_s
         received = settled
     time.sleep(2)
     assert own_target.requests_received() == received
-    assert not _alive_shards(run_id)
+    assert not _alive(shards.values())
     assert service.get("/health").json()["status"] == "ok"
     after = service.post("/api/v1/perf", json=perf_body(simulator, number=6, parallel=2))
     assert after.status_code == 200
@@ -131,3 +140,34 @@ def _settled_count(target, quiet_s: float = 1.0) -> int:
     """The target's request count after `quiet_s`: equal to the count before when no request came meanwhile."""
     time.sleep(quiet_s)
     return target.requests_received()
+
+
+def test_each_job_gets_shard_processes_started_before_it_and_never_reused(service, simulator):
+    """The shards of consecutive jobs run in warm workers (processes started, evalscope imported, before the job
+    was submitted), each process used for one job only (the test service keeps one warm shard)."""
+    workers, started = [], []
+    for _ in range(2):
+        _wait_until_started_shard_processes_are_ready()
+        accepted = service.post("/api/v1/perf?wait=false", json=perf_body(simulator, number=8, parallel=2, shards=1))
+        job_id = accepted.json()["job_id"]
+        submitted = datetime.fromisoformat(service.get(f"/api/v1/jobs/{job_id}").json()["created_at"]).timestamp()
+        while (job := service.get(f"/api/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", job
+        shards = job["result"]["results"]["parallel_2_number_8"]["shards"]
+        workers += [shard["worker"] for shard in shards]
+        started += [shard["worker_started_at"] < submitted for shard in shards]
+        assert sorted(_shard_workers(service, job_id).values()) == sorted(shard["worker"] for shard in shards)
+    assert len(set(workers)) == 2 and all(name.startswith("perf-shard/") for name in workers)
+    assert all(started), "a shard's process was started for its job, not ahead of it"
+
+
+def _wait_until_started_shard_processes_are_ready():
+    """The pool refills after every test point, while the job merges: a job submitted at once would find those
+    processes still starting (then it takes them anyway, but a process started after its submission)."""
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["name"].startswith("perf-shard/"):
+            try:
+                ray.get(ray.get_actor(actor["name"], namespace=actor["namespace"]).__ray_ready__.remote(), timeout=60)
+            except (ValueError, RayActorError):
+                pass  # an earlier job's shard, stopped meanwhile

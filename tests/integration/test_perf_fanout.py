@@ -26,7 +26,7 @@ from tests.conftest import RAY_FOR_TESTS, REPO, SimulatorProcess
 from tests.integration.perf_points import run_point
 
 # A shard sleeps until the instant, then opens its HTTP session and sends: 3-8 ms here. 50 ms leaves room for a
-# 2-core machine shared with other work; a shard that ignored the instant would start ~1 s early
+# 2-core machine shared with other work; a shard that ignored the instant would start ~0.2 s early
 # (shard_start_delay_s, the time between the shards being ready and the instant).
 BARRIER_BOUND_S = 0.05
 

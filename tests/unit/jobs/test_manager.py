@@ -104,10 +104,12 @@ def test_a_job_lost_with_its_retiring_manager_ends_interrupted(tmp_path, submiss
         new = JobManager(SqliteJobStore(path), max_running=1, max_queued=5, running_elsewhere=handoff.running)
         waiting = new.submit(submission(FakeRun("perf", total=1)))[0]
         before = new.get(running.id, ANONYMOUS).status, new.get(waiting.id, ANONYMOUS).status
-        for task in list(old._tasks.values()):  # the old manager's process dies with its job
+        new.ended_elsewhere(running.id, lost=True)  # the old manager's process died with the job
+        lost, waited = new.get(running.id, ANONYMOUS), await new.wait(waiting.id, ANONYMOUS)
+        for task in old._tasks.values():  # what is left of the old one here, in this test's one event loop
             task.cancel()
-        new.ended_elsewhere(running.id, lost=True)
-        return before, new.get(running.id, ANONYMOUS), await new.wait(waiting.id, ANONYMOUS)
+        await asyncio.gather(*old._tasks.values(), return_exceptions=True)
+        return before, lost, waited
 
     before, lost, waited = asyncio.run(scenario())
     assert before == ("running", "queued")  # the job run elsewhere holds the only slot
