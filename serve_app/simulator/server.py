@@ -5,6 +5,10 @@ answer extractors read, and any other prompt with filler words. A "token" is one
 the reply; every stream chunk carries one token. Latency is injected against absolute deadlines:
 token ``i`` (0-based) is sent at ``start + ttft + i * itl``, so sleep errors do not accumulate.
 
+With ``max_concurrency`` C it is a server of known capacity: at most C requests are served at once, the others
+wait in FIFO order, and ``start`` is when a request's service begins (its wait shows in its TTFT). Each request is
+served in a fixed time, so C / that time is its true capacity in requests per second.
+
 The hot path is kept cheap on purpose (the simulator is a calibration target): no pydantic, request bodies are
 parsed with the stdlib json module, and stream chunks are assembled from prebuilt byte fragments.
 """
@@ -50,6 +54,8 @@ class SimulatorConfig:
     """Tokens per reply for prompts it has no answer for (capped by max_tokens)."""
     model: str = "simulator"
     """Model id listed by /v1/models (replies echo the requested model)."""
+    max_concurrency: int = 0
+    """Requests served at once; later ones wait their turn (0: no limit)."""
     datasets_dir: Path | None = None
     """Where the answer key is read; default: the repository's examples/datasets."""
 
@@ -93,6 +99,7 @@ class _Simulator:
         self._ids = itertools.count(1)
         self.requests_total = 0
         self.requests_in_flight = 0
+        self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
         # Filler tokens, JSON-encoded once: first token without, later tokens with their leading space.
         self._filler_words = [_FILLER_WORDS[i % len(_FILLER_WORDS)] for i in range(max(0, config.output_tokens))]
         self._filler_json = [json.dumps(w if i == 0 else " " + w).encode() for i, w in enumerate(self._filler_words)]
@@ -177,6 +184,7 @@ class _Simulator:
         start = loop.time()
         self.requests_total += 1
         self.requests_in_flight += 1
+        serving = False
         try:
             try:
                 raw = await request.read()
@@ -196,6 +204,9 @@ class _Simulator:
                 include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
             except _BadRequest as exc:
                 return _error_response(str(exc))
+            if self._slots is not None:
+                await self._slots.acquire()
+                serving, start = True, loop.time()
 
             words = self.reply_words(prompt)
             token_json: list[bytes] | None = None
@@ -246,6 +257,8 @@ class _Simulator:
             return web.Response(body=json.dumps(payload, ensure_ascii=False).encode(), content_type=_JSON_CT)
         finally:
             self.requests_in_flight -= 1
+            if serving:
+                self._slots.release()
 
     async def _stream(
         self,

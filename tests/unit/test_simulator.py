@@ -400,3 +400,24 @@ def test_answers_the_question_at_the_end_of_a_long_prompt(sim):
     prompt = "background " * 5000 + record["question"]
     content = post_json(f"{sim.url}/v1/chat/completions", chat_body(prompt))["choices"][0]["message"]["content"]
     assert content.endswith(f"\\boxed{{{record['answer'].split('####')[-1].strip()}}}.")
+
+
+# ---------------------------------------------------------------- capacity model
+def test_a_capacity_limited_simulator_serves_c_at_once_and_queues_the_rest_in_order():
+    """max_concurrency 2, 100 ms per reply: of 6 requests sent together, two finish after each 100 ms."""
+
+    async def scenario(url):
+        async with aiohttp.ClientSession() as session:
+            async def one():
+                start = time.perf_counter()
+                async with session.post(f"{url}/v1/chat/completions", json=chat_body("x")) as resp:
+                    await resp.read()
+                return time.perf_counter() - start
+
+            return sorted(await asyncio.gather(*(one() for _ in range(6))))
+
+    with ThreadedSimulator(SimulatorConfig(ttft_ms=100, output_tokens=1, max_concurrency=2)) as server:
+        latencies_ms = [1000 * seconds for seconds in run(scenario(server.url))]
+    for i, latency in enumerate(latencies_ms):
+        served_in_round = i // 2 + 1  # requests 0-1 in the first 100 ms, 2-3 in the second, 4-5 in the third
+        assert 100 * served_in_round <= latency < 100 * served_in_round + 60, latencies_ms
