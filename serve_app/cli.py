@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve_app import ci_reports
-from serve_app.gates import Gate, InvalidGate, eval_gates, goodput_gate, perf_gates, slo_limits
+from serve_app.gates import (
+    Gate,
+    InvalidGate,
+    capacity_gate,
+    eval_gates,
+    goodput_gate,
+    perf_gates,
+    slo_limits,
+)
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -116,7 +124,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="a per-request limit (ttft_ms, tpot_ms, itl_ms, e2e_ms), e.g. --slo ttft_ms=500; each "
                            "test point then reports its goodput")
     perf.add_argument("--min-goodput", type=float, metavar="FRACTION",
-                      help="fail when a test point's fraction of requests within the slo is below this, e.g. 0.99")
+                      help="fail when a test point's fraction of requests within the slo is below this, e.g. 0.99; "
+                           "with --search, the fraction a load must reach to pass")
+    perf.add_argument("--search", choices=["parallel", "rate"],
+                      help="find the highest load (concurrent requests or req/s) that meets the slo")
+    perf.add_argument("--search-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                      help="the loads the search tries, e.g. 1 256 (required with --search)")
+    perf.add_argument("--max-probes", type=int, help="most test points the search runs (default 8)")
+    perf.add_argument("--probe-duration", type=float, help="seconds each probe sends (default 10)")
+    perf.add_argument("--min-capacity", type=float, metavar="LOAD",
+                      help="fail when the capacity the search finds is below this")
     perf.add_argument("--max", action="append", default=[], dest="max_gates", metavar='"METRIC[@PCT]"=VALUE',
                       help='fail when above, e.g. "TTFT (ms)@99%%"=500 (names as in evalscope\'s tables)')
     perf.add_argument("--min", action="append", default=[], dest="min_gates", metavar='"METRIC[@PCT]"=VALUE',
@@ -237,6 +254,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values
         fields["slo"] = slo_limits(args.slo) or None
+        fields["search"] = _search(args)
     fields.update(model=args.model, api_key=args.api_key)
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -245,13 +263,27 @@ def _gates(args: argparse.Namespace) -> list[Gate]:
     if args.command == "eval":
         return eval_gates(args.min_score)
     gates = perf_gates(args.max_gates, args.min_gates)
-    if args.min_goodput is not None:
+    if args.min_capacity is not None:
+        gates.append(capacity_gate(args.min_capacity, args.search))
+    elif args.min_goodput is not None and not args.search:
         gates.append(goodput_gate(args.min_goodput, slo_limits(args.slo)))
     return gates
 
 
+def _search(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.search:
+        return None
+    if not args.search_range:
+        raise InvalidGate("--search needs --search-range LOW HIGH, e.g. --search-range 1 256")
+    low, high = args.search_range
+    search = {"vary": args.search, "low": low, "high": high, "min_goodput": args.min_goodput,
+              "max_probes": args.max_probes, "probe_duration_s": args.probe_duration}
+    return {name: value for name, value in search.items() if value is not None}
+
+
 def _summary(kind: str, result: dict) -> str:
-    return _table(*ci_reports.result_table(kind, result)) + f"\noutputs: {result['output_dir']}"
+    search = f"\n{result['search']['verdict']}" if result.get("search") else ""
+    return _table(*ci_reports.result_table(kind, result)) + search + f"\noutputs: {result['output_dir']}"
 
 
 def _table(headers: list[str], rows: list[tuple]) -> str:

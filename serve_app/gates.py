@@ -110,6 +110,16 @@ def goodput_gate(min_fraction: float, slo: dict[str, float]) -> Gate:
     return Gate(GOOD_FRACTION, min_fraction, at_most=False, measure=_good_fractions)
 
 
+CAPACITY = "capacity"
+
+
+def capacity_gate(min_capacity: float, search: str | None) -> Gate:
+    """The capacity a search found (its highest passing load) is at least `min_capacity`."""
+    if not search:
+        raise InvalidGate("--min-capacity gates what a search finds: give --search parallel or --search rate")
+    return Gate(CAPACITY, min_capacity, at_most=False, measure=_capacity)
+
+
 def slo_limits(specs: list[str]) -> dict[str, float]:
     """`--slo NAME=MS` flags as the request's slo; a wrong name is left for the service's 400 to list."""
     return dict(_split(spec) for spec in specs)
@@ -135,6 +145,10 @@ def _split(spec: str) -> tuple[str, float]:
 
 def _score(dataset: str, result: dict[str, Any]) -> dict[str | None, float | None]:
     return {None: result["scores"].get(dataset)}
+
+
+def _capacity(result: dict[str, Any]) -> dict[str | None, float | None]:
+    return {None: (result.get("search") or {}).get("max_passing")}
 
 
 def _good_fractions(result: dict[str, Any]) -> dict[str | None, float | None]:

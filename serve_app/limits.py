@@ -31,6 +31,10 @@ def check_perf_limits(request: PerfRequest, args: ServiceArgs) -> None:
     _at_most("parallel", max(parallels), args.max_parallel, "max_parallel")
     _at_most("rate", request.rate, args.max_rate, "max_rate")
     _at_most("total_timeout", request.total_timeout, args.request_timeout_s, "request_timeout_s")
+    if request.search is not None:
+        limit, setting = ((args.max_parallel, "max_parallel") if request.search.vary == "parallel"
+                          else (args.max_rate, "max_rate"))
+        _at_most("search.high", request.search.high, limit, setting)
 
 
 def _at_most(field: str, value: float | None, limit: float, setting: str) -> None:

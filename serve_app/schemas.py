@@ -139,6 +139,29 @@ class Slo(BaseModel):
         return {name: limit for name, limit in self.model_dump().items() if limit is not None}
 
 
+class Search(BaseModel):
+    """Find the highest load at which at least `min_goodput` of the requests meet the request's slo."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vary: Literal["parallel", "rate"] = Field(description="The load to search: concurrent requests, or req/s.")
+    low: float = Field(gt=0, description="The lowest load to try (probed first).")
+    high: float = Field(gt=0, description="The highest load to try.")
+    min_goodput: float = Field(0.99, gt=0, le=1, description="The good fraction a load must reach to pass.")
+    max_probes: int = Field(8, ge=2, le=32, description="Most test points the search runs.")
+    probe_duration_s: float = Field(
+        10.0, gt=0, le=3600, description="How long each probe sends (it also ends after `number` requests)."
+    )
+
+    @model_validator(mode="after")
+    def _a_range_of_loads(self) -> Search:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.vary == "parallel" and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError("a parallel search's low and high are whole numbers of concurrent requests")
+        return self
+
+
 class PerfRequest(_Request):
     """Load-test an endpoint with evalscope's perf engine, spread over shards."""
 
@@ -189,6 +212,11 @@ class PerfRequest(_Request):
         description="Per-request limits; each test point then reports its good requests, their fraction and the "
         "goodput (good requests per second of the test), overall and per shard.",
     )
+    search: Search | None = Field(
+        None,
+        description="Search for the capacity within the slo instead of running the number/parallel sweep: each "
+        "probe is a test point of `number` requests at most, `search.probe_duration_s` long at most.",
+    )
 
     @field_validator("number", "parallel")
     @classmethod
@@ -212,6 +240,19 @@ class PerfRequest(_Request):
         if isinstance(self.number, list) and isinstance(self.parallel, list):
             if len(self.number) != len(self.parallel):
                 raise ValueError("number and parallel lists must have the same length")
+        return self
+
+    @model_validator(mode="after")
+    def _a_search_needs_an_slo_and_owns_its_load(self) -> PerfRequest:
+        if self.search is None:
+            return self
+        if self.slo is None:
+            raise ValueError("a search needs an slo: it looks for the highest load whose requests meet it")
+        if isinstance(self.number, list) or isinstance(self.parallel, list):
+            raise ValueError("a search chooses the load itself: number (the most requests per probe) and parallel "
+                             "are single values")
+        if self.search.vary == "rate" and self.rate != -1:
+            raise ValueError("rate is what this search varies: leave it unset")
         return self
 
     @model_validator(mode="after")
@@ -290,13 +331,32 @@ class PerfPointResult(BaseModel):
     goodput: Goodput | None = Field(None, description="With an slo: how many requests met it, over all shards.")
 
 
+class SearchProbe(BaseModel):
+    point: str = Field(description="The probe's key in `results`.")
+    load: float = Field(description="Concurrent requests or req/s, as the search varies.")
+    passed: bool = Field(description="Its good fraction reached the search's min_goodput.")
+    good_fraction: float
+    goodput_req_per_s: float
+    achieved_req_per_s: float = Field(description="Requests completed per second of the probe (evalscope's).")
+
+
+class SearchResult(BaseModel):
+    vary: Literal["parallel", "rate"]
+    max_passing: float | None = Field(description="The highest load that passed: the capacity found.")
+    min_failing: float | None = Field(description="The lowest load that failed, if any did.")
+    probes: list[SearchProbe] = Field(description="In the order they ran.")
+    verdict: str = Field(description="The outcome in one line.")
+
+
 class PerfResponse(BaseModel):
     status: Literal["success"] = "success"
     message: str = "Performance test completed"
     output_dir: str
     results: dict[str, PerfPointResult] = Field(
-        description="Keyed parallel_<p>_number_<n> like evalscope; a point repeated in a sweep gets _2, _3, ..."
+        description="Keyed parallel_<p>_number_<n> like evalscope; a point repeated in a sweep gets _2, _3, ...; "
+        "a search's probes are keyed probe_<k>_<vary>_<load>"
     )
+    search: SearchResult | None = Field(None, description="With a search: the capacity found, and every probe.")
 
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]

@@ -98,6 +98,26 @@ def test_the_perf_summary_shows_the_goodput_of_each_point_with_an_slo():
     assert "good fraction" in text and "goodput req/s" in text and "4.5" in text
 
 
+def test_search_flags_become_the_requests_search_and_min_capacity_gates_what_it_found():
+    args = _parser().parse_args([*PERF_FLAGS, "--slo", "e2e_ms=800", "--search", "parallel", "--search-range", "1",
+                                 "64", "--min-goodput", "0.95", "--max-probes", "6", "--min-capacity", "20"])
+    search = PerfRequest.model_validate(_request(args)).search
+    assert (search.vary, search.low, search.high, search.min_goodput, search.max_probes) == (
+        "parallel", 1, 64, 0.95, 6)
+    (gate,) = _gates(args)  # --min-goodput sets the search's criterion here, it is no gate of its own
+    found = {"search": {"max_passing": 18.0, "verdict": "capacity 18 concurrent requests"}, "results": {}}
+    assert gate.evaluate(found)[0].describe() == "capacity = 18 is below the minimum 20 by 2"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--search", "rate"], "--search needs --search-range LOW HIGH"),
+    (["--min-capacity", "40"], "--min-capacity gates what a search finds"),
+])
+def test_a_search_flag_without_what_it_needs_exits_3(capsys, flags, message):
+    assert main([*PERF_FLAGS, "--slo", "ttft_ms=500", *flags]) == 3
+    assert message in capsys.readouterr().err
+
+
 def test_the_summary_of_a_partly_failed_eval_shows_scores_and_failures():
     from serve_app.cli import _summary
 

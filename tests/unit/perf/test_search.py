@@ -1,8 +1,15 @@
 """The capacity search finds the highest passing load in few probes, against targets of known capacity."""
 
-import pytest
+import re
 
+import pytest
+from pydantic import ValidationError
+
+from serve_app.config import ServiceArgs
+from serve_app.errors import RequestError
+from serve_app.limits import check_perf_limits
 from serve_app.perf.search import CapacitySearch
+from serve_app.schemas import PerfRequest
 
 
 def closed_loop_fraction(capacity: int):
@@ -55,3 +62,28 @@ def test_the_probe_budget_bounds_the_search_and_the_verdict_says_so():
                  lambda rate: 1.0 if rate <= 10 else 0.0)  # no estimate to go by: bisection only
     assert len(search.probes) == 3
     assert search.verdict("req/s").endswith("not narrowed to 5% within 3 probes)")
+
+
+URL = "http://127.0.0.1/v1/chat/completions"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"search": {"vary": "rate", "low": 1, "high": 10}}, "a search needs an slo"),
+    ({"search": {"vary": "rate", "low": 10, "high": 1}, "slo": {"e2e_ms": 500}}, "low (10) must be below high (1)"),
+    ({"search": {"vary": "parallel", "low": 1.5, "high": 8}, "slo": {"e2e_ms": 500}}, "whole numbers"),
+    ({"search": {"vary": "parallel", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "number": [10, 20]},
+     "number (the most requests per probe) and parallel are single values"),
+    ({"search": {"vary": "rate", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "rate": 5}, "leave it unset"),
+    ({"search": {"vary": "rate", "low": 1, "high": 8, "min_goodput": 1.5}, "slo": {"e2e_ms": 500}},
+     "less than or equal to 1"),
+])
+def test_a_search_that_cannot_run_is_refused_saying_why(body, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        PerfRequest(model="m", url=URL, **body)
+
+
+def test_a_search_beyond_the_services_limit_is_refused_naming_the_setting():
+    request = PerfRequest(model="m", url=URL, slo={"ttft_ms": 500},
+                          search={"vary": "parallel", "low": 1, "high": 512})
+    with pytest.raises(RequestError, match=r"search.high=512.0 is over this service's limit of 256 \(max_parallel\)"):
+        check_perf_limits(request, ServiceArgs(max_parallel=256))
