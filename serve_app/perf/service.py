@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,9 +20,17 @@ from serve_app.jobs.workers import WorkerPools
 from serve_app.paths import new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
-from serve_app.perf.plan import ShardPlan, choose_shard_count, plan_shards
+from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards
+from serve_app.perf.search import CapacitySearch
 from serve_app.perf.shard import ShardSpec, ShardStats
-from serve_app.schemas import PerfPointResult, PerfRequest, PerfResponse, ShardSummary
+from serve_app.schemas import (
+    PerfPointResult,
+    PerfRequest,
+    PerfResponse,
+    SearchProbe,
+    SearchResult,
+    ShardSummary,
+)
 
 logger = logging.getLogger("serve_app.perf")
 
@@ -36,13 +45,16 @@ class PerfRunError(RunError):
 class PointPlan:
     name: str  # parallel_<p>_number_<n>, evalscope's key (with _2, _3, ... for a repeated point)
     shards: list[ShardPlan]
+    rate: float = UNLIMITED_RATE  # the whole point's, as evalscope's arguments for it say
+    duration_s: float | None = None  # a search's probe also ends after this long
 
 
 @dataclass(frozen=True)
 class PerfPlan:
     output_dir: Path
     dataset_path: str | None
-    points: list[PointPlan]
+    points: list[PointPlan]  # a search's probes are added as it plans them
+    workers_available: int = 1  # what shard counts are chosen against
 
     @property
     def total_requests(self) -> int:
@@ -63,24 +75,52 @@ def point_names(sweep: list[tuple[int, int]]) -> list[str]:
 def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, workers_available: int) -> PerfPlan:
     """The test points and shards of an admitted request (serve_app.admission runs the checks before this one)."""
     dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
-    points = []
-    sweep = request.sweep()
-    for name, (parallel, number) in zip(point_names(sweep), sweep):
-        shards = choose_shard_count(
-            parallel=parallel,
-            number=number,
-            rate=request.rate,
-            requested=request.shards,
-            max_parallel_per_shard=args.max_parallel_per_shard,
-            max_rate_per_shard=args.max_rate_per_shard,
-            max_shards=args.max_shards,
-            workers_available=workers_available,
-        )
-        plans = plan_shards(
-            parallel=parallel, number=number, rate=request.rate, shards=shards, warmup=request.warmup, seed=42
-        )
-        points.append(PointPlan(name, plans))
-    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points)
+    sweep = [] if request.search else request.sweep()  # a search plans each probe once the last one is measured
+    points = [
+        plan_point(name, parallel, number, request.rate, request, args, workers_available)
+        for name, (parallel, number) in zip(point_names(sweep), sweep)
+    ]
+    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points, workers_available)
+
+
+def plan_point(
+    name: str,
+    parallel: int,
+    number: int,
+    rate: float,
+    request: PerfRequest,
+    args: ServiceArgs,
+    workers_available: int,
+    duration_s: float | None = None,
+) -> PointPlan:
+    shards = choose_shard_count(
+        parallel=parallel,
+        number=number,
+        rate=rate,
+        requested=request.shards,
+        max_parallel_per_shard=args.max_parallel_per_shard,
+        max_rate_per_shard=args.max_rate_per_shard,
+        max_shards=args.max_shards,
+        workers_available=workers_available,
+    )
+    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=request.warmup, seed=42)
+    return PointPlan(name, plans, rate, duration_s)
+
+
+def plan_probe(request: PerfRequest, args: ServiceArgs, workers_available: int, index: int, load: float) -> PointPlan:
+    """Probe `index` of a search at `load`: up to `number` requests, for probe_duration_s at most."""
+    search = request.search
+    if search.vary == "parallel":
+        parallel, rate = int(load), request.rate
+        number = max(request.number, parallel)
+    else:
+        # Enough slots that they do not bound the rate (evalscope's dispatch waits for a free one): the request's
+        # parallel where given, else the most one shard takes.
+        parallel = request.parallel if "parallel" in request.model_fields_set else args.max_parallel_per_shard
+        rate, number = load, min(request.number, max(1, math.ceil(load * search.probe_duration_s)))
+        parallel = min(parallel, number)
+    name = f"probe_{index}_{search.vary}_{load:g}"
+    return plan_point(name, parallel, number, rate, request, args, workers_available, search.probe_duration_s)
 
 
 def cluster_workers() -> int:
@@ -108,12 +148,37 @@ class PerfRun:
 
     async def execute(self) -> PerfResponse:
         results: dict[str, PerfPointResult] = {}
-        for point in self.plan.points:
-            results[point.name] = await self._run_point(point)
-            self._finished += sum(shard.number for shard in point.shards)
+        search = None
+        if self.request.search is None:
+            for point in self.plan.points:
+                results[point.name] = await self._run_point(point)
+                self._finished += sum(shard.number for shard in point.shards)
+        else:
+            search = await self._search(results)
         # The result is complete once merged: the HTML report (seconds) follows on its own.
         keep_running(self._write_report())
-        return PerfResponse(output_dir=str(self.plan.output_dir), results=results)
+        return PerfResponse(output_dir=str(self.plan.output_dir), results=results, search=search)
+
+    async def _search(self, results: dict[str, PerfPointResult]) -> SearchResult:
+        """Probe loads, each a test point like any other, until the search has bracketed the capacity."""
+        spec = self.request.search
+        search = CapacitySearch(low=spec.low, high=spec.high, min_goodput=spec.min_goodput,
+                                max_probes=spec.max_probes, integer=spec.vary == "parallel")
+        probes = []
+        while (load := search.next_load()) is not None:
+            point = plan_probe(self.request, self.args, self.plan.workers_available, len(probes) + 1, load)
+            self.plan.points.append(point)
+            result = results[point.name] = await self._run_point(point)
+            self._finished += sum(shard.number for shard in point.shards)
+            probe = search.record(load, result.goodput.good_fraction)
+            probes.append(SearchProbe(
+                point=point.name, load=load, passed=probe.passed, good_fraction=result.goodput.good_fraction,
+                goodput_req_per_s=result.goodput.goodput_req_per_s,
+                achieved_req_per_s=result.metrics.get("Req Throughput (req/s)", 0.0),
+            ))
+        unit = "concurrent requests" if spec.vary == "parallel" else "req/s"
+        return SearchResult(vary=spec.vary, max_passing=search.max_passing, min_failing=search.min_failing,
+                            probes=probes, verdict=search.verdict(unit))
 
     async def _write_report(self) -> None:
         worker = self.workers.tasks.take()
@@ -143,11 +208,11 @@ class PerfRun:
             # CPU from the load generators. The pools refill while the point merges.
             with self.workers.measuring():
                 shards = [_Shard(plan=plan, actor=self.workers.shards.take()) for plan in point.shards]
-                stats = await self._start_together(shards, output_dir)
+                stats = await self._start_together(shards, point, output_dir)
             total = {
                 "parallel": sum(s.plan.parallel for s in shards),
                 "number": sum(s.plan.number for s in shards),
-                "rate": self.request.rate,
+                "rate": point.rate,
                 "warmup_num": sum(s.plan.warmup for s in shards),
             }
             # Records go shard to shard 0 directly (object refs), never through this process.
@@ -169,11 +234,12 @@ class PerfRun:
             goodput=merged["goodput"],
         )
 
-    async def _start_together(self, shards: list[_Shard], output_dir: Path) -> list[ShardStats]:
+    async def _start_together(self, shards: list[_Shard], point: PointPlan, output_dir: Path) -> list[ShardStats]:
         """Bind each shard to its share of this point, prepare all, then run all from one instant."""
         self._phase = "preparing"
         job_dir = str(self.plan.output_dir)
-        await _each_shard(shards, lambda shard: shard.actor.bind.remote(self._spec(shard.plan, output_dir), job_dir))
+        specs = [self._spec(shard.plan, output_dir, point.duration_s) for shard in shards]
+        await _each_shard(shards, lambda shard: shard.actor.bind.remote(specs[shard.plan.index], job_dir))
         await _each_shard(shards, lambda shard: shard.actor.prepare.remote())
         offsets = [await _clock_offset(shard.actor) for shard in shards]
         # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
@@ -181,7 +247,7 @@ class PerfRun:
         self._live, self._phase = shards, "running"
         return await _each_shard(shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index]))
 
-    def _spec(self, plan: ShardPlan, work_dir: Path) -> ShardSpec:
+    def _spec(self, plan: ShardPlan, work_dir: Path, duration_s: float | None) -> ShardSpec:
         request = self.request
         return ShardSpec(
             plan=plan,
@@ -200,6 +266,7 @@ class PerfRun:
             work_dir=str(work_dir),
             metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
             slo=request.slo,
+            duration_s=duration_s,
         )
 
 

@@ -30,6 +30,7 @@ class ShardSpec:
     # Record each request in Ray's metrics as it completes, under this `model` label (None: off; needs a Ray process).
     metrics_model: str | None = None
     slo: Slo | None = None  # the request's per-request limits: the merge counts the requests that met them
+    duration_s: float | None = None  # the shard also stops sending after this long (a search's probe)
 
 
 @dataclass(frozen=True)
