@@ -354,7 +354,7 @@ class PerfResponse(BaseModel):
     output_dir: str
     results: dict[str, PerfPointResult] = Field(
         description="Keyed parallel_<p>_number_<n> like evalscope; a point repeated in a sweep gets _2, _3, ...; "
-        "a search's probes are keyed probe_<k>_<vary>_<load>"
+        "a search's probes are keyed parallel_<p>_number_<n> or rate_<r>_number_<n>, in the order they ran"
     )
     search: SearchResult | None = Field(None, description="With a search: the capacity found, and every probe.")
 

@@ -1,12 +1,12 @@
 """The capacity search: the highest load at which enough requests meet the SLO.
 
-Plain Python over probe outcomes (the perf run runs each probe as a test point on its shards and reports its good
-fraction here). It brackets the capacity between `low` and `high`, then narrows the bracket with an estimate from
-the last failing probe: when only a fraction f of the requests at load L were good, the load the target serves
-within the SLO is near L * f (in a closed loop over C slots, about C of P concurrent requests are served in time;
-in an open loop past capacity, the served share). A passing estimate is checked just above itself, so a good
-estimate ends the search in two probes; where estimates fall short or do not narrow the bracket it is halved
-(geometrically, since capacities span orders of magnitude).
+Plain Python over probe outcomes (the perf run runs each probe as a test point on its shards and reports here its
+good fraction, throughput and mean latency). It brackets the capacity between `low` and `high`, then narrows the
+bracket with an estimate from the last failing probe, which overloaded the target: its throughput X is what the
+target serves at most. As a rate, that is the capacity; as concurrent requests, Little's law gives X times the mean
+latency of the highest passing probe (the latency the target keeps while it is not overloaded). A passing estimate is
+checked just above itself, so a good estimate ends the search in two more probes; where estimates fall short or do
+not narrow the bracket, it is halved (geometrically, since capacities span orders of magnitude).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ class Probe:
     load: float
     good_fraction: float
     passed: bool
+    throughput: float  # requests completed per second
+    latency_s: float  # mean latency of its requests
 
 
 @dataclass
@@ -40,8 +42,8 @@ class CapacitySearch:
     def min_failing(self) -> float | None:
         return min((p.load for p in self.probes if not p.passed), default=None)
 
-    def record(self, load: float, good_fraction: float) -> Probe:
-        probe = Probe(load, good_fraction, good_fraction >= self.min_goodput)
+    def record(self, load: float, good_fraction: float, throughput: float, latency_s: float) -> Probe:
+        probe = Probe(load, good_fraction, good_fraction >= self.min_goodput, throughput, latency_s)
         self.probes.append(probe)
         return probe
 
@@ -59,11 +61,12 @@ class CapacitySearch:
         if self._narrow(passing, failing):
             return None
         last = self.probes[-1]
+        step_up = passing + 1 if self.integer else passing * (1 + self.tolerance)  # is the bracket tight already?
         if not last.passed:
-            candidate = last.load * last.good_fraction / self.min_goodput
-            candidate = math.floor(candidate) if self.integer else candidate  # the estimate's passing side
+            estimate = self._served(last, passing)
+            candidate = step_up if estimate <= passing else estimate
         elif len(self.probes) < 2 or not self.probes[-2].passed:
-            candidate = passing + 1 if self.integer else passing * (1 + self.tolerance)  # is it tight already?
+            candidate = step_up
         else:
             candidate = 0.0  # two passes in a row: the estimates fall short, halve the bracket instead
         candidate = self._round(candidate)
@@ -87,6 +90,13 @@ class CapacitySearch:
         narrow = "" if self._narrow(passing, failing) else f"; not narrowed to {self.tolerance:.0%} within {count}"
         return (f"capacity {_number(passing)} {unit}: the SLO holds there and fails at {_number(failing)} {unit} "
                 f"({count}{narrow})")
+
+    def _served(self, overloaded: Probe, passing: float) -> float:
+        """The most load the target serves, estimated from a probe that overloaded it."""
+        if not self.integer:
+            return overloaded.throughput
+        unloaded = next(p for p in self.probes if p.passed and p.load == passing)
+        return round(overloaded.throughput * unloaded.latency_s)
 
     def _narrow(self, passing: float, failing: float) -> bool:
         return failing - passing <= 1 if self.integer else failing <= passing * (1 + self.tolerance)

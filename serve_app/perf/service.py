@@ -92,6 +92,7 @@ def plan_point(
     args: ServiceArgs,
     workers_available: int,
     duration_s: float | None = None,
+    warmup: int | None = None,
 ) -> PointPlan:
     shards = choose_shard_count(
         parallel=parallel,
@@ -103,24 +104,29 @@ def plan_point(
         max_shards=args.max_shards,
         workers_available=workers_available,
     )
-    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=request.warmup, seed=42)
+    warmup = request.warmup if warmup is None else warmup
+    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=warmup, seed=42)
     return PointPlan(name, plans, rate, duration_s)
 
 
-def plan_probe(request: PerfRequest, args: ServiceArgs, workers_available: int, index: int, load: float) -> PointPlan:
-    """Probe `index` of a search at `load`: up to `number` requests, for probe_duration_s at most."""
+def plan_probe(request: PerfRequest, args: ServiceArgs, workers_available: int, load: float) -> PointPlan:
+    """A search's probe at `load`: up to `number` requests, for probe_duration_s at most, after a warm-up of its own
+    (a connection per slot, or a second of arrivals) so that set-up costs are not counted against the SLO. Named as
+    evalscope names its runs, so that its report draws the probes."""
     search = request.search
     if search.vary == "parallel":
         parallel, rate = int(load), request.rate
         number = max(request.number, parallel)
+        warmup, name = max(request.warmup, parallel), f"parallel_{parallel}_number_{number}"
     else:
         # Enough slots that they do not bound the rate (evalscope's dispatch waits for a free one): the request's
         # parallel where given, else the most one shard takes.
         parallel = request.parallel if "parallel" in request.model_fields_set else args.max_parallel_per_shard
         rate, number = load, min(request.number, max(1, math.ceil(load * search.probe_duration_s)))
         parallel = min(parallel, number)
-    name = f"probe_{index}_{search.vary}_{load:g}"
-    return plan_point(name, parallel, number, rate, request, args, workers_available, search.probe_duration_s)
+        warmup, name = max(request.warmup, math.ceil(load)), f"rate_{load:g}_number_{number}"
+    return plan_point(name, parallel, number, rate, request, args, workers_available, search.probe_duration_s,
+                      warmup)
 
 
 def cluster_workers() -> int:
@@ -152,7 +158,7 @@ class PerfRun:
         if self.request.search is None:
             for point in self.plan.points:
                 results[point.name] = await self._run_point(point)
-                self._finished += sum(shard.number for shard in point.shards)
+                self._finished += sum(shard.requests for shard in results[point.name].shards)
         else:
             search = await self._search(results)
         # The result is complete once merged: the HTML report (seconds) follows on its own.
@@ -166,15 +172,16 @@ class PerfRun:
                                 max_probes=spec.max_probes, integer=spec.vary == "parallel")
         probes = []
         while (load := search.next_load()) is not None:
-            point = plan_probe(self.request, self.args, self.plan.workers_available, len(probes) + 1, load)
-            self.plan.points.append(point)
+            point = plan_probe(self.request, self.args, self.plan.workers_available, load)
+            self.plan.points.append(point)  # the progress total: the requests planned so far
             result = results[point.name] = await self._run_point(point)
-            self._finished += sum(shard.number for shard in point.shards)
-            probe = search.record(load, result.goodput.good_fraction)
+            self._finished += sum(shard.requests for shard in result.shards)
+            throughput = result.metrics.get("Req Throughput (req/s)", 0.0)
+            probe = search.record(load, result.goodput.good_fraction, throughput,
+                                  result.metrics.get("Avg Latency (s)", 0.0))
             probes.append(SearchProbe(
                 point=point.name, load=load, passed=probe.passed, good_fraction=result.goodput.good_fraction,
-                goodput_req_per_s=result.goodput.goodput_req_per_s,
-                achieved_req_per_s=result.metrics.get("Req Throughput (req/s)", 0.0),
+                goodput_req_per_s=result.goodput.goodput_req_per_s, achieved_req_per_s=throughput,
             ))
         unit = "concurrent requests" if spec.vary == "parallel" else "req/s"
         return SearchResult(vary=spec.vary, max_passing=search.max_passing, min_failing=search.min_failing,

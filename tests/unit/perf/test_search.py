@@ -12,54 +12,73 @@ from serve_app.perf.search import CapacitySearch
 from serve_app.schemas import PerfRequest
 
 
-def closed_loop_fraction(capacity: int):
-    """A target serving `capacity` requests at once: of P concurrent ones, about capacity / P are in time."""
-    return lambda parallel: min(1.0, capacity / parallel)
+SERVICE_S = 0.2  # each request holds one of the target's slots this long
 
 
-def run(search: CapacitySearch, fraction) -> CapacitySearch:
+def closed_loop(capacity: int, limit_s: float = 0.3):
+    """P concurrent requests on a target of `capacity` slots: past capacity, requests wait (P / capacity - 1) turns
+    on average, and at most half of them meet a limit of 1.5 turns."""
+    def probe(parallel: float) -> tuple[float, float, float]:
+        served = min(parallel, capacity)
+        latency = SERVICE_S * max(1.0, parallel / capacity)
+        good = 1.0 if parallel <= capacity else 0.5 * capacity / parallel
+        return good, served / SERVICE_S, latency
+    return probe
+
+
+def open_loop(capacity_per_s: float):
+    """Arrivals at a rate past capacity queue without bound: almost no request meets its limit."""
+    def probe(rate: float) -> tuple[float, float, float]:
+        return (1.0, rate, SERVICE_S) if rate <= capacity_per_s else (0.01, capacity_per_s, 10 * SERVICE_S)
+    return probe
+
+
+def run(search: CapacitySearch, target) -> CapacitySearch:
     while (load := search.next_load()) is not None:
-        search.record(load, fraction(load))
+        search.record(load, *target(load))
     return search
 
 
-@pytest.mark.parametrize("capacity", [1, 3, 17, 40, 99, 128, 200])
+@pytest.mark.parametrize("capacity", [1, 3, 17, 40, 99, 128, 200, 256])
 @pytest.mark.parametrize("min_goodput", [0.9, 0.99])
-def test_a_parallel_search_finds_the_exact_highest_passing_load_in_at_most_8_probes(capacity, min_goodput):
-    fraction = closed_loop_fraction(capacity)
-    truth = max(p for p in range(1, 257) if fraction(p) >= min_goodput)
-    search = run(CapacitySearch(low=1, high=256, min_goodput=min_goodput, max_probes=8, integer=True), fraction)
-    assert (search.max_passing, search.min_failing) == (truth, truth + 1), search.probes
-    assert len(search.probes) <= 8
+def test_a_parallel_search_finds_the_exact_capacity_in_at_most_4_probes(capacity, min_goodput):
+    search = run(CapacitySearch(low=1, high=256, min_goodput=min_goodput, max_probes=8, integer=True),
+                 closed_loop(capacity))
+    assert search.max_passing == capacity and search.min_failing in (capacity + 1, None), search.probes
+    assert len(search.probes) <= 4
 
 
 @pytest.mark.parametrize("capacity", [0.7, 12.5, 48.0, 333.0])
-def test_a_rate_search_is_within_the_tolerance_where_estimates_mislead(capacity):
-    # An open loop past capacity: the good share collapses faster than capacity / rate (queues grow), so the
-    # estimates undershoot and the search must still narrow the bracket.
-    fraction = lambda rate: 1.0 if rate <= capacity else (capacity / rate) ** 4  # noqa: E731
-    truth = capacity * 0.95 ** -0.25  # the highest rate whose good fraction is 0.95
-    search = run(CapacitySearch(low=0.5, high=500, min_goodput=0.95, max_probes=12, integer=False), fraction)
-    assert search.max_passing <= truth < search.min_failing <= search.max_passing * 1.05, search.probes
+def test_a_rate_search_is_within_the_tolerance_in_at_most_4_probes(capacity):
+    search = run(CapacitySearch(low=0.5, high=500, min_goodput=0.95, max_probes=8, integer=False),
+                 open_loop(capacity))
+    assert search.max_passing <= capacity < search.min_failing <= search.max_passing * 1.05, search.probes
+    assert len(search.probes) <= 4
+
+
+def test_estimates_that_fall_short_still_narrow_the_bracket():
+    # A target whose throughput says little: it collapses past capacity (e.g. it thrashes), so every estimate is low.
+    def thrashing(rate):
+        return (1.0, rate, SERVICE_S) if rate <= 40 else (0.0, 1.0, 30.0)
+    search = run(CapacitySearch(low=1, high=1000, min_goodput=0.99, max_probes=16, integer=False), thrashing)
+    assert search.max_passing <= 40 < search.min_failing <= search.max_passing * 1.05, search.probes
 
 
 def test_a_load_that_fails_at_the_lowest_probe_ends_the_search_at_once():
-    search = run(CapacitySearch(low=4, high=64, min_goodput=0.99, max_probes=8, integer=True),
-                 closed_loop_fraction(2))
+    search = run(CapacitySearch(low=4, high=64, min_goodput=0.99, max_probes=8, integer=True), closed_loop(2))
     assert len(search.probes) == 1 and search.max_passing is None and search.min_failing == 4
     assert search.verdict("concurrent requests") == "even the lowest load, 4 concurrent requests, misses the SLO (1 probe)"
 
 
 def test_a_target_that_passes_the_highest_load_says_capacity_is_higher():
-    search = run(CapacitySearch(low=1, high=64, min_goodput=0.99, max_probes=8, integer=True),
-                 closed_loop_fraction(1000))
+    search = run(CapacitySearch(low=1, high=64, min_goodput=0.99, max_probes=8, integer=True), closed_loop(1000))
     assert [p.load for p in search.probes] == [1, 64] and search.min_failing is None
     assert "capacity is higher" in search.verdict("concurrent requests")
 
 
 def test_the_probe_budget_bounds_the_search_and_the_verdict_says_so():
     search = run(CapacitySearch(low=1, high=1000, min_goodput=0.99, max_probes=3, integer=False),
-                 lambda rate: 1.0 if rate <= 10 else 0.0)  # no estimate to go by: bisection only
+                 lambda rate: (1.0, rate, 0.1) if rate <= 10 else (0.0, 0.0, 0.1))  # nothing served: bisection
     assert len(search.probes) == 3
     assert search.verdict("req/s").endswith("not narrowed to 5% within 3 probes)")
 

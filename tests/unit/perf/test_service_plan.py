@@ -37,13 +37,14 @@ def test_a_search_plans_no_point_ahead_and_each_probe_as_its_load_asks(tmp_path)
     by_parallel = request(number=200, slo=slo, search={"vary": "parallel", "low": 1, "high": 64,
                                                         "probe_duration_s": 5})
     assert plan_perf(by_parallel, args, perf_datasets()["openqa"], workers_available=16).points == []
-    probe = plan_probe(by_parallel, args, 16, index=3, load=24)
-    assert probe.name == "probe_3_parallel_24" and probe.duration_s == 5
+    probe = plan_probe(by_parallel, args, 16, load=24)
+    assert probe.name == "parallel_24_number_200" and probe.duration_s == 5
+    assert sum(s.warmup for s in probe.shards) == 24  # a connection per slot before the timed window
     assert sum(s.parallel for s in probe.shards) == 24 and sum(s.number for s in probe.shards) == 200
     assert len(probe.shards) == 3  # 8 concurrent requests a shard at most
 
     by_rate = request(number=1000, slo=slo, search={"vary": "rate", "low": 1, "high": 100, "probe_duration_s": 4})
-    probe = plan_probe(by_rate, args, 16, index=1, load=12.5)
-    assert probe.name == "probe_1_rate_12.5" and probe.rate == 12.5
+    probe = plan_probe(by_rate, args, 16, load=12.5)
+    assert probe.name == "rate_12.5_number_50" and probe.rate == 12.5
     assert sum(s.number for s in probe.shards) == 50  # 12.5 req/s for 4 s
     assert sum(s.rate for s in probe.shards) == 12.5
