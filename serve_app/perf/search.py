@@ -2,9 +2,9 @@
 
 Plain Python over probe outcomes (the perf run runs each probe as a test point on its shards and reports here its
 good fraction, throughput and mean latency). It brackets the capacity between `low` and `high`, then narrows the
-bracket with an estimate from the last failing probe, which overloaded the target: its throughput X is what the
-target serves at most. As a rate, that is the capacity; as concurrent requests, Little's law gives X times the mean
-latency of the highest passing probe (the latency the target keeps while it is not overloaded). A passing estimate is
+bracket with an estimate from the last failing probe, which overloaded the target: its throughput is what the
+target serves at most. As a rate, that is the capacity; as concurrent requests, Little's law gives the concurrency
+that throughput sustains at the mean latency of the highest passing probe (the latency of a target not overloaded). A passing estimate is
 checked just above itself, so a good estimate ends the search in two more probes; where estimates fall short or do
 not narrow the bracket, it is halved (geometrically, since capacities span orders of magnitude).
 """
@@ -95,8 +95,14 @@ class CapacitySearch:
         """The most load the target serves, estimated from a probe that overloaded it."""
         if not self.integer:
             return overloaded.throughput
+        # Little's law at both probes: concurrency = throughput x latency, and past capacity the throughput stays
+        # what the target serves at most. So the concurrency it serves at the unloaded latency is the overloaded
+        # concurrency scaled by the two latencies (the overloaded probe's throughput itself reads low: its
+        # warm-up and drain sit in the test's duration).
         unloaded = next(p for p in self.probes if p.passed and p.load == passing)
-        return round(overloaded.throughput * unloaded.latency_s)
+        if overloaded.latency_s <= 0:
+            return 0.0
+        return round(overloaded.load * unloaded.latency_s / overloaded.latency_s)
 
     def _narrow(self, passing: float, failing: float) -> bool:
         return failing - passing <= 1 if self.integer else failing <= passing * (1 + self.tolerance)
