@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None)
     perf.add_argument("--warmup", type=int)
     perf.add_argument("--shards", type=int)
+    perf.add_argument("--duration", type=float, dest="duration_s",
+                      help="seconds after which each test point ends (also ending by --number, whichever is first)")
     perf.add_argument("--total-timeout", type=float, help="seconds one request may take before it counts as failed")
     perf.add_argument("--slo", action="append", default=[], metavar="LIMIT=MS",
                       help="a per-request limit (ttft_ms, tpot_ms, itl_ms, e2e_ms), e.g. --slo ttft_ms=500; each "
@@ -249,7 +251,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     else:
         fields = {name: getattr(args, name) for name in (
             "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
-            "total_timeout")}
+            "total_timeout", "duration_s")}
         for name in ("number", "parallel"):
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values

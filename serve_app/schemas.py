@@ -207,6 +207,10 @@ class PerfRequest(_Request):
         description="Seconds one request may take before it is recorded as failed; default: the service's "
         "request_timeout_s.",
     )
+    duration_s: float | None = Field(
+        None, gt=0, description="Each test point also ends after this long (in-flight requests finish), whichever "
+        "of `number` and this comes first; its warm-up is not timed."
+    )
     slo: Slo | None = Field(
         None,
         description="Per-request limits; each test point then reports its good requests, their fraction and the "
@@ -253,6 +257,8 @@ class PerfRequest(_Request):
                              "are single values")
         if self.search.vary == "rate" and self.rate != -1:
             raise ValueError("rate is what this search varies: leave it unset")
+        if self.duration_s is not None:
+            raise ValueError("a search's probes last search.probe_duration_s: leave duration_s unset")
         return self
 
     @model_validator(mode="after")

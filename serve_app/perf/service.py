@@ -77,7 +77,7 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, wor
     dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
     sweep = [] if request.search else request.sweep()  # a search plans each probe once the last one is measured
     points = [
-        plan_point(name, parallel, number, request.rate, request, args, workers_available)
+        plan_point(name, parallel, number, request.rate, request, args, workers_available, request.duration_s)
         for name, (parallel, number) in zip(point_names(sweep), sweep)
     ]
     return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points, workers_available)

@@ -61,6 +61,15 @@ def test_a_repeated_sweep_point_runs_and_is_reported_each_time(service, simulato
     assert simulator.requests_received() - before == 2 * 12 + 2 * 2  # both runs, a probe per shard and point
 
 
+def test_a_point_ends_by_its_duration_before_its_number_is_sent(service, simulator):
+    body = perf_body(simulator, number=2000, parallel=2, rate=20, shards=2, duration_s=1.5)
+    response = service.post("/api/v1/perf", json=body)
+    assert response.status_code == 200, response.text
+    metrics = response.json()["results"]["parallel_2_number_2000"]["metrics"]
+    assert 15 <= metrics["Total Requests"] <= 45  # about 1.5 s at 20 req/s, not 2000
+    assert metrics["Test Duration (s)"] < 4
+
+
 def test_unreachable_target_fails_fast_naming_the_shard(service):
     started = time.monotonic()
     response = service.post(

@@ -93,6 +93,8 @@ URL = "http://127.0.0.1/v1/chat/completions"
     ({"search": {"vary": "parallel", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "number": [10, 20]},
      "number (the most requests per probe) and parallel are single values"),
     ({"search": {"vary": "rate", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "rate": 5}, "leave it unset"),
+    ({"search": {"vary": "rate", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "duration_s": 5},
+     "leave duration_s unset"),
     ({"search": {"vary": "rate", "low": 1, "high": 8, "min_goodput": 1.5}, "slo": {"e2e_ms": 500}},
      "less than or equal to 1"),
 ])

@@ -48,3 +48,10 @@ def test_a_search_plans_no_point_ahead_and_each_probe_as_its_load_asks(tmp_path)
     assert probe.name == "rate_12.5_number_50" and probe.rate == 12.5
     assert sum(s.number for s in probe.shards) == 50  # 12.5 req/s for 4 s
     assert sum(s.rate for s in probe.shards) == 12.5
+
+
+def test_a_duration_bounds_every_point_of_a_sweep(tmp_path):
+    args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES)
+    plan = plan_perf(request(number=[500, 900], parallel=[2, 4], duration_s=30), args, perf_datasets()["openqa"],
+                     workers_available=2)
+    assert [point.duration_s for point in plan.points] == [30, 30]
