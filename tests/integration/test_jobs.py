@@ -55,7 +55,8 @@ def test_async_eval_gives_the_synchronous_result_shape(service, simulator):
 
 
 def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
-    accepted = service.post("/api/v1/perf", json=perf_body(simulator, number=300, parallel=4, shards=2),
+    # 2 s of traffic: a running phase that progress reports and events (every 0.5 s) cannot miss.
+    accepted = service.post("/api/v1/perf", json=perf_body(simulator, number=300, parallel=4, shards=2, rate=150),
                             headers={"Prefer": "respond-async"})
     assert accepted.status_code == 202
     events = []
