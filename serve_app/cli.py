@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--server", default="http://127.0.0.1:9000", help="the service's base URL")
     client.add_argument("--token", help="bearer token (default: $EVALSCOPE_SERVE_TOKEN)")
     client.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP call")
+    client.add_argument("--http-retries", type=_retries, default=5, metavar="N",
+                        help="retries of a call the service cannot answer yet (refused, busy, still deploying), "
+                             "waiting 1, 2, 4, ... s in between (5: about 30 s in all; 0: fail at once)")
 
     submit = argparse.ArgumentParser(add_help=False, parents=[client])
     submit.add_argument("--model", required=True)
@@ -183,7 +186,7 @@ def _client_command(args: argparse.Namespace) -> int:
     from serve_app.client import Client, ServiceError
 
     try:
-        with Client(args.server, token=args.token, timeout_s=args.timeout) as client:
+        with Client(args.server, token=args.token, timeout_s=args.timeout, retries=args.http_retries) as client:
             if args.command == "jobs":
                 return _jobs(client, args)
             return _submit_and_follow(client, args)
@@ -236,6 +239,12 @@ def _verdict(job: Any, stop: _Stop | None, gates: list[Gate], server: str, elaps
 def _limit(text: str) -> int | float:
     """evalscope's meaning, kept as typed: "5" is a count, "0.5" or "1.0" a fraction of each subset."""
     return int(text) if text.strip().isdigit() else float(text)
+
+
+def _retries(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a count of retries (0, 1, 2, ...): {text!r}")
+    return int(text)
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:

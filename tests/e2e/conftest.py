@@ -62,7 +62,9 @@ def ray_head_of_its_own(workdir: Path, env: dict[str, str], log: IO[str], metric
          f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
          f"--metrics-export-port={metrics_port}", "--include-dashboard=false", "--disable-usage-stats"],
         cwd=workdir,  # its workers start here, so the config's relative roots resolve as for a user in workdir
-        env=env,
+        # On SIGTERM a Ray head drains for up to 30 s first, for proxies of a cluster that lives on; this one's
+        # service has stopped by then, and nothing here checks how its head stops.
+        env={**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -189,7 +189,9 @@ def test_a_job_still_running_at_the_wait_timeout_is_cancelled_and_the_cli_exits_
     assert gate_case.find("skipped").get("message") == "not checked: --wait-timeout 10 s reached; job cancelled"
 
 
-def test_unreachable_server_is_a_usage_error(simulator):
-    run = subprocess.run([sys.executable, "-m", "serve_app.cli", "jobs", "list", "--server", "http://127.0.0.1:9"],
-                         capture_output=True, text=True, timeout=120)
+def test_unreachable_server_is_a_usage_error_after_the_retries_asked_for(simulator):
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "serve_app.cli", "jobs", "list", "--server", "http://127.0.0.1:9",
+                          "--http-retries", "1"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 3 and "cannot reach" in run.stderr
+    assert time.monotonic() - started < 15  # one retry after 1 s, not the default's 30 s of them

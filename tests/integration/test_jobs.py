@@ -55,7 +55,8 @@ def test_async_eval_gives_the_synchronous_result_shape(service, simulator):
 
 
 def test_perf_events_arrive_in_order_and_end_with_the_job(service, simulator):
-    accepted = service.post("/api/v1/perf", json=perf_body(simulator, number=300, parallel=4, shards=2),
+    # 2 s of traffic: a running phase that progress reports and events (every 0.5 s) cannot miss.
+    accepted = service.post("/api/v1/perf", json=perf_body(simulator, number=300, parallel=4, shards=2, rate=150),
                             headers={"Prefer": "respond-async"})
     assert accepted.status_code == 202
     events = []
@@ -227,7 +228,8 @@ def test_unknown_job_is_a_404(service, path):
 
 
 def test_health_answers_at_once_while_synchronous_submissions_wait(service, simulator):
-    body = perf_body(simulator, number=100, parallel=1, rate=50)  # 2 s of traffic each; 2 run, 3 queue
+    model = f"waiting-{uuid.uuid4().hex[:8]}"
+    body = perf_body(simulator, number=100, parallel=1, rate=50, model=model)  # 2 s of traffic each; 2 run, 3 queue
     submissions = [
         threading.Thread(target=httpx.post, args=(f"{service.base_url}/api/v1/perf",), kwargs={"json": body,
                                                                                             "timeout": 300})
@@ -239,5 +241,12 @@ def test_health_answers_at_once_while_synchronous_submissions_wait(service, simu
     started = time.monotonic()
     assert service.get("/health").json()["status"] == "ok"
     assert time.monotonic() - started < 1.0
+    # Asserted; the runs themselves are of no further interest, so they are cancelled rather than waited for.
+    deadline = time.monotonic() + 60
+    while len(jobs := service.get("/api/v1/jobs", params={"model": model}).json()["jobs"]) < 5:
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.2)
+    for job in jobs:
+        service.post(f"/api/v1/jobs/{job['job_id']}/cancel")
     for submission in submissions:
         submission.join(300)

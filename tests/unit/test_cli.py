@@ -65,6 +65,14 @@ def test_a_gate_without_a_name_or_a_number_exits_3(capsys, gate):
     assert "a gate is NAME=NUMBER" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("retries", ["-1", "two"])
+def test_http_retries_that_are_no_count_exit_3_before_anything_is_sent(capsys, retries):
+    with pytest.raises(SystemExit) as exited:
+        main([*PERF_FLAGS, "--http-retries", retries])
+    assert exited.value.code == 3
+    assert f"not a count of retries (0, 1, 2, ...): '{retries}'" in capsys.readouterr().err
+
+
 def test_gates_with_evalscope_names_pass_the_check():
     args = _parser().parse_args([*PERF_FLAGS, "--max", "TTFT (ms)@99%=500", "--min", "Req Throughput (req/s)=10",
                                  "--max", "Latency (s)@max=3"])
