@@ -91,7 +91,8 @@ def main() -> None:
     print("| search | capacity found | error | probes | wall time | requests sent |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, result in results.items():
-        error = "n/a" if result["found"] is None else f"{abs(result['found'] - options.capacity) / options.capacity:.0%}"
+        found = result["found"]
+        error = "n/a" if found is None else f"{abs(found - options.capacity) / options.capacity:.0%}"
         print(f"| {name} | {result['found']} | {error} | {result['probes']} | {result['wall_s']:.1f} s | "
               f"{result['requests']} |")
     for name, result in results.items():

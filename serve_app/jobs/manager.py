@@ -125,7 +125,6 @@ class JobManager:
         self._owners: dict[str, str] = {}  # job id -> owner of every queued or running job
         self._resubmits: dict[str, Any] = {}  # job id -> Submission.resubmit of every queued job
         self._elsewhere: dict[str, str] = dict(running_elsewhere or {})  # job id -> owner
-        self._retired = False
         self._ended: dict[str, asyncio.Event] = {}
         self._secrets: dict[str, tuple[str, ...]] = {}
         # Endings the store could not save (disk full): served from here, so waiters still learn how a job ended.
@@ -195,7 +194,6 @@ class JobManager:
     def retire(self) -> Handoff:
         """Stop starting jobs and hand the queue over (a successor with newer code or settings takes over); the
         running jobs run to their end here. Called again, it hands over nothing more."""
-        self._retired = True
         queued = [QueuedJob(job_id, self._owners.pop(job_id), self._resubmits.pop(job_id),
                             self._secrets.pop(job_id, ())) for job_id in self._queue]
         for job in queued:

@@ -2,11 +2,11 @@
 
 Plain Python over probe outcomes (the perf run runs each probe as a test point on its shards and reports here its
 good fraction, throughput and mean latency). It brackets the capacity between `low` and `high`, then narrows the
-bracket with an estimate from the last failing probe, which overloaded the target: its throughput is what the
-target serves at most. As a rate, that is the capacity; as concurrent requests, Little's law gives the concurrency
-that throughput sustains at the mean latency of the highest passing probe (the latency of a target not overloaded). A passing estimate is
-checked just above itself, so a good estimate ends the search in two more probes; where estimates fall short or do
-not narrow the bracket, it is halved (geometrically, since capacities span orders of magnitude).
+bracket with an estimate from the last failing probe, which overloaded the target. As a rate, the capacity is that
+probe's throughput; as concurrent requests, Little's law scales its load by the ratio of the highest passing
+probe's latency to its own. A passing estimate is checked just above itself, so a good estimate ends the search in
+two more probes; where estimates fall short or do not narrow the bracket, it is halved (geometrically, since
+capacities span orders of magnitude).
 """
 
 from __future__ import annotations
@@ -76,17 +76,14 @@ class CapacitySearch:
                 candidate = self._round((passing + failing) / 2)
         return candidate
 
-    @property
-    def done(self) -> bool:
-        return self.next_load() is None
-
     def verdict(self, unit: str) -> str:
         passing, failing = self.max_passing, self.min_failing
         count = f"{len(self.probes)} probe{'s' if len(self.probes) != 1 else ''}"
         if passing is None:
             return f"even the lowest load, {_number(self.low)} {unit}, misses the SLO ({count})"
         if failing is None:
-            return f"the SLO holds up to the highest load tried, {_number(passing)} {unit}: capacity is higher ({count})"
+            return (f"the SLO holds up to the highest load tried, {_number(passing)} {unit}: capacity is higher "
+                    f"({count})")
         narrow = "" if self._narrow(passing, failing) else f"; not narrowed to {self.tolerance:.0%} within {count}"
         return (f"capacity {_number(passing)} {unit}: the SLO holds there and fails at {_number(failing)} {unit} "
                 f"({count}{narrow})")
@@ -102,7 +99,7 @@ class CapacitySearch:
         unloaded = next(p for p in self.probes if p.passed and p.load == passing)
         if overloaded.latency_s <= 0:
             return 0.0
-        return round(overloaded.load * unloaded.latency_s / overloaded.latency_s)
+        return overloaded.load * unloaded.latency_s / overloaded.latency_s
 
     def _narrow(self, passing: float, failing: float) -> bool:
         return failing - passing <= 1 if self.integer else failing <= passing * (1 + self.tolerance)

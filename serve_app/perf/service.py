@@ -148,7 +148,7 @@ class PerfRun:
     args: ServiceArgs
     workers: WorkerPools  # shards and the report's worker come from here; each is killed when done
     metrics_model: str = ""  # the `model` label of live metrics (bounded by the job manager's LabelBudget)
-    _finished: int = 0  # requests of the points already merged
+    _finished: int = 0  # requests sent by the points already merged
     _live: list[_Shard] = field(default_factory=list)
     _phase: str = "preparing"
 
@@ -158,7 +158,6 @@ class PerfRun:
         if self.request.search is None:
             for point in self.plan.points:
                 results[point.name] = await self._run_point(point)
-                self._finished += sum(shard.requests for shard in results[point.name].shards)
         else:
             search = await self._search(results)
         # The result is complete once merged: the HTML report (seconds) follows on its own.
@@ -175,7 +174,6 @@ class PerfRun:
             point = plan_probe(self.request, self.args, self.plan.workers_available, load)
             self.plan.points.append(point)  # the progress total: the requests planned so far
             result = results[point.name] = await self._run_point(point)
-            self._finished += sum(shard.requests for shard in result.shards)
             throughput = result.metrics.get("Req Throughput (req/s)", 0.0)
             probe = search.record(load, result.goodput.good_fraction, throughput,
                                   result.metrics.get("Avg Latency (s)", 0.0))
@@ -231,6 +229,7 @@ class PerfRun:
             raise
         finally:
             self._live = []
+        self._finished += sum(stat.requests for stat in stats)  # what progress counted live, now merged
         # Idle shards live one metrics report interval more, so their last requests reach Prometheus.
         asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill, shards)
         return PerfPointResult(

@@ -27,7 +27,9 @@ def is_good(record: BenchmarkData, slo: Slo) -> bool:
     return all(measured_ms[name] <= limit for name, limit in slo.limits().items())
 
 
-def count_good(shard_records: Sequence[Sequence[BenchmarkData]], slo: Slo, duration_s: float) -> tuple[Goodput, list[int]]:
+def count_good(
+    shard_records: Sequence[Sequence[BenchmarkData]], slo: Slo, duration_s: float
+) -> tuple[Goodput, list[int]]:
     """The point's goodput over every shard's records, and each shard's count of good requests."""
     good_per_shard = [sum(1 for record in records if is_good(record, slo)) for records in shard_records]
     good, total = sum(good_per_shard), sum(len(records) for records in shard_records)

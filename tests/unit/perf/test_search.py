@@ -67,7 +67,8 @@ def test_estimates_that_fall_short_still_narrow_the_bracket():
 def test_a_load_that_fails_at_the_lowest_probe_ends_the_search_at_once():
     search = run(CapacitySearch(low=4, high=64, min_goodput=0.99, max_probes=8, integer=True), closed_loop(2))
     assert len(search.probes) == 1 and search.max_passing is None and search.min_failing == 4
-    assert search.verdict("concurrent requests") == "even the lowest load, 4 concurrent requests, misses the SLO (1 probe)"
+    assert search.verdict("concurrent requests") == (
+        "even the lowest load, 4 concurrent requests, misses the SLO (1 probe)")
 
 
 def test_a_target_that_passes_the_highest_load_says_capacity_is_higher():
