@@ -18,15 +18,22 @@ def worker_log_sizes(logs_dir: Path) -> dict[Path, int]:
     return {path: path.stat().st_size for path in logs_dir.glob("worker-*")}
 
 
-def service_log_since(logs_dir: Path, sizes: dict[Path, int]) -> list[str]:
+# Serve's access line: "INFO <time> <deployment> <replica> <request id> -- <METHOD> <route> <status> <ms>"
+ACCESS_LINE = re.compile(r"^\S+ \S+ \S+ \S+ \S+ (\S+) -- [A-Z]+ /")
+
+
+def service_log_since(logs_dir: Path, sizes: dict[Path, int], request_ids: set[str]) -> list[str]:
     """What the service's processes printed since `sizes` was taken: Ray forwards these files to the driver, so
-    this is what `serve run` shows (Ray's own markers, ':job_id:...', name a process and are not forwarded)."""
+    this is what `serve run` shows (Ray's own markers, ':job_id:...', name a process and are not forwarded).
+    Access lines of requests other than `request_ids` are left out: an earlier test's request on this shared
+    service may end while these jobs run."""
     lines = []
     for path in sorted(logs_dir.glob("worker-*")):
         with open(path, "rb") as log:
             log.seek(sizes.get(path, 0))
             lines += log.read().decode(errors="replace").splitlines()
-    return [line for line in lines if line.strip() and not line.startswith(":")]
+    return [line for line in lines if line.strip() and not line.startswith(":")
+            and (not (access := ACCESS_LINE.match(line)) or access.group(1) in request_ids)]
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,12 @@ def logged(service, simulator) -> Logged:
         "model": MODEL, "url": simulator.chat_url, "api_key": KEY, "dataset_path": "perf/openqa.jsonl",
         "number": 8, "parallel": 2, "shards": 2, "max_tokens": 4})  # the rate left to its default, as most are
     assert evaluated.status_code == loaded.status_code == 200, (evaluated.text, loaded.text)
-    perf_job, eval_job = service.get("/api/v1/jobs", params={"model": MODEL}).json()["jobs"]  # newest first
-    eval_log, perf_log = (service.get(f"/api/v1/jobs/{job['job_id']}/log", params={"limit": 10000}).json()["lines"]
-                          for job in (eval_job, perf_job))
-    return Logged(eval_job, perf_job, eval_log, perf_log, service_log_since(logs_dir, sizes))
+    listed = service.get("/api/v1/jobs", params={"model": MODEL})
+    perf_job, eval_job = listed.json()["jobs"]  # newest first
+    logs = [service.get(f"/api/v1/jobs/{job['job_id']}/log", params={"limit": 10000}) for job in (eval_job, perf_job)]
+    request_ids = {response.headers["x-request-id"] for response in [evaluated, loaded, listed, *logs]}
+    return Logged(eval_job, perf_job, logs[0].json()["lines"], logs[1].json()["lines"],
+                  service_log_since(logs_dir, sizes, request_ids))
 
 
 def test_a_job_log_holds_its_lifecycle_and_what_evalscope_printed_for_each_dataset_and_shard(logged):
