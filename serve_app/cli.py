@@ -31,6 +31,12 @@ from serve_app.gates import (
 )
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
+
+
+class UsageError(ValueError):
+    """Options that make no request together; refused (exit 3) before anything is submitted."""
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A stopped step asks the service to cancel its job for at most this long, then exits whatever the answer: within
 # GitHub Actions' 7.5 s from SIGINT to SIGTERM, GitLab's and Kubernetes' grace before SIGKILL.
@@ -190,7 +196,7 @@ def _client_command(args: argparse.Namespace) -> int:
             if args.command == "jobs":
                 return _jobs(client, args)
             return _submit_and_follow(client, args)
-    except (InvalidGate, ValidationError) as exc:
+    except (InvalidGate, UsageError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except ServiceError as exc:
         print(f"error: the service answered {exc}", file=sys.stderr)
@@ -285,7 +291,7 @@ def _search(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.search:
         return None
     if not args.search_range:
-        raise InvalidGate("--search needs --search-range LOW HIGH, e.g. --search-range 1 256")
+        raise UsageError("--search needs --search-range LOW HIGH, e.g. --search-range 1 256")
     low, high = args.search_range
     search = {"vary": args.search, "low": low, "high": high, "min_goodput": args.min_goodput,
               "max_probes": args.max_probes, "probe_duration_s": args.probe_duration}
