@@ -4,13 +4,14 @@ Each step refuses with a RequestError (a 400 naming the field and the setting) b
 this order, cheapest first:
 
 eval  1. limits            sizes within the operator's `max_*` settings               (serve_app.limits)
-      2. target            the endpoint host is in `allowed_targets`                  (serve_app.targets)
-      3. benchmarks        known to evalscope; no agent loops; code-executing ones
+      2. generation        generation_config fields evalscope's GenerateConfig takes  (serve_app.eval.generation)
+      3. target            the endpoint host is in `allowed_targets`                  (serve_app.targets)
+      4. benchmarks        known to evalscope; no agent loops; code-executing ones
                            only in the operator's `code_sandbox`                      (serve_app.eval.code_execution)
-      4. plan              `dataset_args` keys on the allowlist, names are names,
+      5. plan              `dataset_args` keys on the allowlist, names are names,
                            every path confined to the datasets/samples roots, a new
                            run directory inside the outputs root                      (serve_app.eval.plan)
-      5. hub               a dataset neither given nor staged needs a reachable hub
+      6. hub               a dataset neither given nor staged needs a reachable hub
 perf  1. limits, 2. target as for eval
       3. dataset           an evalscope perf plugin that needs neither a hub nor a
                            tokenizer here                                            (serve_app.perf.datasets)
@@ -27,6 +28,7 @@ import asyncio
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.eval.code_execution import check_agent_benchmarks, check_code_execution, check_known_benchmarks
+from serve_app.eval.generation import check_generation_config
 from serve_app.eval.plan import EvalPlan, plan_eval
 from serve_app.limits import check_eval_limits, check_perf_limits
 from serve_app.perf.datasets import check_perf_dataset
@@ -41,6 +43,7 @@ _HUB_PROBE_TIMEOUT_S = 3.0
 
 async def admit_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
     check_eval_limits(request, args)
+    await check_generation_config(request)
     await check_target(request.api_url, args.allowed_targets)
     check_known_benchmarks(request)
     check_agent_benchmarks(request)

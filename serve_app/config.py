@@ -141,4 +141,7 @@ class ServiceArgs(BaseModel):
         None, ge=1, description="Largest eval `limit` (samples per subset); when set, an eval must give a limit."
     )
     max_eval_batch_size: int = Field(256, ge=1, description="Largest eval_batch_size an eval may ask for.")
+    max_eval_repeats: int = Field(
+        16, ge=1, description="Largest eval `repeats` (each sample is asked this many times, for pass@k metrics)."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body; beyond it a 413.")

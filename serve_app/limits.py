@@ -19,6 +19,7 @@ def check_eval_limits(request: EvalRequest, args: ServiceArgs) -> None:
         _at_most("limit", request.limit, args.max_limit, "max_limit")
     generation = request.generation_config
     _at_most("eval_batch_size", request.eval_batch_size, args.max_eval_batch_size, "max_eval_batch_size")
+    _at_most("repeats", request.repeats, args.max_eval_repeats, "max_eval_repeats")
     _at_most("generation_config.timeout", generation.timeout, args.request_timeout_s, "request_timeout_s")
     _at_most("generation_config.retries", generation.retries, args.max_eval_retries, "max_eval_retries")
 

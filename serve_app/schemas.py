@@ -43,6 +43,13 @@ class _Request(BaseModel):
 
 
 class GenerationConfig(_Request):
+    """The fields below are bounded by the service; any other field of evalscope's GenerateConfig (extra_body,
+    stop_seqs, seed, n, presence_penalty, frequency_penalty, reasoning_effort, ...) is taken too, checked against
+    evalscope's own model (400 naming the field otherwise). Not taken: batch_size (see eval_batch_size) and
+    extra_headers (headers can carry credentials)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     max_tokens: int = Field(2048, gt=0, description="Most tokens the model may generate per sample.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
@@ -76,6 +83,13 @@ class EvalRequest(_Request):
         "evalscope reads it.",
     )
     eval_batch_size: int = Field(1, ge=1, description="Concurrent requests per dataset.")
+    repeats: int = Field(
+        1, ge=1, description="Times each sample is asked (evalscope's repeats: pass@k and mean-of-k metrics)."
+    )
+    ignore_errors: bool = Field(
+        False, description="A sample whose request fails after its retries is scored as wrong instead of failing "
+        "its dataset (evalscope's ignore_errors)."
+    )
     generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
     work_dir: str | None = Field(
         None,

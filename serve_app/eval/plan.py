@@ -87,6 +87,8 @@ def _task_config(
         # evalscope's TaskConfig turns 1.0 into the count 1; the whole of each subset is no limit at all.
         "limit": None if isinstance(request.limit, float) and request.limit == 1.0 else request.limit,
         "eval_batch_size": request.eval_batch_size,
+        "repeats": request.repeats,
+        "ignore_errors": request.ignore_errors,
         "generation_config": service_defaults | request.generation_config.model_dump(exclude_none=True),
         # The OpenAI SDK retries twice more on its own, with backoff: `retries` alone should count attempts.
         "model_args": {"max_retries": 0},

@@ -1,23 +1,17 @@
 """evalscope's perf dataset plugins, and what each needs to run here without downloading anything.
 
-The plugins register themselves in evalscope's DatasetRegistry when imported, which the ingress never does (~2 s,
-~230 MB): `python -m serve_app.perf.datasets` lists them in a subprocess, once per process, and the answer is kept.
+The plugins register themselves in evalscope's DatasetRegistry when imported, which the ingress never does:
+`python -m serve_app.perf.datasets` lists them, in a subprocess once per process (serve_app.evalscope_facts).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 
-from serve_app.errors import RequestError, RunError
+from serve_app.errors import RequestError
+from serve_app.evalscope_facts import read_once
 from serve_app.schemas import PerfRequest
-
-_LIST_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -44,27 +38,9 @@ def check_perf_dataset(request: PerfRequest) -> PerfDataset:
     return dataset
 
 
-_list_lock = threading.Lock()
-
-
 def perf_datasets() -> dict[str, PerfDataset]:
     """evalscope's perf datasets by name. The first call runs a subprocess (~2 s): make it off the event loop."""
-    with _list_lock:
-        return _listed_perf_datasets()
-
-
-@functools.cache
-def _listed_perf_datasets() -> dict[str, PerfDataset]:
-    run = subprocess.run(
-        [sys.executable, "-m", __name__],
-        capture_output=True,
-        text=True,
-        timeout=_LIST_TIMEOUT_S,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # this process's imports, wherever it runs
-    )
-    if run.returncode != 0:
-        raise RunError(f"cannot list evalscope's perf datasets: {run.stderr.strip()[-500:]}")
-    listed = json.loads(run.stdout.strip().splitlines()[-1])
+    listed = read_once(__name__, "evalscope's perf datasets")
     return {name: PerfDataset(name=name, **traits) for name, traits in listed.items()}
 
 

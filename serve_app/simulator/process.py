@@ -47,7 +47,11 @@ class SimulatorProcess:
         wait_until_healthy(f"http://127.0.0.1:{self.port}/health", 30, self.process)
 
     def requests_received(self) -> int:
-        return httpx.get(f"http://127.0.0.1:{self.port}/stats").json()["requests_total"]
+        return self.stats()["requests_total"]
+
+    def stats(self) -> dict:
+        """requests_total, requests_in_flight, and body_fields: how many requests carried each top-level field."""
+        return httpx.get(f"http://127.0.0.1:{self.port}/stats").json()
 
     def stop(self) -> None:
         self.process.terminate()

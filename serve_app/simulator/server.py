@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class _Simulator:
         self._match_cache: dict[str, str | None] = {}
         self._ids = itertools.count(1)
         self.requests_total = 0
+        self.body_fields: Counter[str] = Counter()  # how many requests carried each top-level body field
         self.requests_in_flight = 0
         self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
         # Filler tokens, JSON-encoded once: first token without, later tokens with their leading space.
@@ -194,6 +196,7 @@ class _Simulator:
                     raise _BadRequest("request body is not valid JSON") from None
                 if not isinstance(body, dict):
                     raise _BadRequest("request body must be a JSON object")
+                self.body_fields.update(body.keys())
                 prompt, prompt_tokens = self._parse_chat(body) if chat else self._parse_completion(body)
                 max_tokens = self._max_tokens(body, chat)
                 model = body.get("model")
@@ -341,7 +344,8 @@ class _Simulator:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"requests_total": self.requests_total, "requests_in_flight": self.requests_in_flight}
+            {"requests_total": self.requests_total, "requests_in_flight": self.requests_in_flight,
+             "body_fields": self.body_fields}
         )
 
 

@@ -231,3 +231,32 @@ def test_a_limit_of_one_point_zero_scores_every_sample(service, simulator):
     assert response.status_code == 200, response.text
     samples = sum(1 for line in (SAMPLES / "iquiz" / "IQ" / "test.jsonl").read_text().splitlines() if line.strip())
     assert response.json()["result"]["iquiz"]["metrics"][0]["num"] == samples > 1
+
+
+def test_evalscope_generation_settings_and_repeats_reach_the_endpoint(service, simulator):
+    """A Qwen3-style run with thinking turned off: extra_body, seed and a penalty are sent with every request."""
+    before = simulator.stats()["body_fields"]
+    response = service.post("/api/v1/eval", json=eval_body(
+        simulator, datasets=["gsm8k"], limit=2, repeats=2,
+        dataset_args={"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}},
+        generation_config={"max_tokens": 128, "seed": 7, "presence_penalty": 0.5,
+                           "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}))
+    assert response.status_code == 200, response.text
+    assert response.json()["scores"] == {"gsm8k": 1.0}
+    sent = {field: count - before.get(field, 0) for field, count in simulator.stats()["body_fields"].items()}
+    # Two samples asked twice each; extra_body's fields travel at the top level of the body, as the OpenAI SDK sends.
+    assert sent["messages"] == 4
+    assert sent["chat_template_kwargs"] == sent["seed"] == sent["presence_penalty"] == 4
+
+
+@pytest.mark.parametrize("generation_config, message", [
+    ({"seed": "seven"}, "generation_config.seed: 'seven' is not of type 'integer'"),
+    ({"temprature": 0.5}, "generation_config.temprature is not an evalscope generation setting"),
+    ({"extra_headers": {"Authorization": "Bearer x"}}, "generation_config.extra_headers is not taken here"),
+])
+def test_a_generation_setting_evalscope_would_not_take_is_a_400_naming_it(service, simulator, generation_config,
+                                                                          message):
+    response = service.post("/api/v1/eval", json=eval_body(simulator, datasets=["gsm8k"],
+                                                           generation_config=generation_config))
+    assert response.status_code == 400, response.text
+    assert message in response.json()["message"]

@@ -100,3 +100,13 @@ def test_a_fraction_reaches_evalscope_as_a_fraction_and_one_point_zero_as_no_lim
 
     assert planned_limit(0.5) == 0.5 and planned_limit(3) == 3
     assert planned_limit(1.0) is None  # evalscope would read 1.0 as one sample
+
+
+def test_evalscope_generation_settings_repeats_and_ignore_errors_reach_its_task_config(args):
+    plan = plan_eval(request(repeats=3, ignore_errors=True, generation_config={
+        "max_tokens": 64, "stop_seqs": ["\n\n"], "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}),
+        args)
+    task = TaskConfig(**plan.tasks[0].task_config, api_key="k")
+    assert task.repeats == 3 and task.ignore_errors is True
+    assert task.generation_config.stop_seqs == ["\n\n"]
+    assert task.generation_config.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
