@@ -27,7 +27,7 @@ import asyncio
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
-from serve_app.eval.code_execution import check_agent_benchmarks, check_code_execution, check_known_benchmarks
+from serve_app.eval.code_execution import check_known_benchmarks, check_refusals
 from serve_app.eval.generation import check_generation_config
 from serve_app.eval.plan import EvalPlan, plan_eval
 from serve_app.limits import check_eval_limits, check_perf_limits
@@ -46,8 +46,7 @@ async def admit_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
     await check_generation_config(request)
     await check_target(request.api_url, args.allowed_targets)
     check_known_benchmarks(request)
-    check_agent_benchmarks(request)
-    check_code_execution(request, args)
+    check_refusals(request, args)
     plan = plan_eval(request, args)
     from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
     if from_hub and await unreachable_reason(HUB_URL, _HUB_PROBE_TIMEOUT_S):

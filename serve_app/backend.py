@@ -8,11 +8,12 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from serve_app.admission import admit_eval, admit_perf
 from serve_app.config import ServiceArgs
+from serve_app.eval.catalogue import describe_benchmarks
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
 from serve_app.perf.service import cluster_workers
 from serve_app.principals import Principal
-from serve_app.schemas import EvalRequest, PerfRequest
+from serve_app.schemas import BenchmarkInfo, EvalRequest, PerfRequest
 
 
 class RayBackend:
@@ -44,6 +45,9 @@ class RayBackend:
 
     async def cancel(self, job_id: str, caller: Principal) -> JobRecord:
         return await self._call("cancel", job_id, caller)
+
+    def benchmarks(self) -> list[BenchmarkInfo]:
+        return describe_benchmarks(self.args)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call the manager; its own exceptions come back as themselves, and a lost manager is found again."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve_app import ci_reports
+from serve_app.eval.benchmarks import close_matches
 from serve_app.gates import (
     Gate,
     InvalidGate,
@@ -159,6 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     for action in ("show", "cancel", "log", "report"):
         actions.add_parser(action, parents=[client]).add_argument("job_id")
+
+    benchmarks = commands.add_parser("benchmarks", parents=[client], help="the benchmarks an eval can name")
+    benchmarks.add_argument("--staged", action="store_true", help="only those staged on the service (no hub needed)")
+    benchmarks.add_argument("--all", action="store_true", help="also those the service refuses, with the reason")
     return parser
 
 
@@ -195,6 +200,8 @@ def _client_command(args: argparse.Namespace) -> int:
         with Client(args.server, token=args.token, timeout_s=args.timeout, retries=args.http_retries) as client:
             if args.command == "jobs":
                 return _jobs(client, args)
+            if args.command == "benchmarks":
+                return _benchmarks(client, args)
             return _submit_and_follow(client, args)
     except (InvalidGate, UsageError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -208,6 +215,8 @@ def _client_command(args: argparse.Namespace) -> int:
 def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     request = _request(args)
     gates = _gates(args)
+    if args.command == "eval":
+        _check_benchmarks(client, request["datasets"])
     submit = client.submit_eval if args.command == "eval" else client.submit_perf
     if args.no_wait:
         print(submit(request, idempotency_key=args.idempotency_key).job_id)
@@ -251,6 +260,19 @@ def _retries(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"not a count of retries (0, 1, 2, ...): {text!r}")
     return int(text)
+
+
+def _check_benchmarks(client: Any, names: list[str]) -> None:
+    """Refuse (exit 3) a benchmark name the service does not know, with the names it does that look alike, or one
+    it will not run, before a job is submitted."""
+    catalogue = {benchmark.name: benchmark for benchmark in client.benchmarks().benchmarks}
+    for name in names:
+        if name not in catalogue:
+            close = close_matches(name, catalogue)
+            hint = f"did you mean {' or '.join(close)}?" if close else "`evalscope-serve benchmarks` lists them"
+            raise UsageError(f"the service has no benchmark {name!r}: {hint}")
+        if catalogue[name].refused:
+            raise UsageError(catalogue[name].refused)
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
@@ -424,6 +446,18 @@ def _exit_at_once(signum: int, frame: object) -> None:
           file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(128 + signum)  # no clean-up: that could wait on the very call the user gave up on
+
+
+def _benchmarks(client: Any, args: argparse.Namespace) -> int:
+    shown = [benchmark for benchmark in client.benchmarks().benchmarks
+             if (benchmark.staged or not args.staged) and (args.all or not benchmark.refused)]
+    rows = [(b.name, b.category, ",".join(b.subsets[:3]) + (",..." if len(b.subsets) > 3 else ""),
+             b.samples, "yes" if b.staged else "", "no" if b.refused else "yes") for b in shown]
+    print(_table(["benchmark", "category", "subsets", "samples", "staged", "runs here"], rows))
+    for benchmark in shown:
+        if benchmark.refused:
+            print(f"{benchmark.name}: {benchmark.refused}")
+    return EXIT_OK
 
 
 def _jobs(client: Any, args: argparse.Namespace) -> int:

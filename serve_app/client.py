@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 from anyio.from_thread import start_blocking_portal
 
-from serve_app.schemas import EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
+from serve_app.schemas import BenchmarkCatalogue, EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
 
 TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
 _ROOT_RELATIVE_SCRIPT = re.compile(r'<script src="(/[^/"][^"]*)"')
@@ -119,6 +119,9 @@ class AsyncClient:
         """TimeoutError when the service has not confirmed within timeout_s, retries included."""
         async with asyncio.timeout(timeout_s):
             return JobView.model_validate(await self._json("POST", f"/api/v1/jobs/{job_id}/cancel"))
+
+    async def benchmarks(self) -> BenchmarkCatalogue:
+        return BenchmarkCatalogue.model_validate(await self._json("GET", "/api/v1/benchmarks"))
 
     async def list_jobs(self, **filters: Any) -> JobList:
         params = {name: value for name, value in filters.items() if value is not None}

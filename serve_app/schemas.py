@@ -133,6 +133,26 @@ class EvalRequest(_Request):
         return self
 
 
+class BenchmarkInfo(BaseModel):
+    """An evalscope benchmark, as its metadata describes it, and whether this service runs it."""
+
+    name: str = Field(description="The name `datasets` takes.")
+    pretty_name: str
+    category: str = Field(description="evalscope's category: llm, vlm, agent, ...")
+    tags: list[str]
+    subsets: list[str] = Field(description="Its subsets (dataset_args.<name>.subset_list picks some).")
+    metrics: list[str]
+    few_shot_num: int | None = Field(description="Examples in each prompt by default.")
+    samples: int | None = Field(description="Samples in its evaluation split, as evalscope counted them.")
+    staged: bool = Field(description="Staged under the service's datasets root: runs without a dataset hub.")
+    refused: str | None = Field(description="Why this service will not run it (agent tools, code execution without "
+                                "a sandbox); null when it will.")
+
+
+class BenchmarkCatalogue(BaseModel):
+    benchmarks: list[BenchmarkInfo]
+
+
 class Slo(BaseModel):
     """Per-request limits in ms: a request is good when it succeeded and met every limit given (limits inclusive)."""
 

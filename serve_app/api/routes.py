@@ -22,6 +22,8 @@ from serve_app.jobs.store import TERMINAL, JobRecord
 from serve_app.paths import JOB_LOG
 from serve_app.principals import Principal
 from serve_app.schemas import (
+    BenchmarkCatalogue,
+    BenchmarkInfo,
     ErrorResponse,
     EvalRequest,
     EvalResponse,
@@ -51,6 +53,8 @@ class Backend(Protocol):
     async def wait(self, job_id: str, caller: Principal) -> JobRecord: ...
 
     async def cancel(self, job_id: str, caller: Principal) -> JobRecord: ...
+
+    def benchmarks(self) -> list[BenchmarkInfo]: ...
 
 
 _ERRORS = {
@@ -112,6 +116,13 @@ async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool,
     if job.status != "succeeded":
         raise RunError(job.error or f"the job ended {job.status}")
     return JSONResponse(content=job.result)
+
+
+@router.get("/api/v1/benchmarks", response_model=BenchmarkCatalogue, tags=["eval"])
+async def list_benchmarks(request: Request) -> BenchmarkCatalogue:
+    """evalscope's benchmarks: their subsets and metrics, whether this service refuses them and why, and whether
+    each is staged under the datasets root (runs with no dataset hub)."""
+    return BenchmarkCatalogue(benchmarks=request.app.state.backend.benchmarks())
 
 
 @router.get("/api/v1/jobs", response_model=JobList, tags=["jobs"])

@@ -7,9 +7,11 @@ itself instead of importing adapters (`evalscope.metrics.semantics.primary.BUILT
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.util
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,24 @@ def known_benchmarks() -> frozenset[str]:
 
 
 @functools.cache
+def _benchmark_file(name: str) -> dict[str, Any]:
+    return json.loads((_benchmarks_dir() / "_meta" / f"{name}.json").read_text())
+
+
 def benchmark_meta(name: str) -> dict[str, Any]:
     """The BenchmarkMeta of a known benchmark, as evalscope serialized it."""
-    return json.loads((_benchmarks_dir() / "_meta" / f"{name}.json").read_text())["meta"]
+    return _benchmark_file(name)["meta"]
+
+
+def benchmark_statistics(name: str) -> dict[str, Any]:
+    """What evalscope measured of the benchmark's data (total_samples, per-subset counts); empty when it has not."""
+    return _benchmark_file(name).get("statistics") or {}
+
+
+def close_matches(name: str, names: Iterable[str]) -> list[str]:
+    """The `names` that look like `name` (a typo, another case), closest first."""
+    by_lower = {known.lower(): known for known in names}
+    return [by_lower[match] for match in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.75)]
 
 
 def runs_model_code(name: str) -> bool:

@@ -10,38 +10,36 @@ from typing import Any
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
-from serve_app.eval.benchmarks import is_agent_benchmark, known_benchmarks, runs_model_code
+from serve_app.eval.benchmarks import close_matches, is_agent_benchmark, known_benchmarks, runs_model_code
 from serve_app.schemas import EvalRequest
 
 
 def check_known_benchmarks(request: EvalRequest) -> None:
     unknown = [name for name in request.datasets if name not in known_benchmarks()]
     if unknown:
-        raise RequestError(
-            f"unknown dataset(s): {', '.join(unknown)}; evalscope benchmarks include gsm8k, iquiz, ceval, mmlu, arc"
-        )
+        guesses = [f"{name} (did you mean {' or '.join(close)}?)"
+                   if (close := close_matches(name, known_benchmarks())) else name for name in unknown]
+        raise RequestError(f"unknown dataset(s): {', '.join(guesses)}; GET /api/v1/benchmarks lists evalscope's")
 
 
-def check_code_execution(request: EvalRequest, args: ServiceArgs) -> None:
-    """Refuse benchmarks that execute the model's code unless the operator gave them evalscope's sandbox."""
-    if args.code_sandbox is not None:
-        return
+def refusal(dataset: str, args: ServiceArgs) -> str | None:
+    """Why this service will not evaluate a known benchmark, or None when it will."""
+    if is_agent_benchmark(dataset):
+        # Some run the model's shell commands on the worker even with the sandbox on.
+        return (f"dataset {dataset!r} is an agent benchmark (evalscope category 'agent'): the model's tool calls "
+                "run as commands on the worker, in Docker or on outside services, which this service does not offer")
+    if runs_model_code(dataset) and args.code_sandbox is None:
+        return (f"dataset {dataset!r} executes the code the model writes, which this service runs only in "
+                "evalscope's sandbox; the sandbox is not configured here (service setting code_sandbox)")
+    return None
+
+
+def check_refusals(request: EvalRequest, args: ServiceArgs) -> None:
+    """Refuse agent benchmarks, and benchmarks that execute the model's code unless the operator gave them
+    evalscope's sandbox."""
     for dataset in request.datasets:
-        if runs_model_code(dataset):
-            raise RequestError(
-                f"dataset {dataset!r} executes the code the model writes, which this service runs only in "
-                "evalscope's sandbox; the sandbox is not configured here (service setting code_sandbox)"
-            )
-
-
-def check_agent_benchmarks(request: EvalRequest) -> None:
-    """Refuse agent benchmarks: some run the model's shell commands on the worker even with the sandbox on."""
-    for dataset in request.datasets:
-        if is_agent_benchmark(dataset):
-            raise RequestError(
-                f"dataset {dataset!r} is an agent benchmark (evalscope category 'agent'): the model's tool calls "
-                "run as commands on the worker, in Docker or on outside services, which this service does not offer"
-            )
+        if reason := refusal(dataset, args):
+            raise RequestError(reason)
 
 
 def sandbox_task_config(dataset: str, args: ServiceArgs) -> dict[str, Any] | None:

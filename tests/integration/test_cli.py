@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from xml.etree import ElementTree
 
@@ -195,3 +196,20 @@ def test_unreachable_server_is_a_usage_error_after_the_retries_asked_for(simulat
                           "--http-retries", "1"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 3 and "cannot reach" in run.stderr
     assert time.monotonic() - started < 15  # one retry after 1 s, not the default's 30 s of them
+
+
+def test_a_misspelt_benchmark_exits_3_naming_the_one_meant_and_submits_nothing(service, simulator):
+    model = f"misspelt-{uuid.uuid4().hex[:8]}"
+    run = cli(service, "eval", "--model", model, "--api-url", simulator.base_url, "--datasets", "iquiz", "gsm8kk")
+    assert run.returncode == 3
+    assert "the service has no benchmark 'gsm8kk': did you mean gsm8k" in run.stderr  # the closest first
+    assert service.get("/api/v1/jobs", params={"model": model}).json()["total"] == 0
+
+
+def test_the_benchmarks_command_lists_what_runs_here_and_says_why_the_rest_does_not(service):
+    runnable = cli(service, "benchmarks")
+    assert runnable.returncode == 0, runnable.stderr
+    names = {line.split()[0] for line in runnable.stdout.splitlines()[2:]}
+    assert {"gsm8k", "iquiz", "ceval"} <= names and "humaneval" not in names  # code execution, no sandbox here
+    everything = cli(service, "benchmarks", "--all")
+    assert "humaneval: dataset 'humaneval' executes the code the model writes" in everything.stdout

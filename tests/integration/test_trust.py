@@ -23,6 +23,15 @@ def test_a_code_benchmark_is_refused_naming_the_setting(service, simulator, no_j
     assert "humaneval" in message and "code_sandbox" in message
 
 
+def test_a_misspelt_benchmark_is_refused_naming_the_one_meant(service, simulator, no_job_is_created):
+    body = {"model": MODEL, "api_url": simulator.base_url, "datasets": ["GSM8K", "no_such_bench"], "limit": 1}
+    response = service.post("/api/v1/eval", json=body)
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert message.startswith("unknown dataset(s): GSM8K (did you mean gsm8k")  # the closest first
+    assert message.endswith("no_such_bench; GET /api/v1/benchmarks lists evalscope's")
+
+
 def test_a_subset_that_walks_out_of_the_dataset_is_refused(service, simulator, no_job_is_created):
     body = {"model": MODEL, "api_url": simulator.base_url, "datasets": ["gsm8k"], "limit": 1,
             "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k"), "subset_list": ["../../etc"]}}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from serve_app.config import ServiceArgs
+from serve_app.eval.catalogue import describe_benchmarks
 from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import JobManager, Submission
 from serve_app.jobs.store import SqliteJobStore
@@ -73,4 +75,7 @@ class ManagerBackend:
 
     async def cancel(self, job_id, caller):
         return await self._manager().cancel(job_id, caller)
+
+    def benchmarks(self):
+        return describe_benchmarks(ServiceArgs(datasets_root=self.root / "datasets"))
 

@@ -203,3 +203,13 @@ def test_openapi_documents_every_request_field(backend):
     assert "/api/v1/jobs/{job_id}/events" in schema["paths"]
     docs = client(backend).get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+def test_the_benchmark_catalogue_lists_evalscope_benchmarks_with_what_is_staged_and_what_is_refused(backend):
+    (backend.root / "datasets" / "iquiz").mkdir(parents=True)
+    listed = client(backend).get("/api/v1/benchmarks")
+    assert listed.status_code == 200
+    by_name = {benchmark["name"]: benchmark for benchmark in listed.json()["benchmarks"]}
+    assert by_name["iquiz"]["staged"] and not by_name["gsm8k"]["staged"]
+    assert by_name["gsm8k"]["subsets"] == ["main"] and by_name["gsm8k"]["refused"] is None
+    assert "code_sandbox" in by_name["humaneval"]["refused"]
