@@ -24,6 +24,7 @@ Who may see and act on a job once it exists (owners, per-principal limits) is th
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
@@ -41,13 +42,15 @@ HUB_URL = "https://www.modelscope.cn"
 _HUB_PROBE_TIMEOUT_S = 3.0
 
 
-async def admit_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
+async def admit_eval(request: EvalRequest, args: ServiceArgs, resumed_dir: Path | None = None) -> EvalPlan:
+    """`resumed_dir`: the run directory of the job the request resumes (the backend found it, and the caller may
+    see it)."""
     check_eval_limits(request, args)
     await check_generation_config(request)
     await check_target(request.api_url, args.allowed_targets)
     check_known_benchmarks(request)
     check_refusals(request, args)
-    plan = plan_eval(request, args)
+    plan = plan_eval(request, args, resumed_dir)
     from_hub = [task.dataset for task in plan.tasks if task.source.origin == "hub"]
     if from_hub and await unreachable_reason(HUB_URL, _HUB_PROBE_TIMEOUT_S):
         raise RequestError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -9,6 +10,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from serve_app.admission import admit_eval, admit_perf
 from serve_app.config import ServiceArgs
 from serve_app.eval.catalogue import describe_benchmarks
+from serve_app.eval.resume import check_resumable
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
 from serve_app.perf.service import cluster_workers
@@ -29,7 +31,12 @@ class RayBackend:
     ) -> tuple[JobRecord, bool]:
         # Admission refuses bad requests (400) before a job exists; no evalscope in this process.
         if isinstance(request, EvalRequest):
-            plan = await admit_eval(request, self.args)
+            resumed_dir = None
+            if request.resume_from is not None:
+                previous = await self.get(request.resume_from, caller)  # another principal's job: not found
+                check_resumable(previous)
+                resumed_dir = Path(previous.output_dir)
+            plan = await admit_eval(request, self.args, resumed_dir)
         else:
             plan = await admit_perf(request, self.args, cluster_workers())
         return await self._call("submit", request, plan, idempotency_key, caller)

@@ -90,6 +90,11 @@ class EvalRequest(_Request):
         False, description="A sample whose request fails after its retries is scored as wrong instead of failing "
         "its dataset (evalscope's ignore_errors)."
     )
+    resume_from: str | None = Field(
+        None, pattern=r"^job-[0-9a-f]{12}$", description="An earlier eval job of the caller's that failed, was "
+        "cancelled or was interrupted: its predictions are reused (evalscope's use_cache) and only the samples "
+        "it lacks are asked. POST /api/v1/jobs/<id>/resume sets it, with that job's own request.",
+    )
     generation_config: GenerationConfig = Field(default_factory=GenerationConfig)
     work_dir: str | None = Field(
         None,
@@ -336,6 +341,15 @@ class EvalResponse(BaseModel):
     failures: dict[str, str] = Field(default_factory=dict, description="Why each dataset that did not score failed.")
     dataset_sources: dict[str, DatasetSource] = Field(description="Where each dataset was read from.")
     output_dir: str = Field(description="Directory holding predictions, reviews, reports and logs.")
+    resumed_from: str | None = Field(None, description="The job whose predictions this one reused.")
+    reused_predictions: dict[str, int] = Field(
+        default_factory=dict, description="Predictions taken over from `resumed_from`, per dataset (not asked again)."
+    )
+
+
+class ResumeRequest(_Request):
+    api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint, given again: it was never "
+                               "stored.")
 
 
 class Goodput(BaseModel):

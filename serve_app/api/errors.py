@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.auth import OPEN_PATHS
 from serve_app.errors import RequestError, RunError, StorageError
+from serve_app.eval.resume import NotResumable
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
 from serve_app.schemas import ErrorResponse
 
@@ -64,6 +65,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(JobFinished)
     async def _finished(request: Request, exc: JobFinished) -> JSONResponse:
+        return _respond(request, 409, str(exc))
+
+    @app.exception_handler(NotResumable)
+    async def _not_resumable(request: Request, exc: NotResumable) -> JSONResponse:
         return _respond(request, 409, str(exc))
 
     @app.exception_handler(JobNotFound)

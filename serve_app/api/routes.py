@@ -18,6 +18,7 @@ from serve_app.api.pages import root_path
 from serve_app.assets import offline_report
 from serve_app.auth import caller
 from serve_app.errors import RunError
+from serve_app.eval.resume import resume_request
 from serve_app.jobs.store import TERMINAL, JobRecord
 from serve_app.paths import JOB_LOG
 from serve_app.principals import Principal
@@ -35,6 +36,7 @@ from serve_app.schemas import (
     JobView,
     PerfRequest,
     PerfResponse,
+    ResumeRequest,
 )
 
 
@@ -102,6 +104,20 @@ async def perf(
     idempotency_key: KeyHeader = None,
 ) -> Any:
     return await _submit(body, request, wait, prefer, idempotency_key)
+
+
+@router.post("/api/v1/jobs/{job_id}/resume", response_model=EvalResponse, tags=["eval"],
+             responses={**_ACCEPTED, **_ERRORS, 404: {"model": ErrorResponse},
+                        409: {"model": ErrorResponse, "description": "The job cannot be resumed (why), or the "
+                              "Idempotency-Key was used with another body"}})
+async def resume_job(
+    job_id: str, body: ResumeRequest, request: Request, wait: WaitQuery = True, prefer: PreferHeader = None,
+    idempotency_key: KeyHeader = None,
+) -> Any:
+    """Run a failed, cancelled or interrupted eval again as a new job that reuses its predictions. Resuming one job
+    twice returns the first resumed job (the key defaults to one per job resumed); resume that one to go on."""
+    resumed = resume_request(await request.app.state.backend.get(job_id, caller(request)), body.api_key)
+    return await _submit(resumed, request, wait, prefer, idempotency_key or f"resume-of-{job_id}")
 
 
 async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool, prefer: str | None,

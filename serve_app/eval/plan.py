@@ -24,6 +24,7 @@ class EvalTask:
     dataset: str
     task_config: dict[str, Any]  # TaskConfig fields, without the api key (it travels separately, never stored)
     source: DatasetSource
+    reuse_from: str | None = None  # a resumed job's run directory (or part) whose predictions this one takes over
 
 
 @dataclass(frozen=True)
@@ -41,20 +42,23 @@ def normalize_api_url(api_url: str) -> str:
     return url
 
 
-def plan_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
-    """One task per dataset of an admitted request (serve_app.admission runs the checks before this one)."""
+def plan_eval(request: EvalRequest, args: ServiceArgs, resumed_dir: Path | None = None) -> EvalPlan:
+    """One task per dataset of an admitted request (serve_app.admission runs the checks before this one).
+
+    `resumed_dir`: the run directory of the job `request.resume_from` names; each dataset reuses what it left
+    there, from its part when that job never combined them."""
     output_dir = new_run_dir(args, "eval", request.model, request.work_dir)
     tasks = []
     for dataset in request.datasets:
         dataset_args = check_dataset_args(dataset, request.dataset_args.get(dataset, {}), args)
         dataset_args, source = _locate_dataset(dataset, dataset_args, args)
-        tasks.append(
-            EvalTask(
-                dataset=dataset,
-                task_config=_task_config(request, args, dataset, dataset_args, part_dir(output_dir, dataset)),
-                source=source,
-            )
-        )
+        task_config = _task_config(request, args, dataset, dataset_args, part_dir(output_dir, dataset))
+        reuse_from = None
+        if resumed_dir is not None:
+            unfinished = part_dir(resumed_dir, dataset)
+            reuse_from = str(unfinished if unfinished.is_dir() else resumed_dir)
+            task_config["use_cache"] = task_config["work_dir"]  # evalscope then works in that directory as is
+        tasks.append(EvalTask(dataset=dataset, task_config=task_config, source=source, reuse_from=reuse_from))
     return EvalPlan(output_dir=output_dir, tasks=tasks)
 
 

@@ -9,19 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.eval.plan import PARTS_DIR, part_dir
+from serve_app.eval.resume import dataset_files
 from serve_app.jobs.output import print_to_job_log
 
 # Sub-directories of an evalscope run whose files are named per dataset, so parts merge without collisions.
 _PER_DATASET_DIRS = ("predictions", "reviews", "reports")
+TASK_CONFIG = Path("configs") / "task_config.yaml"  # also the evaluation identity of each benchmark it ran
 
 
-def run_dataset(task_config: dict[str, Any], api_key: str, output_dir: Path) -> dict[str, Any]:
-    """Evaluate one dataset with evalscope; returns its report as JSON and its primary score.
+def run_dataset(
+    task_config: dict[str, Any], api_key: str, output_dir: Path, reuse_from: str | None = None
+) -> dict[str, Any]:
+    """Evaluate one dataset with evalscope; returns its report as JSON, its primary score, and how many
+    predictions it took over from `reuse_from` (a resumed job's directory: evalscope's cache asks only the rest).
 
     What evalscope prints goes to the log of the job whose run directory is `output_dir`.
     """
     (dataset,) = task_config["datasets"]
     print_to_job_log(output_dir, dataset, secrets=[api_key])
+    reused = _take_over_predictions(Path(reuse_from), dataset, Path(task_config["work_dir"])) if reuse_from else 0
     # evalscope quiets httpx's line per request; the openai client now sends through httpx2, which it does not.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     # evalscope turns math_verify's timeouts off on purpose (they need the main thread); its warning about that
@@ -41,7 +47,25 @@ def run_dataset(task_config: dict[str, Any], api_key: str, output_dir: Path) -> 
     report = results.get(dataset)
     if report is None:
         raise RuntimeError(f"evalscope produced no report for {dataset}")
-    return {"report": report.to_dict(), "score": report.score}
+    return {"report": report.to_dict(), "score": report.score, "reused": reused}
+
+
+def _take_over_predictions(previous: Path, dataset: str, work_dir: Path) -> int:
+    """Copy the dataset's predictions and reviews from `previous` into this run's own directory, with the task
+    config that says which evaluation made them (evalscope reuses them only for the same one); the count of
+    predictions copied."""
+    reused = 0
+    for path in [*dataset_files(previous, dataset), previous / TASK_CONFIG]:
+        if not path.is_file():
+            continue
+        target = work_dir / path.relative_to(previous)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        if path.parts[len(previous.parts)] == "predictions":
+            with open(path, "rb") as predictions:
+                reused += sum(1 for line in predictions if line.strip())
+    print(f"reusing {reused} predictions from {previous}")
+    return reused
 
 
 def combine_parts(output_dir: Path, datasets: list[str]) -> None:
@@ -64,7 +88,7 @@ def combine_parts(output_dir: Path, datasets: list[str]) -> None:
             log = part / "logs" / "eval_log.log"
             if log.is_file():
                 combined_log.write(f"===== {dataset} =====\n{log.read_text(encoding='utf-8', errors='replace')}\n")
-            config_file = part / "configs" / "task_config.yaml"
+            config_file = part / TASK_CONFIG
             if config_file.is_file():
                 config = yaml_to_dict(str(config_file))
                 if merged_config is None:
@@ -72,10 +96,14 @@ def combine_parts(output_dir: Path, datasets: list[str]) -> None:
                 else:
                     merged_config["datasets"] = merged_config.get("datasets", []) + config.get("datasets", [])
                     merged_config.setdefault("dataset_args", {}).update(config.get("dataset_args") or {})
+                    # Which evaluation made each dataset's predictions: a resumed job reuses them only for the same.
+                    identities = (config.get("evaluation_identity") or {}).get("benchmarks") or {}
+                    merged_config.setdefault("evaluation_identity", {}).setdefault("benchmarks", {}).update(
+                        identities)
     if merged_config is not None:
         merged_config["work_dir"] = str(output_dir)
-        (output_dir / "configs").mkdir(exist_ok=True)
-        dict_to_yaml(merged_config, str(output_dir / "configs" / "task_config.yaml"))
+        (output_dir / TASK_CONFIG.parent).mkdir(exist_ok=True)
+        dict_to_yaml(merged_config, str(output_dir / TASK_CONFIG))
     for stale_html in (output_dir / "reports").glob("**/report.html"):
         stale_html.unlink()
     if (output_dir / "reports").is_dir():

@@ -13,7 +13,7 @@ from ray.exceptions import RayError, RayTaskError
 from serve_app.config import ServiceArgs
 from serve_app.errors import PartialRunError, RunError, storage_error
 from serve_app.eval import runner
-from serve_app.eval.plan import EvalPlan, part_dir
+from serve_app.eval.plan import EvalPlan, EvalTask, part_dir
 from serve_app.jobs.workers import WorkerPools
 from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
@@ -62,6 +62,9 @@ class EvalRun:
             failures=failures,
             dataset_sources={task.dataset: task.source for task in self.plan.tasks},
             output_dir=str(self.plan.output_dir),
+            resumed_from=self.request.resume_from,
+            reused_predictions={dataset: outcome["reused"] for dataset, outcome in outcomes.items()
+                                if self.request.resume_from},
         )
         if not failures:
             return response
@@ -84,11 +87,12 @@ class EvalRun:
         api_key = self.request.api_key.get_secret_value()
         done, failed, combiner = {}, {}, None
 
-        async def evaluate(dataset: str, task_config: dict) -> None:
+        async def evaluate(task: EvalTask) -> None:
             nonlocal combiner
-            worker = workers[dataset]
+            dataset, worker = task.dataset, workers[task.dataset]
             try:
-                done[dataset] = await worker.call.remote(runner.run_dataset, task_config, api_key, self.plan.output_dir)
+                done[dataset] = await worker.call.remote(runner.run_dataset, task.task_config, api_key,
+                                                         self.plan.output_dir, task.reuse_from)
             except RayError as exc:
                 failed[dataset] = _reason(exc)
             if combiner is None and dataset in done:
@@ -96,7 +100,7 @@ class EvalRun:
             else:
                 ray.kill(worker)
 
-        await asyncio.gather(*(evaluate(task.dataset, task.task_config) for task in self.plan.tasks))
+        await asyncio.gather(*(evaluate(task) for task in self.plan.tasks))
         in_plan_order = [task.dataset for task in self.plan.tasks]
         outcomes = {dataset: done[dataset] for dataset in in_plan_order if dataset in done}
         return outcomes, {dataset: failed[dataset] for dataset in in_plan_order if dataset in failed}, combiner

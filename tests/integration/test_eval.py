@@ -260,3 +260,48 @@ def test_a_generation_setting_evalscope_would_not_take_is_a_400_naming_it(servic
                                                            generation_config=generation_config))
     assert response.status_code == 400, response.text
     assert message in response.json()["message"]
+
+
+def _wait_for(service, job_id, done: int, timeout_s: float = 120) -> dict:
+    """The job once it has `done` samples, or once it ended."""
+    deadline = time.monotonic() + timeout_s
+    while (job := service.get(f"/api/v1/jobs/{job_id}").json())["progress"].get("done", 0) < done:
+        if job["status"] in {"succeeded", "failed", "cancelled", "interrupted"}:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job
+
+
+def test_a_cancelled_eval_resumes_asking_only_the_samples_it_lacked(service):
+    from tests.conftest import SimulatorProcess
+
+    key = "sk-resume-7d2c"
+    with SimulatorProcess(ttft_ms=400) as target:  # 0.4 s a sample, one at a time: cancelled part way
+        body = {"model": "simulator", "api_url": target.base_url, "api_key": key, "datasets": ["gsm8k"],
+                "limit": 8, "generation_config": {"max_tokens": 64},
+                "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}}}
+        job_id = service.post("/api/v1/eval?wait=false", json=body).json()["job_id"]
+        assert _wait_for(service, job_id, done=3)["status"] == "running"
+        assert service.post(f"/api/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+        time.sleep(0.5)
+        asked_before = target.requests_received()
+
+        resumed = service.post(f"/api/v1/jobs/{job_id}/resume", json={"api_key": key})
+        assert resumed.status_code == 200, resumed.text
+        result = resumed.json()
+        reused = result["reused_predictions"]["gsm8k"]
+        assert 3 <= reused < 8 and result["resumed_from"] == job_id
+        assert result["scores"] == {"gsm8k": 1.0}  # every sample scored, the reused ones too
+        assert target.requests_received() - asked_before == 8 - reused
+        predictions = list(Path(result["output_dir"]).glob("predictions/*/gsm8k_main.jsonl"))
+        assert len(predictions[0].read_text().splitlines()) == 8
+        assert key not in resumed.text
+    # A retried resume (the Serve proxy retries) is the same job, and a job that ended well has nothing to resume.
+    again = service.post(f"/api/v1/jobs/{job_id}/resume?wait=false", json={"api_key": key}).json()
+    resumed_job = service.get("/api/v1/jobs", params={"model": "simulator", "limit": 50}).json()["jobs"]
+    assert again["job_id"] in {job["job_id"] for job in resumed_job} and again["status"] == "succeeded"
+    refused = service.post(f"/api/v1/jobs/{again['job_id']}/resume", json={"api_key": key})
+    assert refused.status_code == 409
+    assert refused.json()["message"] == (f"job {again['job_id']} is succeeded; only a job that failed, cancelled or "
+                                         "interrupted resumes")

@@ -213,3 +213,16 @@ def test_the_benchmark_catalogue_lists_evalscope_benchmarks_with_what_is_staged_
     assert by_name["iquiz"]["staged"] and not by_name["gsm8k"]["staged"]
     assert by_name["gsm8k"]["subsets"] == ["main"] and by_name["gsm8k"]["refused"] is None
     assert "code_sandbox" in by_name["humaneval"]["refused"]
+
+
+def test_resume_answers_404_for_no_job_and_409_saying_why_a_job_does_not_resume(backend):
+    api = client(backend)
+    assert api.post("/api/v1/jobs/job-ffffffffffff/resume", json={}).status_code == 404
+    assert api.post("/api/v1/perf", json=PERF).status_code == 200
+    perf_job = api.get("/api/v1/jobs?kind=perf").json()["jobs"][0]["job_id"]
+    refused = api.post(f"/api/v1/jobs/{perf_job}/resume", json={"api_key": "k"})
+    assert refused.status_code == 409 and refused.json()["message"].endswith("only eval jobs resume (they reuse "
+                                                                             "predictions)")
+    api.post("/api/v1/eval", json=EVAL)
+    succeeded = api.get("/api/v1/jobs?kind=eval").json()["jobs"][0]["job_id"]
+    assert "is succeeded; only a job that failed" in api.post(f"/api/v1/jobs/{succeeded}/resume", json={}).text
