@@ -141,8 +141,9 @@ class AsyncClient:
 
     async def _submit(self, path: str, request: EvalRequest | PerfRequest, idempotency_key: str | None) -> JobView:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        body = json.loads(request.model_dump_json(exclude_unset=True))
-        if request.api_key is not None:  # the one field a dump masks on purpose
+        # A dump masks secrets on purpose; this one is what the service must be sent.
+        body = json.loads(request.model_dump_json(exclude_unset=True, context={"reveal_secrets": True}))
+        if request.api_key is not None:
             body["api_key"] = request.api_key.get_secret_value()
         return JobView.model_validate(await self._json("POST", path, params={"wait": "false"}, json=body,
                                                        headers=headers))

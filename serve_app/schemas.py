@@ -12,7 +12,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializationInfo,
     WithJsonSchema,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -22,6 +24,16 @@ MODEL_NAME_MAX_CHARS = 128
 
 # evalscope's perf API plugins that talk to a remote endpoint (its `local*` plugins start a model in-process).
 PERF_APIS = ("openai", "dashscope", "anthropic", "gemini", "openai_responses", "openai_embedding", "openai_rerank")
+
+
+SECRET_MASK = "**********"  # how pydantic shows a SecretStr
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "password")
+
+
+def is_credential_header(name: str) -> bool:
+    """A header whose value is a credential: evalscope's own list (authorization, x-api-key, ...) and anything
+    named like one."""
+    return any(word in name.lower() for word in _CREDENTIAL_WORDS)
 
 
 def _http_url(url: str) -> str:
@@ -112,6 +124,10 @@ class EvalRequest(_Request):
         "(others: 400). Paths, including path extra_params, resolve against the service's datasets root and must "
         "stay inside it or the samples root.",
     )
+
+    def secret_values(self) -> list[str]:
+        """What must never be stored or printed: the key."""
+        return [self.api_key.get_secret_value()]
 
     @field_validator("datasets")
     @classmethod
@@ -218,18 +234,43 @@ class PerfRequest(_Request):
     dataset: str = Field(
         "openqa",
         min_length=1,
-        description="evalscope perf dataset plugin (openqa, line_by_line, custom, share_gpt_en, ...); one that would "
-        "download from a hub reads dataset_path or a copy staged at <datasets root>/<dataset>; the random* ones "
-        "(they need a tokenizer) are not supported yet.",
+        description="evalscope perf dataset plugin (openqa, line_by_line, custom, share_gpt_en, random, ...); one "
+        "that would download from a hub reads dataset_path or a copy staged at <datasets root>/<dataset>; the "
+        "random* ones generate prompts with the tokenizer at tokenizer_path.",
     )
     dataset_path: str | None = Field(
         None,
         description="Prompt file for the dataset plugin (for a hub dataset, also a directory of the hub's files), "
         "relative to the service's datasets root.",
     )
+    tokenizer_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="A tokenizer directory (Hugging Face layout: tokenizer.json, tokenizer_config.json) under the "
+        "datasets root: the random* datasets build prompts of a chosen token length with it.",
+    )
+    min_prompt_length: int | None = Field(None, ge=0, description="Shortest prompt (tokens with a tokenizer).")
+    max_prompt_length: int | None = Field(None, gt=0, description="Longest prompt (tokens with a tokenizer).")
+    prefix_length: int | None = Field(None, ge=0, description="Tokens of a prefix shared by every random prompt.")
+    apply_chat_template: bool | None = Field(
+        None, description="Wrap random prompts in the tokenizer's chat template; default: for chat endpoints."
+    )
     max_tokens: int = Field(2048, gt=0, description="Most tokens per reply.")
+    min_tokens: int | None = Field(None, ge=0, description="Fewest tokens per reply (sent as min_tokens).")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     stream: bool = Field(True, description="Stream replies (needed for TTFT and ITL).")
+    extra_args: dict[str, Any] | None = Field(
+        None, description="Extra fields of every request body, e.g. {\"ignore_eos\": true}."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers of every request. Values of credential-like headers (a name with auth, key, "
+        "token, secret, cookie, session or password in it) are never echoed or stored, like api_key.",
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1 - 1024, description="Seed of the prompt and arrival draws (shard i uses seed + i); "
+        "default 42."
+    )
     debug: bool = Field(False, description="Verbose logs and tracebacks in error responses.")
     warmup: int = Field(
         0,
@@ -245,6 +286,12 @@ class PerfRequest(_Request):
         gt=0,
         description="Seconds one request may take before it is recorded as failed; default: the service's "
         "request_timeout_s.",
+    )
+    connect_timeout: float | None = Field(
+        None, gt=0, description="Seconds to connect; default: the service's connect_timeout_s."
+    )
+    read_timeout: float | None = Field(
+        None, gt=0, description="Seconds a streaming reply may pause between chunks; default: total_timeout."
     )
     duration_s: float | None = Field(
         None, gt=0, description="Each test point also ends after this long (in-flight requests finish), whichever "
@@ -277,6 +324,25 @@ class PerfRequest(_Request):
         if rate != -1 and rate <= 0:
             raise ValueError("must be > 0, or -1 for unlimited")
         return rate
+
+    @field_serializer("headers")
+    def _mask_credentials(self, headers: dict[str, str], info: SerializationInfo) -> dict[str, str]:
+        if (info.context or {}).get("reveal_secrets"):  # the client sending the request, and no one else
+            return headers
+        return {name: SECRET_MASK if is_credential_header(name) else value for name, value in headers.items()}
+
+    def secret_values(self) -> list[str]:
+        """What must never be stored or printed: the key and the credential headers' values."""
+        return [value for value in (self.api_key.get_secret_value() if self.api_key else None,
+                                    *(v for name, v in self.headers.items() if is_credential_header(name))) if value]
+
+    @model_validator(mode="after")
+    def _prompt_lengths_in_order(self) -> PerfRequest:
+        if (self.min_prompt_length is not None and self.max_prompt_length is not None
+                and self.min_prompt_length > self.max_prompt_length):
+            raise ValueError(f"min_prompt_length ({self.min_prompt_length}) is over max_prompt_length "
+                             f"({self.max_prompt_length})")
+        return self
 
     @model_validator(mode="after")
     def _sweep_lists_pair_up(self) -> PerfRequest:

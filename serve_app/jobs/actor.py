@@ -264,7 +264,7 @@ class JobManagerActor:
                 run=self._make_run(request, plan),
                 idempotency_key=idempotency_key,
                 body_digest=body_digest(request, self.secret),
-                secrets=(request.api_key.get_secret_value(),) if request.api_key else (),
+                secrets=tuple(request.secret_values()),
                 owner=caller.name,
                 planned_total=getattr(plan, "total_requests", 0),  # an eval learns its total as datasets load
                 resubmit=(request, plan),

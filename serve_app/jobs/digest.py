@@ -37,8 +37,8 @@ def service_secret(outputs_root: Path, env_var: str | None) -> bytes:
 
 
 def body_digest(request: EvalRequest | PerfRequest, secret: bytes) -> str:
-    """HMAC-SHA256 of the request, its api_key included (the dump masks it); only this digest of it is stored."""
+    """HMAC-SHA256 of the request, its secrets included (the dump masks them); only this digest of it is stored."""
     data = request.model_dump_json(round_trip=True)
-    api_key = request.api_key.get_secret_value() if request.api_key else ""
-    message = f"{type(request).__name__}\0{data}\0{api_key}".encode()
+    secrets_ = "\0".join(request.secret_values())
+    message = f"{type(request).__name__}\0{data}\0{secrets_}".encode()
     return hmac.new(secret, message, hashlib.sha256).hexdigest()

@@ -30,10 +30,10 @@ def check_perf_dataset(request: PerfRequest) -> PerfDataset:
         raise RequestError(
             f"dataset {request.dataset!r} is not an evalscope perf dataset; valid: {', '.join(sorted(datasets))}"
         )
-    if dataset.needs_tokenizer:
+    if dataset.needs_tokenizer and request.tokenizer_path is None:
         raise RequestError(
-            f"dataset {request.dataset!r} generates its prompts with a tokenizer, and this service does not "
-            "support a tokenizer path yet: use a dataset that reads prompts, e.g. openqa or line_by_line"
+            f"dataset {request.dataset!r} generates its prompts with a tokenizer: give tokenizer_path, a tokenizer "
+            "directory (tokenizer.json, tokenizer_config.json) under the datasets root"
         )
     return dataset
 

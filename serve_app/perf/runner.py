@@ -75,6 +75,7 @@ def build_arguments(spec: ShardSpec) -> Arguments:
         connect_timeout=max(1, round(spec.connect_timeout_s)),
         total_timeout=max(1, round(spec.request_timeout_s)),
         duration=spec.duration_s,
+        **spec.evalscope_args,
     )
     # Arguments stores sweepable fields as lists; one run uses scalars, as evalscope's run_one_benchmark does.
     args.number, args.parallel, args.rate = plan.number, plan.parallel, plan.rate

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
@@ -17,7 +18,7 @@ from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
 from serve_app.jobs.workers import WorkerPools
-from serve_app.paths import new_run_dir, resolve_dataset_file
+from serve_app.paths import confine_dataset_path, new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards
@@ -53,6 +54,7 @@ class PointPlan:
 class PerfPlan:
     output_dir: Path
     dataset_path: str | None
+    tokenizer_path: str | None
     points: list[PointPlan]  # a search's probes are added as it plans them
     workers_available: int = 1  # what shard counts are chosen against
 
@@ -80,7 +82,10 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, wor
         plan_point(name, parallel, number, request.rate, request, args, workers_available, request.duration_s)
         for name, (parallel, number) in zip(point_names(sweep), sweep)
     ]
-    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, points, workers_available)
+    tokenizer_path = request.tokenizer_path and str(
+        confine_dataset_path("tokenizer_path", request.tokenizer_path, args, "a directory"))
+    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, tokenizer_path, points,
+                    workers_available)
 
 
 def plan_point(
@@ -105,7 +110,8 @@ def plan_point(
         workers_available=workers_available,
     )
     warmup = request.warmup if warmup is None else warmup
-    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=warmup, seed=42)
+    seed = 42 if request.seed is None else request.seed
+    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=warmup, seed=seed)
     return PointPlan(name, plans, rate, duration_s)
 
 
@@ -267,13 +273,30 @@ class PerfRun:
             temperature=request.temperature,
             stream=request.stream,
             debug=request.debug,
-            connect_timeout_s=self.args.connect_timeout_s,
+            connect_timeout_s=request.connect_timeout or self.args.connect_timeout_s,
             request_timeout_s=request.total_timeout or self.args.request_timeout_s,
             work_dir=str(work_dir),
             metrics_model=self.metrics_model if self.args.perf_live_metrics else None,
             slo=request.slo,
             duration_s=duration_s,
+            evalscope_args=evalscope_passthrough(request, self.plan.tokenizer_path),
+            secrets=tuple(request.secret_values()),
         )
+
+
+def evalscope_passthrough(request: PerfRequest, tokenizer_path: str | None) -> dict[str, Any]:
+    """The request's fields that evalscope's Arguments takes as they are, where given; every shard sends the same
+    (prompts are drawn per shard from its own seed)."""
+    given = request.model_dump(include=_PASSTHROUGH, exclude_none=True)
+    if request.headers:
+        given["headers"] = dict(request.headers)  # the dump masks credentials; evalscope must send them
+    if request.read_timeout is not None:
+        given["read_timeout"] = max(1, math.ceil(request.read_timeout))  # evalscope's is whole seconds
+    return given | ({"tokenizer_path": tokenizer_path} if tokenizer_path else {})
+
+
+_PASSTHROUGH = {"min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "min_tokens",
+                "extra_args"}
 
 
 def _kill(shards: list[_Shard]) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from serve_app.perf.plan import ShardPlan
 from serve_app.schemas import Slo
@@ -31,6 +32,9 @@ class ShardSpec:
     metrics_model: str | None = None
     slo: Slo | None = None  # the request's per-request limits: the merge counts the requests that met them
     duration_s: float | None = None  # the shard also stops sending after this long (a search's probe)
+    # evalscope Arguments fields the request gives as they are (prompt lengths, extra body fields, headers, ...)
+    evalscope_args: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # masked wherever the shard prints (the key, credential headers)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class PerfShard(JobWorker):
         job's log. Once per process: a shard never serves a second job."""
         if self.runner is not None:
             raise RuntimeError("this shard process is already bound to a run")
-        print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=[spec.api_key])
+        print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=spec.secrets)
         from serve_app.perf.runner import ShardRunner
 
         node = ray.util.get_node_ip_address()

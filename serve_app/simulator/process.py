@@ -50,7 +50,8 @@ class SimulatorProcess:
         return self.stats()["requests_total"]
 
     def stats(self) -> dict:
-        """requests_total, requests_in_flight, and body_fields: how many requests carried each top-level field."""
+        """requests_total, requests_in_flight, and how many requests carried each top-level body field (body_fields)
+        and each header (headers, by lower-case name)."""
         return httpx.get(f"http://127.0.0.1:{self.port}/stats").json()
 
     def stop(self) -> None:

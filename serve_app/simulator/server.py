@@ -100,6 +100,7 @@ class _Simulator:
         self._ids = itertools.count(1)
         self.requests_total = 0
         self.body_fields: Counter[str] = Counter()  # how many requests carried each top-level body field
+        self.headers: Counter[str] = Counter()  # ... and each header (by lower-case name)
         self.requests_in_flight = 0
         self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
         # Filler tokens, JSON-encoded once: first token without, later tokens with their leading space.
@@ -186,6 +187,7 @@ class _Simulator:
         start = loop.time()
         self.requests_total += 1
         self.requests_in_flight += 1
+        self.headers.update(name.lower() for name in request.headers)
         serving = False
         try:
             try:
@@ -345,7 +347,7 @@ class _Simulator:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"requests_total": self.requests_total, "requests_in_flight": self.requests_in_flight,
-             "body_fields": self.body_fields}
+             "body_fields": self.body_fields, "headers": self.headers}
         )
 
 

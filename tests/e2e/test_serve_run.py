@@ -107,3 +107,19 @@ def test_every_metric_is_exported_on_a_fresh_cluster_after_its_first_event(serve
         missing = {series for series in missing if not exported(series, lines)}
         time.sleep(2)
     assert not missing, f"never exported: {sorted(missing)}"
+
+
+def test_random_prompts_reach_a_real_model_at_the_token_length_asked(served, smollm2):
+    from tests.smollm_tokenizer import write_smollm_tokenizer
+
+    write_smollm_tokenizer(served.workdir / "datasets" / "tokenizers" / "smollm2")
+    response = served.post("/api/v1/perf", json={
+        "model": "smollm2", "url": f"{smollm2}/completions", "dataset": "random", "tokenizer_path": "tokenizers/smollm2",
+        "min_prompt_length": 48, "max_prompt_length": 48, "number": 4, "parallel": 2, "max_tokens": 4,
+    })
+    assert response.status_code == 200, response.text
+    metrics = response.json()["results"]["parallel_2_number_4"]["metrics"]
+    assert metrics["Success Requests"] == 4
+    # The model's own count of the prompts evalscope drew: 48 tokens, give or take what re-tokenizing decoded text
+    # merges or splits.
+    assert 44 <= metrics["Avg Input Tokens"] <= 52, metrics

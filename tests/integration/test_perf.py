@@ -180,3 +180,39 @@ def _wait_until_started_shard_processes_are_ready():
                 ray.get(ray.get_actor(actor["name"], namespace=actor["namespace"]).__ray_ready__.remote(), timeout=60)
             except (ValueError, RayActorError):
                 pass  # an earlier job's shard, stopped meanwhile
+
+
+@pytest.fixture(scope="module")
+def staged_tokenizer(service) -> str:
+    """SmolLM2's tokenizer staged under the service's datasets root, as an operator would stage one."""
+    from tests.smollm_tokenizer import write_smollm_tokenizer
+
+    write_smollm_tokenizer(service.datasets_root / "tokenizers" / "smollm2")
+    return "tokenizers/smollm2"
+
+
+def test_random_prompts_with_evalscope_options_reach_the_target_and_credential_headers_stay_secret(
+        service, simulator, staged_tokenizer):
+    credential = "tenant-key-3f9a1c"
+    stats = simulator.stats()
+    response = service.post("/api/v1/perf", json=perf_body(
+        simulator, dataset="random", dataset_path=None, tokenizer_path=staged_tokenizer, min_prompt_length=32,
+        max_prompt_length=32, number=6, parallel=2, shards=2, seed=7, extra_args={"ignore_eos": True},
+        headers={"X-Tenant-Key": credential, "X-Route": "canary"}))
+    assert response.status_code == 200, response.text
+    point = response.json()["results"]["parallel_2_number_6"]
+    assert point["metrics"]["Success Requests"] == 6
+    after = simulator.stats()
+    for counts, name in [("body_fields", "ignore_eos"), ("headers", "x-tenant-key"), ("headers", "x-route")]:
+        assert after[counts][name] - stats[counts].get(name, 0) == 6 + 2  # each shard's probe request too
+    job = service.get("/api/v1/jobs", params={"model": "simulator", "kind": "perf", "limit": 1}).json()["jobs"][0]
+    assert job["request"]["headers"] == {"X-Tenant-Key": "**********", "X-Route": "canary"}
+    log = service.get(f"/api/v1/jobs/{job['job_id']}/log", params={"limit": 10000}).text
+    assert credential not in response.text + log
+
+
+def test_random_prompts_without_a_tokenizer_or_outside_the_roots_are_refused(service, simulator):
+    body = perf_body(simulator, dataset="random", dataset_path=None)
+    assert "give tokenizer_path" in service.post("/api/v1/perf", json=body).json()["message"]
+    escaped = service.post("/api/v1/perf", json={**body, "tokenizer_path": "/etc"})
+    assert escaped.status_code == 400 and "tokenizer_path '/etc' is outside the allowed directories" in escaped.text
