@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from serve_app.background import keep_running
@@ -31,6 +32,7 @@ from serve_app.schemas import (
     SearchProbe,
     SearchResult,
     ShardSummary,
+    is_credential_header,
 )
 
 logger = logging.getLogger("serve_app.perf")
@@ -289,7 +291,10 @@ def evalscope_passthrough(request: PerfRequest, tokenizer_path: str | None) -> d
     (prompts are drawn per shard from its own seed)."""
     given = request.model_dump(include=_PASSTHROUGH, exclude_none=True)
     if request.headers:
-        given["headers"] = dict(request.headers)  # the dump masks credentials; evalscope must send them
+        # The dump masks credentials, and evalscope must send them: as SecretStr, which it sends as they are but
+        # writes masked (benchmark_args.json), as it does its own auth headers.
+        given["headers"] = {name: SecretStr(value) if is_credential_header(name) else value
+                            for name, value in request.headers.items()}
     if request.read_timeout is not None:
         given["read_timeout"] = max(1, math.ceil(request.read_timeout))  # evalscope's is whole seconds
     return given | ({"tokenizer_path": tokenizer_path} if tokenizer_path else {})

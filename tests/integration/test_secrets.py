@@ -1,7 +1,8 @@
 """Planted secrets appear nowhere the service writes or answers: responses, job listings and logs, events,
 artifacts, files under the outputs root, the Ray session's logs, any file written during the test in the working
 directory, the temp directory or the user's caches, and metrics; on success, failure and refusal paths, with debug
-on. The secrets: a model api_key, the caller's bearer token, and the server's idempotency secret."""
+on. The secrets: a model api_key, a credential header a perf test sends, the caller's bearer token, and the server's
+idempotency secret."""
 
 import io
 import json
@@ -21,6 +22,7 @@ from tests.integration.conftest import second_application
 
 SECRET = f"sk-audit-{uuid.uuid4().hex}"
 TOKEN = f"bearer-audit-{uuid.uuid4().hex}"
+HEADER_SECRET = f"tenant-audit-{uuid.uuid4().hex}"  # a credential the target needs in a header of its own
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
 
@@ -32,7 +34,7 @@ def eval_body(api_url, **fields):
 
 def perf_body(url, **fields):
     return {"model": "audit", "url": url, "api_key": SECRET, "debug": True, "dataset_path": "perf/openqa.jsonl",
-            "number": 4, "parallel": 2, "max_tokens": 4, **fields}
+            "number": 4, "parallel": 2, "max_tokens": 4, "headers": {"X-Tenant-Token": HEADER_SECRET}, **fields}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
     searched = {**{f"response #{i}": body for i, body in enumerate(answers)}, **files, "metrics": metrics}
     # The search looks where request data does land: the failing target's URL is in logs and outputs.
     assert sum(faulty.url("error").encode() in content for content in files.values()) >= 2
-    for secret in (SECRET.encode(), TOKEN.encode(), idempotency_secret):
+    for secret in (SECRET.encode(), TOKEN.encode(), HEADER_SECRET.encode(), idempotency_secret):
         assert [where for where, content in searched.items() if secret in content] == []
 
 
