@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from serve_app.compare.summary import job_summary
 from serve_app.errors import storage_error
 from serve_app.principals import DEFAULT_PRINCIPAL  # also the 'default' of the owner column
 
@@ -48,6 +49,28 @@ class JobRecord:
     idempotency_key: str | None = None
     body_digest: str | None = None  # keyed hash of the canonical body: tells a retried submit from another one
     owner: str = DEFAULT_PRINCIPAL  # the principal that submitted it: the one (besides admins) who sees it
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A succeeded job in a model's history: its identity and summary (scores or key perf metrics), no result."""
+
+    id: str
+    kind: str
+    model: str
+    owner: str
+    created_at: float
+    finished_at: float | None
+    summary: dict
+
+
+@dataclass(frozen=True)
+class LatestScore:
+    model: str
+    dataset: str
+    score: float | None
+    job_id: str
+    finished_at: float
 
 
 class DuplicateKey(Exception):
@@ -95,6 +118,12 @@ class JobStore(Protocol):
 
     def interrupt_unfinished(self, message: str, keep: Iterable[str] = ()) -> builtins.list[str]: ...
 
+    def latest_scores(self, *, owner: str | None = None, models: Iterable[str] = (),
+                      datasets: Iterable[str] = ()) -> builtins.list[LatestScore]: ...
+
+    def history(self, *, model: str, kind: str | None = None, owner: str | None = None, limit: int = 50,
+                offset: int = 0) -> tuple[builtins.list[JobSummary], int]: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -112,7 +141,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     idempotency_key TEXT,
     body_digest TEXT,
-    owner TEXT NOT NULL DEFAULT 'default'
+    owner TEXT NOT NULL DEFAULT 'default',
+    summary TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -125,6 +155,11 @@ _OWNER_INDEXES = """
 DROP INDEX IF EXISTS jobs_idempotency_key;
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_idempotency_key ON jobs (owner, idempotency_key);
+"""
+# A model's history and the leaderboard read succeeded jobs newest first, by model or by kind.
+_HISTORY_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_model_status_finished ON jobs (model, status, finished_at);
+CREATE INDEX IF NOT EXISTS jobs_kind_status_finished ON jobs (kind, status, finished_at);
 """
 
 # Column order follows the dataclass, so a new field needs only a schema column.
@@ -163,6 +198,10 @@ class SqliteJobStore:
             if "owner" not in columns:  # a store written before jobs had owners: they belong to the default one
                 self._conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'")
             self._conn.executescript(_OWNER_INDEXES)
+            if "summary" not in columns:  # a store from before summaries: summarise the results it holds
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN summary TEXT")
+                self._summarise_all()
+            self._conn.executescript(_HISTORY_INDEXES)
 
     def close(self) -> None:
         with self._lock:
@@ -230,11 +269,15 @@ class SqliteJobStore:
             raise ValueError(f"unknown status {fields['status']!r}; expected one of {STATUSES}")
         if "progress" in fields and fields["progress"] is None:
             fields["progress"] = {}  # progress is never NULL, so readers can always index it
-        values = [_dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()]
+        columns = {k: _dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()}
         with self._writing():
-            if fields:
-                assignments = ", ".join(f"{name} = ?" for name in fields)
-                self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
+            if fields.get("result") is not None:  # its summary follows it
+                kind = self._conn.execute("SELECT kind FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if kind is not None:
+                    columns["summary"] = _dump(job_summary(kind[0], fields["result"]))
+            if columns:
+                assignments = ", ".join(f"{name} = ?" for name in columns)
+                self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
             record = self._one("id = ?", job_id)
         if record is None:
             raise KeyError(job_id)
@@ -278,6 +321,51 @@ class SqliteJobStore:
                 (message, time.time(), *UNFINISHED, *keep),
             ).fetchall()
         return [row["id"] for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]
+
+    def latest_scores(self, *, owner: str | None = None, models: Iterable[str] = (),
+                      datasets: Iterable[str] = ()) -> builtins.list[LatestScore]:
+        """The score of the newest succeeded eval of each model on each dataset (of `owner`'s jobs, if given)."""
+        conditions, params = ["kind = 'eval'", "status = 'succeeded'", "summary IS NOT NULL"], []
+        for column, values in (("owner", [owner] if owner is not None else []), ("model", builtins.list(models))):
+            if values:
+                conditions.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params += values
+        datasets = builtins.list(datasets)
+        dataset_filter = f"AND score.key IN ({', '.join('?' for _ in datasets)})" if datasets else ""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT model, dataset, value, id, finished_at FROM ("
+                " SELECT jobs.model, score.key AS dataset, score.value, jobs.id, jobs.finished_at,"
+                "  ROW_NUMBER() OVER (PARTITION BY jobs.model, score.key"
+                "                     ORDER BY jobs.finished_at DESC, jobs.id DESC) AS newest"
+                " FROM jobs, json_each(jobs.summary, '$.scores') AS score"
+                f" WHERE {' AND '.join(conditions)} {dataset_filter})"
+                " WHERE newest = 1 ORDER BY dataset, value DESC, model",
+                (*params, *datasets),
+            ).fetchall()
+        return [LatestScore(*row) for row in rows]
+
+    def history(self, *, model: str, kind: str | None = None, owner: str | None = None, limit: int = 50,
+                offset: int = 0) -> tuple[builtins.list[JobSummary], int]:
+        """The model's succeeded jobs, newest first, with their summaries; and how many there are."""
+        conditions, params = ["model = ?", "status = 'succeeded'"], [model]
+        for column, value in (("kind", kind), ("owner", owner)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(conditions)
+        with self._lock:
+            total = self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", params).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT id, kind, model, owner, created_at, finished_at, summary FROM jobs WHERE {where}"
+                " ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+        return [JobSummary(*row[:-1], summary=json.loads(row["summary"] or "{}")) for row in rows], total
+
+    def _summarise_all(self) -> None:
+        rows = self._conn.execute("SELECT id, kind, result FROM jobs WHERE result IS NOT NULL").fetchall()
+        self._conn.executemany("UPDATE jobs SET summary = ? WHERE id = ?",
+                               [(_dump(job_summary(row["kind"], json.loads(row["result"]))), row["id"])
+                                for row in rows])
 
     @contextlib.contextmanager
     def _writing(self):
