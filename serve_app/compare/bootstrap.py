@@ -9,7 +9,8 @@ import numpy as np
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed: the same two jobs always get the same interval
-_CELLS_PER_CHUNK = 4_000_000  # resampled indices drawn at once (32 MB of int64), whatever the sample count
+_CELLS_PER_CHUNK = 4_000_000  # counts or indices drawn at once (32 MB of int64)
+_FEW_VALUES = 16  # a multinomial costs per value and draw: below this, far less than drawing every index
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,16 @@ def paired_bootstrap(baseline: np.ndarray, candidate: np.ndarray, resamples: int
     if count == 0:
         raise ValueError("a paired bootstrap needs at least one paired sample")
     rng = np.random.default_rng(seed)
-    chunk = max(1, _CELLS_PER_CHUNK // count)
+    values, frequencies = np.unique(differences, return_counts=True)
+    few = len(values) <= _FEW_VALUES
+    chunk = max(1, _CELLS_PER_CHUNK // (len(values) if few else count))
     means = np.concatenate([
-        differences[rng.integers(0, count, size=(min(chunk, resamples - start), count))].mean(axis=1)
-        for start in range(0, resamples, chunk)
+        # Drawing n pairs with replacement is drawing how often each distinct difference comes up: a multinomial
+        # over the few distinct values (at most -1, 0 and 1 for right/wrong scores), however many samples there are;
+        # with many distinct values (continuous scores), drawing the pairs' indices is cheaper.
+        rng.multinomial(count, frequencies / count, size=size) @ values / count if few
+        else differences[rng.integers(0, count, size=(size, count), dtype=np.int32)].mean(axis=1)
+        for size in (min(chunk, resamples - start) for start in range(0, resamples, chunk))
     ])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
