@@ -141,8 +141,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     idempotency_key TEXT,
     body_digest TEXT,
-    owner TEXT NOT NULL DEFAULT 'default',
-    summary TEXT
+    owner TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -156,10 +155,29 @@ DROP INDEX IF EXISTS jobs_idempotency_key;
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_idempotency_key ON jobs (owner, idempotency_key);
 """
-# A model's history and the leaderboard read succeeded jobs newest first, by model or by kind.
-_HISTORY_INDEXES = """
-CREATE INDEX IF NOT EXISTS jobs_model_status_finished ON jobs (model, status, finished_at);
-CREATE INDEX IF NOT EXISTS jobs_kind_status_finished ON jobs (kind, status, finished_at);
+# Succeeded jobs, denormalised when they succeed: a model's history reads a few numbers per job (not its result,
+# which would mean walking each row's overflow pages), and the leaderboard each model's newest score per dataset.
+_HISTORY_TABLES = """
+CREATE TABLE IF NOT EXISTS summaries (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS summaries_model_finished ON summaries (model, finished_at);
+CREATE TABLE IF NOT EXISTS scores (
+    job_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    score REAL,
+    finished_at REAL,
+    PRIMARY KEY (job_id, dataset)
+);
+CREATE INDEX IF NOT EXISTS scores_newest ON scores (model, dataset, finished_at);
 """
 
 # Column order follows the dataclass, so a new field needs only a schema column.
@@ -198,10 +216,11 @@ class SqliteJobStore:
             if "owner" not in columns:  # a store written before jobs had owners: they belong to the default one
                 self._conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'")
             self._conn.executescript(_OWNER_INDEXES)
-            if "summary" not in columns:  # a store from before summaries: summarise the results it holds
-                self._conn.execute("ALTER TABLE jobs ADD COLUMN summary TEXT")
-                self._summarise_all()
-            self._conn.executescript(_HISTORY_INDEXES)
+            tables = {row["name"] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self._conn.executescript(_HISTORY_TABLES)
+            if "summaries" not in tables:  # a store from before them: its succeeded jobs join them now
+                for record in self._all("status = 'succeeded' AND result IS NOT NULL"):
+                    self._summarise(record)
 
     def close(self) -> None:
         with self._lock:
@@ -269,16 +288,14 @@ class SqliteJobStore:
             raise ValueError(f"unknown status {fields['status']!r}; expected one of {STATUSES}")
         if "progress" in fields and fields["progress"] is None:
             fields["progress"] = {}  # progress is never NULL, so readers can always index it
-        columns = {k: _dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()}
+        values = [_dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()]
         with self._writing():
-            if fields.get("result") is not None:  # its summary follows it
-                kind = self._conn.execute("SELECT kind FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if kind is not None:
-                    columns["summary"] = _dump(job_summary(kind[0], fields["result"]))
-            if columns:
-                assignments = ", ".join(f"{name} = ?" for name in columns)
-                self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
+            if fields:
+                assignments = ", ".join(f"{name} = ?" for name in fields)
+                self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
             record = self._one("id = ?", job_id)
+            if record is not None and fields.get("status") == "succeeded" and record.result is not None:
+                self._summarise(record)
         if record is None:
             raise KeyError(job_id)
         return record
@@ -325,47 +342,45 @@ class SqliteJobStore:
     def latest_scores(self, *, owner: str | None = None, models: Iterable[str] = (),
                       datasets: Iterable[str] = ()) -> builtins.list[LatestScore]:
         """The score of the newest succeeded eval of each model on each dataset (of `owner`'s jobs, if given)."""
-        conditions, params = ["kind = 'eval'", "status = 'succeeded'", "summary IS NOT NULL"], []
-        for column, values in (("owner", [owner] if owner is not None else []), ("model", builtins.list(models))):
+        conditions, params = [], []
+        for column, values in (("owner", [owner] if owner is not None else []), ("model", builtins.list(models)),
+                               ("dataset", builtins.list(datasets))):
             if values:
                 conditions.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params += values
-        datasets = builtins.list(datasets)
-        dataset_filter = f"AND score.key IN ({', '.join('?' for _ in datasets)})" if datasets else ""
+        where = " AND ".join(conditions) or "1"
         with self._lock:
+            # SQLite takes a bare column's value from the row that MAX() picked.
             rows = self._conn.execute(
-                "SELECT model, dataset, value, id, finished_at FROM ("
-                " SELECT jobs.model, score.key AS dataset, score.value, jobs.id, jobs.finished_at,"
-                "  ROW_NUMBER() OVER (PARTITION BY jobs.model, score.key"
-                "                     ORDER BY jobs.finished_at DESC, jobs.id DESC) AS newest"
-                " FROM jobs, json_each(jobs.summary, '$.scores') AS score"
-                f" WHERE {' AND '.join(conditions)} {dataset_filter})"
-                " WHERE newest = 1 ORDER BY dataset, value DESC, model",
-                (*params, *datasets),
-            ).fetchall()
+                f"SELECT model, dataset, score, job_id, MAX(finished_at) FROM scores WHERE {where}"
+                " GROUP BY model, dataset ORDER BY dataset, score DESC, model", params).fetchall()
         return [LatestScore(*row) for row in rows]
 
     def history(self, *, model: str, kind: str | None = None, owner: str | None = None, limit: int = 50,
                 offset: int = 0) -> tuple[builtins.list[JobSummary], int]:
         """The model's succeeded jobs, newest first, with their summaries; and how many there are."""
-        conditions, params = ["model = ?", "status = 'succeeded'"], [model]
+        conditions, params = ["model = ?"], [model]
         for column, value in (("kind", kind), ("owner", owner)):
             if value is not None:
                 conditions.append(f"{column} = ?")
                 params.append(value)
         where = " AND ".join(conditions)
         with self._lock:
-            total = self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", params).fetchone()[0]
+            total = self._conn.execute(f"SELECT COUNT(*) FROM summaries WHERE {where}", params).fetchone()[0]
             rows = self._conn.execute(
-                f"SELECT id, kind, model, owner, created_at, finished_at, summary FROM jobs WHERE {where}"
-                " ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
-        return [JobSummary(*row[:-1], summary=json.loads(row["summary"] or "{}")) for row in rows], total
+                f"SELECT job_id, kind, model, owner, created_at, finished_at, summary FROM summaries WHERE {where}"
+                " ORDER BY finished_at DESC, job_id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+        return [JobSummary(*row[:-1], summary=json.loads(row["summary"])) for row in rows], total
 
-    def _summarise_all(self) -> None:
-        rows = self._conn.execute("SELECT id, kind, result FROM jobs WHERE result IS NOT NULL").fetchall()
-        self._conn.executemany("UPDATE jobs SET summary = ? WHERE id = ?",
-                               [(_dump(job_summary(row["kind"], json.loads(row["result"]))), row["id"])
-                                for row in rows])
+    def _summarise(self, record: JobRecord) -> None:
+        """A succeeded job joins its model's history and, an eval, the scores the leaderboard reads."""
+        summary = job_summary(record.kind, record.result)
+        self._conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (record.id, record.kind, record.model, record.owner, record.created_at,
+                            record.finished_at, _dump(summary)))
+        self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
+                               [(record.id, record.model, record.owner, dataset, score, record.finished_at)
+                                for dataset, score in summary.get("scores", {}).items()])
 
     @contextlib.contextmanager
     def _writing(self):
@@ -381,6 +396,9 @@ class SqliteJobStore:
         values = [_dump(v) if name in _JSON_COLUMNS else v for name, v in zip(_FIELDS, values, strict=True)]
         placeholders = ", ".join("?" for _ in _FIELDS)
         self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({placeholders})", values)
+
+    def _all(self, where: str, *params: Any) -> builtins.list[JobRecord]:
+        return [_record(row) for row in self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where}", params)]
 
     def _one(self, where: str, *params: Any) -> JobRecord | None:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where}", params).fetchone()

@@ -1,4 +1,4 @@
-"""The store's history queries: each job's summary written with its result, the newest score per model and
+"""The store's history queries: a job's summary and scores written when it succeeds, the newest score per model and
 dataset, a model's history newest first, and a store from before summaries brought up to date."""
 
 from __future__ import annotations
@@ -59,15 +59,17 @@ def test_a_models_history_is_newest_first_paged_with_scores_and_key_perf_metrics
     assert store.history(model="a", offset=1)[0][0].id == old.id
 
 
-def test_a_store_from_before_summaries_gains_them_for_its_jobs(tmp_path):
+def test_a_store_from_before_summaries_gains_them_for_its_succeeded_jobs(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     with closing(SqliteJobStore(path)) as store:
         job = finished(store, "a", {"gsm8k": 0.5})
+        finished(store, "a", {"gsm8k": 0.9}, at=2, status="failed")
     with closing(sqlite3.connect(path)) as conn:  # as an older version left it
-        conn.execute("ALTER TABLE jobs DROP COLUMN summary")
-        conn.commit()
+        conn.executescript("DROP TABLE summaries; DROP TABLE scores;")
     with closing(SqliteJobStore(path)) as store:
         assert [(s.job_id, s.score) for s in store.latest_scores()] == [(job.id, 0.5)]
+        jobs, total = store.history(model="a")
+        assert total == 1 and jobs[0].summary == {"scores": {"gsm8k": 0.5}}
         with closing(sqlite3.connect(path)) as conn:
-            (summary,) = conn.execute("SELECT summary FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            (summary,) = conn.execute("SELECT summary FROM summaries WHERE job_id = ?", (job.id,)).fetchone()
         assert json.loads(summary) == {"scores": {"gsm8k": 0.5}}
