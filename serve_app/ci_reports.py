@@ -91,8 +91,8 @@ def comparison_table(comparison: Comparison) -> tuple[list[str], list[tuple]]:
     """eval: each dataset (subsets below it) with its interval; perf: each directed metric at the summary and the
     50/90/99 % rows."""
     if comparison.kind == "eval":
-        rows = [(row.dataset, row.subset or "(all)", row.paired, _score(row.baseline_score), _score(row.candidate_score),
-                 _score(row.difference, signed=True),
+        rows = [(row.dataset, row.subset or "(all)", row.paired, _score(row.baseline_score),
+                 _score(row.candidate_score), _score(row.difference, signed=True),
                  "n/a" if row.ci_low is None else f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]",
                  f"{row.unpaired.baseline}/{row.unpaired.candidate}", row.verdict) for row in comparison.scores]
         return ["dataset", "subset", "paired", "baseline", "candidate", "change",

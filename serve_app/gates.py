@@ -93,7 +93,8 @@ class Outcome:
         if self.margin >= 0:
             return f"{where}{self.gate.name} = {value} is within the {bound} {limit}{note}"
         side = "above" if self.gate.at_most else "below"
-        past = f"{where}{self.gate.name} = {value} is {side} the {bound} {limit} by {number(-self.margin)}{self.gate.unit}"
+        excess = number(-self.margin) + self.gate.unit
+        past = f"{where}{self.gate.name} = {value} is {side} the {bound} {limit} by {excess}"
         return past + (f", but not significantly{note}" if not self.significant else note)
 
     @property

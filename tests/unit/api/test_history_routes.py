@@ -5,8 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve_app.api import create_api
-from serve_app.principals import Principal
 from serve_app.errors import RunError
+from serve_app.principals import Principal
 from tests.unit.compare.samples import ScoredRun, perf_point
 from tests.unit.fakes import FakeRun, ManagerBackend
 
