@@ -9,13 +9,14 @@ from typing import Any
 # what it measures.
 _IGNORED = {
     "eval": {"model", "api_url", "api_key", "work_dir", "debug", "resume_from", "eval_batch_size"},
-    "perf": {"model", "url", "api_key", "debug", "shards"},
+    "perf": {"model", "url", "api_key", "headers", "debug", "shards"},
 }
 # Different values here measure different things: other samples, another load.
 _BLOCKING = {
     "eval": {"datasets", "limit", "repeats", "dataset_args"},
-    "perf": {"number", "parallel", "rate", "max_tokens", "dataset", "dataset_path", "stream", "api", "duration_s",
-             "search"},
+    "perf": {"number", "parallel", "rate", "max_tokens", "min_tokens", "dataset", "dataset_path", "tokenizer_path",
+             "min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "extra_args", "seed",
+             "stream", "api", "duration_s", "search"},
 }
 # Where a dataset was read from may differ (another copy of the same samples); the pairing counts what differs.
 _NOT_BLOCKING_LEAVES = {"local_path"}

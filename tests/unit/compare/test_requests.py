@@ -28,7 +28,16 @@ def test_eval_limits_datasets_and_their_options_block_and_generation_settings_ar
 
 def test_perf_load_parameters_block_and_the_rest_is_listed():
     other = {**PERF, "number": 200, "parallel": 16, "rate": 10.0, "max_tokens": 128, "dataset": "random",
-             "temperature": 0.5, "warmup": 2}
+             "max_prompt_length": 512, "temperature": 0.5, "warmup": 2, "read_timeout": 30.0,
+             "headers": {"X-Tenant": "**********"}}
     found = {d.field: d.blocking for d in differences("perf", PERF, other)}
     assert found == {"number": True, "parallel": True, "rate": True, "max_tokens": True, "dataset": True,
-                     "temperature": False, "warmup": False}
+                     "max_prompt_length": True, "temperature": False, "warmup": False, "read_timeout": False}
+
+
+def test_the_fields_it_ignores_or_blocks_on_are_the_requests_own():
+    from serve_app.compare.requests import _BLOCKING, _IGNORED
+    from serve_app.schemas import EvalRequest, PerfRequest
+
+    for kind, model in (("eval", EvalRequest), ("perf", PerfRequest)):
+        assert (_IGNORED[kind] | _BLOCKING[kind]) <= set(model.model_fields), kind
