@@ -1,4 +1,5 @@
-from serve_app.compare.requests import Difference, differences
+from serve_app.compare.requests import _BLOCKING, _IGNORED, Difference, differences
+from serve_app.schemas import EvalRequest, PerfRequest
 
 EVAL = {"model": "a", "api_url": "http://a/v1", "api_key": "**********", "datasets": ["gsm8k", "iquiz"], "limit": 5,
         "generation_config": {"temperature": 0.0, "max_tokens": 256}, "dataset_args": {"gsm8k": {"local_path": "/x"}},
@@ -36,8 +37,5 @@ def test_perf_load_parameters_block_and_the_rest_is_listed():
 
 
 def test_the_fields_it_ignores_or_blocks_on_are_the_requests_own():
-    from serve_app.compare.requests import _BLOCKING, _IGNORED
-    from serve_app.schemas import EvalRequest, PerfRequest
-
     for kind, model in (("eval", EvalRequest), ("perf", PerfRequest)):
         assert (_IGNORED[kind] | _BLOCKING[kind]) <= set(model.model_fields), kind
