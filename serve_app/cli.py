@@ -34,6 +34,7 @@ from serve_app.gates import (
     perf_gates,
     slo_limits,
 )
+from serve_app.gates import number as shown_number  # `number` names signal numbers below
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -184,6 +185,16 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--tolerance", help="perf: a change within this percentage is within tolerance (default 5%%)")
     compare.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
 
+    leaderboard = commands.add_parser("leaderboard", parents=[client],
+                                      help="each model's newest score on each dataset")
+    leaderboard.add_argument("--datasets", nargs="+")
+    leaderboard.add_argument("--models", nargs="+")
+
+    history = commands.add_parser("history", parents=[client], help="a model's succeeded jobs, newest first")
+    history.add_argument("model")
+    history.add_argument("--kind", choices=["eval", "perf"])
+    history.add_argument("--limit", type=int, default=20)
+
     benchmarks = commands.add_parser("benchmarks", parents=[client], help="the benchmarks an eval can name")
     benchmarks.add_argument("--staged", action="store_true", help="only those staged on the service (no hub needed)")
     benchmarks.add_argument("--all", action="store_true", help="also those the service refuses, with the reason")
@@ -227,6 +238,10 @@ def _client_command(args: argparse.Namespace) -> int:
                 return _benchmarks(client, args)
             if args.command == "compare":
                 return _compare(client, args)
+            if args.command == "leaderboard":
+                return _leaderboard(client, args)
+            if args.command == "history":
+                return _history(client, args)
             return _submit_and_follow(client, args)
     except (InvalidGate, UsageError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -371,6 +386,30 @@ def _baseline(client: Any, args: argparse.Namespace) -> str | None:
 def _compare(client: Any, args: argparse.Namespace) -> int:
     comparison = client.compare(args.baseline, args.candidate, tolerance=args.tolerance)
     print(comparison.model_dump_json(indent=2) if args.json else _comparison_summary(comparison))
+    return EXIT_OK
+
+
+def _leaderboard(client: Any, args: argparse.Namespace) -> int:
+    entries = client.leaderboard(datasets=args.datasets, models=args.models).entries
+    print(_table(["dataset", "model", "score", "job", "finished"],
+                 [(e.dataset, e.model, "n/a" if e.score is None else f"{e.score:.4f}", e.job_id, e.finished_at)
+                  for e in entries]))
+    return EXIT_OK
+
+
+def _history(client: Any, args: argparse.Namespace) -> int:
+    """One row per eval (its scores) and per perf test point (its throughput and TTFT p99), newest first."""
+    page = client.history(args.model, kind=args.kind, limit=args.limit)
+    rows = [(job.job_id, job.kind, job.finished_at, ", ".join(f"{dataset} {score:.4f}" for dataset, score in
+                                                              (job.scores or {}).items() if score is not None))
+            for job in page.jobs if job.kind == "eval"]
+    rows += [(job.job_id, job.kind, job.finished_at,
+              f"{point}: {shown_number(metrics.get('Req Throughput (req/s)'))} req/s, "
+              f"TTFT p99 {shown_number(metrics.get('TTFT (ms)@99%'))} ms")
+             for job in page.jobs if job.kind == "perf" for point, metrics in (job.perf or {}).items()]
+    rows.sort(key=lambda row: row[2] or "", reverse=True)
+    print(_table(["job", "kind", "finished", "scores or key metrics"], rows))
+    print(f"{len(page.jobs)} of {page.total}")
     return EXIT_OK
 
 

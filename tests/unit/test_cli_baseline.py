@@ -153,3 +153,17 @@ def test_the_junit_case_of_a_drop_that_is_not_significant_says_why_it_passed(ser
     assert case.find("failure") is None
     assert case.find("system-out").text.startswith("measured 0.05; limit <= 0.02; margin -0.03; 95% interval")
     assert case.find("system-out").text.endswith("past the limit, but not significantly: passed")
+
+
+def test_leaderboard_and_history_print_the_newest_scores_and_a_models_jobs(server, capsys):
+    assert evaluate(server, "prod") == 0 and evaluate(server, "broken") == 0 and load_test(server, "prod") == 0
+    perf_job = newest_job(server, "perf")
+    capsys.readouterr()
+    assert cli(server, "leaderboard", "--datasets", "gsm8k") == 0
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == [["gsm8k", "prod", "0.5000"], ["gsm8k", "broken", "0.0000"]]
+    assert cli(server, "history", "prod") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:2] == [perf_job, "perf"]
+    assert "parallel_1_number_10: 10 req/s, TTFT p99 100 ms" in lines[2]
+    assert "gsm8k 0.5000" in lines[3] and lines[-1] == "2 of 2"
