@@ -12,7 +12,7 @@ from serve_app.config import ServiceArgs
 from serve_app.eval.catalogue import describe_benchmarks
 from serve_app.eval.resume import check_resumable
 from serve_app.jobs.actor import job_manager
-from serve_app.jobs.store import JobRecord
+from serve_app.jobs.store import JobRecord, JobSummary, LatestScore
 from serve_app.perf.service import cluster_workers
 from serve_app.principals import Principal
 from serve_app.schemas import BenchmarkInfo, EvalRequest, PerfRequest
@@ -46,6 +46,12 @@ class RayBackend:
 
     async def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]:
         return await self._call("list", caller, **filters)
+
+    async def leaderboard(self, caller: Principal, models: list[str], datasets: list[str]) -> list[LatestScore]:
+        return await self._call("leaderboard", caller, models, datasets)
+
+    async def history(self, caller: Principal, model: str, **filters: Any) -> tuple[list[JobSummary], int]:
+        return await self._call("history", caller, model, **filters)
 
     async def wait(self, job_id: str, caller: Principal) -> JobRecord:
         return await self._call("wait", job_id, caller)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.gates import Gate, Outcome, number, perf_value
-from serve_app.schemas import JobView
+from serve_app.schemas import Comparison, JobView
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Verdict:
     gates: list[Gate]
     outcomes: list[Outcome]  # empty unless the job succeeded: without a result no gate can be checked
     stopped: str | None = None  # why the CLI stopped the job (a signal, the wait timeout); None: it ended by itself
+    comparison: Comparison | None = None  # with --baseline: the job against the baseline's
 
     @property
     def job_url(self) -> str:
@@ -82,6 +83,31 @@ def result_table(kind: str, result: dict[str, Any]) -> tuple[list[str], list[tup
     return headers + (["good fraction", "goodput req/s"] if with_slo else []), rows
 
 
+# The percentile rows a comparison table shows (the JSON has every row).
+_TABLE_PERCENTILES = (None, "50%", "90%", "99%")
+
+
+def comparison_table(comparison: Comparison) -> tuple[list[str], list[tuple]]:
+    """eval: each dataset (subsets below it) with its interval; perf: each directed metric at the summary and the
+    50/90/99 % rows."""
+    if comparison.kind == "eval":
+        rows = [(row.dataset, row.subset or "(all)", row.paired, _score(row.baseline_score),
+                 _score(row.candidate_score), _score(row.difference, signed=True),
+                 "n/a" if row.ci_low is None else f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]",
+                 f"{row.unpaired.baseline}/{row.unpaired.candidate}", row.verdict) for row in comparison.scores]
+        return ["dataset", "subset", "paired", "baseline", "candidate", "change",
+                f"{comparison.confidence:.0%} interval", "unpaired b/c", "verdict"], rows
+    rows = [(cell.point, cell.metric + (f" @{cell.percentile}" if cell.percentile else ""), number(cell.baseline),
+             number(cell.candidate), f"{cell.difference:+.6g}",
+             "n/a" if cell.difference_pct is None else f"{cell.difference_pct:+.1f}%", cell.verdict)
+            for cell in comparison.metrics if cell.worse_when and cell.percentile in _TABLE_PERCENTILES]
+    return ["test point", "metric", "baseline", "candidate", "change", "change %", "verdict"], rows
+
+
+def _score(value: float | None, signed: bool = False) -> str:
+    return "n/a" if value is None else f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
 def junit_xml(verdict: Verdict) -> bytes:
     job = verdict.job
     suite_name = f"evalscope-serve {job.kind} {job.model}"
@@ -117,8 +143,10 @@ def _job_case(verdict: Verdict, suite_name: str) -> ET.Element:
 
 
 def _gate_case(outcome: Outcome, suite_name: str) -> ET.Element:
-    output = (f"measured {number(outcome.value)}; limit {outcome.gate.condition}; "
-              f"margin {_signed(outcome.margin)}")
+    output = (f"measured {number(outcome.value)}{outcome.gate.unit}; limit {outcome.gate.condition}; "
+              f"margin {_signed(outcome.margin)}" + (f"; {outcome.note}" if outcome.note else ""))
+    if outcome.passed and outcome.margin < 0:
+        output += "; past the limit, but not significantly: passed"
     failure = None if outcome.passed else outcome.describe()
     return _case(suite_name, outcome.title, 0, output=output, failure=failure)
 
@@ -147,6 +175,11 @@ def markdown_summary(verdict: Verdict) -> str:
         parts.append(f"> {_cell(job.error)[:1000]}")
     if job.result is not None:  # also a failed eval's datasets that did score
         parts.append(_markdown_table(*result_table(job.kind, job.result)))
+    if verdict.comparison is not None:
+        comparison = verdict.comparison
+        parts.append(f"Against baseline `{comparison.baseline}`: {comparison.verdict}"
+                     + "".join(f"\n- {_cell(reason)}" for reason in comparison.reasons))
+        parts.append(_markdown_table(*comparison_table(comparison)))
     if verdict.outcomes:
         rows = [(o.gate.name, o.point, number(o.value), o.gate.condition, _signed(o.margin),
                  "✅ pass" if o.passed else "❌ fail") for o in verdict.outcomes]

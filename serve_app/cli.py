@@ -1,6 +1,7 @@
 """`evalscope-serve`: start the service or the simulator, and submit, follow and gate jobs from a shell or CI.
 
-Exit codes of eval/perf/jobs: 0 done and every gate holds, 1 the job failed or was cancelled, 2 a gate failed,
+Exit codes of eval/perf/jobs/compare: 0 done and every gate holds, 1 the job failed or was cancelled, 2 a gate
+(a regression gate against --baseline too) failed,
 3 usage or connection error, 4 the job had not ended at --wait-timeout (so it was cancelled, or left running with
 --detach-on-interrupt). Stopped by a signal while following the job (a CI runner cancelling the step: SIGTERM, or
 SIGINT first), the CLI cancels the job (or leaves it, detached) and exits 128 + the signal's number, as a shell
@@ -24,12 +25,16 @@ from serve_app.eval.benchmarks import close_matches
 from serve_app.gates import (
     Gate,
     InvalidGate,
+    RegressionGate,
     capacity_gate,
+    change_gates,
+    drop_gates,
     eval_gates,
     goodput_gate,
     perf_gates,
     slo_limits,
 )
+from serve_app.gates import number as shown_number  # `number` names signal numbers below
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -100,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--summary-md", metavar="PATH", default=os.environ.get("GITHUB_STEP_SUMMARY"),
                         help="append a Markdown summary of the job and its gates (default: $GITHUB_STEP_SUMMARY)")
     submit.add_argument("--idempotency-key", help="default: a fresh one per invocation")
+    submit.add_argument("--baseline", metavar="JOB|latest",
+                        help="compare the job with this succeeded job of the same kind and print the comparison; "
+                             "latest: your newest succeeded job of the model (or of --baseline-model), found before "
+                             "submitting")
+    submit.add_argument("--baseline-model", metavar="MODEL", help="with --baseline latest: this model's newest job")
 
     evaluate = commands.add_parser("eval", parents=[submit], help="score a model on benchmarks")
     evaluate.add_argument("--api-url", required=True)
@@ -115,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset-args", type=json.loads, help="JSON, e.g. '{\"gsm8k\": {\"few_shot_num\": 0}}'")
     evaluate.add_argument("--min-score", action="append", default=[], metavar="DATASET=SCORE",
                           help="fail (exit 2) when a dataset scores below this")
+    evaluate.add_argument("--max-drop", action="append", default=[], metavar="DATASET=SCORE",
+                          help="with --baseline: fail (exit 2) when the dataset's score falls by more than this from "
+                               "the baseline's and the fall is significant (95 %% paired bootstrap), e.g. gsm8k=0.02")
 
     perf = commands.add_parser("perf", parents=[submit], help="load-test an endpoint")
     perf.add_argument("--url", required=True)
@@ -150,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
                       help='fail when above, e.g. "TTFT (ms)@99%%"=500 (names as in evalscope\'s tables)')
     perf.add_argument("--min", action="append", default=[], dest="min_gates", metavar='"METRIC[@PCT]"=VALUE',
                       help='fail when below, e.g. "Req Throughput (req/s)"=100')
+    perf.add_argument("--max-increase", action="append", default=[], metavar='"METRIC[@PCT]"=VALUE[%]',
+                      help='with --baseline: fail when a test point\'s value rises more than this from the '
+                           'baseline\'s, in %% or in the metric\'s unit, e.g. "TTFT (ms)@99%%"=10%%')
+    perf.add_argument("--max-decrease", action="append", default=[], metavar='"METRIC[@PCT]"=VALUE[%]',
+                      help='with --baseline: fail when it falls more than this, e.g. "Req Throughput (req/s)"=5%%')
 
     jobs = commands.add_parser("jobs", help="list, show, cancel, log or report jobs")
     actions = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -160,6 +178,22 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     for action in ("show", "cancel", "log", "report"):
         actions.add_parser(action, parents=[client]).add_argument("job_id")
+
+    compare = commands.add_parser("compare", parents=[client], help="compare two succeeded jobs of one kind")
+    compare.add_argument("baseline", help="the job to compare against")
+    compare.add_argument("candidate")
+    compare.add_argument("--tolerance", help="perf: a change within this percentage is within tolerance (default 5%%)")
+    compare.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
+
+    leaderboard = commands.add_parser("leaderboard", parents=[client],
+                                      help="each model's newest score on each dataset")
+    leaderboard.add_argument("--datasets", nargs="+")
+    leaderboard.add_argument("--models", nargs="+")
+
+    history = commands.add_parser("history", parents=[client], help="a model's succeeded jobs, newest first")
+    history.add_argument("model")
+    history.add_argument("--kind", choices=["eval", "perf"])
+    history.add_argument("--limit", type=int, default=20)
 
     benchmarks = commands.add_parser("benchmarks", parents=[client], help="the benchmarks an eval can name")
     benchmarks.add_argument("--staged", action="store_true", help="only those staged on the service (no hub needed)")
@@ -202,6 +236,12 @@ def _client_command(args: argparse.Namespace) -> int:
                 return _jobs(client, args)
             if args.command == "benchmarks":
                 return _benchmarks(client, args)
+            if args.command == "compare":
+                return _compare(client, args)
+            if args.command == "leaderboard":
+                return _leaderboard(client, args)
+            if args.command == "history":
+                return _history(client, args)
             return _submit_and_follow(client, args)
     except (InvalidGate, UsageError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -217,6 +257,7 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     gates = _gates(args)
     if args.command == "eval":
         _check_benchmarks(client, request["datasets"])
+    baseline = _baseline(client, args)
     submit = client.submit_eval if args.command == "eval" else client.submit_perf
     if args.no_wait:
         print(submit(request, idempotency_key=args.idempotency_key).job_id)
@@ -229,7 +270,12 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     if job.result is not None:  # also a failed eval's datasets that did score
         print(json.dumps(job.result, indent=2) if args.json else _summary(job.kind, job.result))
-    verdict = _verdict(job, stop, gates, args.server, time.monotonic() - started)
+    comparison = None
+    if baseline and job.status == "succeeded" and not stop:
+        comparison = client.compare(baseline, job.job_id)
+        if not args.json:
+            print(_comparison_summary(comparison))
+    verdict = _verdict(job, stop, gates, args.server, time.monotonic() - started, comparison)
     try:
         ci_reports.write(verdict, args.junit_xml, args.summary_md)
     except OSError as exc:
@@ -238,18 +284,22 @@ def _submit_and_follow(client: Any, args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
-def _verdict(job: Any, stop: _Stop | None, gates: list[Gate], server: str, elapsed_s: float) -> ci_reports.Verdict:
+def _verdict(job: Any, stop: _Stop | None, gates: list[Gate], server: str, elapsed_s: float,
+             comparison: Any = None) -> ci_reports.Verdict:
     """The exit code and the gates' outcomes; says on stderr what failed."""
     if stop:  # _follow said what it did
         return ci_reports.Verdict(job, server, stop.exit_code, elapsed_s, gates, [], stopped=stop.cause)
     if job.status != "succeeded":
         print(f"job {job.job_id} {job.status}: {job.error}", file=sys.stderr)
         return ci_reports.Verdict(job, server, EXIT_JOB_FAILED, elapsed_s, gates, [])
-    outcomes = [outcome for gate in gates for outcome in gate.evaluate(job.result)]
+    compared = comparison.model_dump() if comparison is not None else None
+    outcomes = [outcome for gate in gates
+                for outcome in gate.evaluate(compared if isinstance(gate, RegressionGate) else job.result)]
     failures = [outcome for outcome in outcomes if not outcome.passed]
     for outcome in failures:
         print(f"gate failed: {outcome.describe()}", file=sys.stderr)
-    return ci_reports.Verdict(job, server, EXIT_GATE_FAILED if failures else EXIT_OK, elapsed_s, gates, outcomes)
+    return ci_reports.Verdict(job, server, EXIT_GATE_FAILED if failures else EXIT_OK, elapsed_s, gates, outcomes,
+                              comparison=comparison)
 
 def _limit(text: str) -> int | float:
     """evalscope's meaning, kept as typed: "5" is a count, "0.5" or "1.0" a fraction of each subset."""
@@ -300,13 +350,77 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _gates(args: argparse.Namespace) -> list[Gate]:
     if args.command == "eval":
-        return eval_gates(args.min_score)
-    gates = perf_gates(args.max_gates, args.min_gates)
-    if args.min_capacity is not None:
-        gates.append(capacity_gate(args.min_capacity, args.search))
-    elif args.min_goodput is not None and not args.search:
-        gates.append(goodput_gate(args.min_goodput, slo_limits(args.slo)))
+        gates = eval_gates(args.min_score) + drop_gates(args.max_drop, args.datasets)
+    else:
+        gates = perf_gates(args.max_gates, args.min_gates) + change_gates(args.max_increase, args.max_decrease)
+        if args.min_capacity is not None:
+            gates.append(capacity_gate(args.min_capacity, args.search))
+        elif args.min_goodput is not None and not args.search:
+            gates.append(goodput_gate(args.min_goodput, slo_limits(args.slo)))
+    if not args.baseline and any(isinstance(gate, RegressionGate) for gate in gates):
+        raise UsageError("--max-drop, --max-increase and --max-decrease hold the change from a baseline: give "
+                         "--baseline JOB or --baseline latest")
+    if args.baseline_model and args.baseline != "latest":
+        raise UsageError("--baseline-model names whose newest job --baseline latest compares with: give both")
     return gates
+
+
+def _baseline(client: Any, args: argparse.Namespace) -> str | None:
+    """The baseline job's id, checked before the candidate runs: a succeeded job of the same kind."""
+    if not args.baseline:
+        return None
+    if args.baseline == "latest":
+        model = args.baseline_model or args.model
+        newest = client.history(model, kind=args.command, mine=True, limit=1).jobs
+        if not newest:
+            raise UsageError(f"--baseline latest: you have no succeeded {args.command} job of model {model!r}")
+        print(f"baseline: {newest[0].job_id} (your newest succeeded {args.command} job of {model})", file=sys.stderr)
+        return newest[0].job_id
+    job = client.job(args.baseline)
+    if job.kind != args.command or job.status != "succeeded":
+        raise UsageError(f"--baseline {job.job_id} is a {job.status} {job.kind} job; a succeeded {args.command} "
+                         "job is needed")
+    return job.job_id
+
+
+def _compare(client: Any, args: argparse.Namespace) -> int:
+    comparison = client.compare(args.baseline, args.candidate, tolerance=args.tolerance)
+    print(comparison.model_dump_json(indent=2) if args.json else _comparison_summary(comparison))
+    return EXIT_OK
+
+
+def _leaderboard(client: Any, args: argparse.Namespace) -> int:
+    entries = client.leaderboard(datasets=args.datasets, models=args.models).entries
+    print(_table(["dataset", "model", "score", "job", "finished"],
+                 [(e.dataset, e.model, "n/a" if e.score is None else f"{e.score:.4f}", e.job_id, e.finished_at)
+                  for e in entries]))
+    return EXIT_OK
+
+
+def _history(client: Any, args: argparse.Namespace) -> int:
+    """One row per eval (its scores) and per perf test point (its throughput and TTFT p99), newest first."""
+    page = client.history(args.model, kind=args.kind, limit=args.limit)
+    rows = [(job.job_id, job.kind, job.finished_at, ", ".join(f"{dataset} {score:.4f}" for dataset, score in
+                                                              (job.scores or {}).items() if score is not None))
+            for job in page.jobs if job.kind == "eval"]
+    rows += [(job.job_id, job.kind, job.finished_at,
+              f"{point}: {shown_number(metrics.get('Req Throughput (req/s)'))} req/s, "
+              f"TTFT p99 {shown_number(metrics.get('TTFT (ms)@99%'))} ms")
+             for job in page.jobs if job.kind == "perf" for point, metrics in (job.perf or {}).items()]
+    rows.sort(key=lambda row: row[2] or "", reverse=True)
+    print(_table(["job", "kind", "finished", "scores or key metrics"], rows))
+    print(f"{len(page.jobs)} of {page.total}")
+    return EXIT_OK
+
+
+def _comparison_summary(comparison: Any) -> str:
+    lines = [f"{comparison.kind} {comparison.candidate} against baseline {comparison.baseline}: {comparison.verdict}"]
+    lines += [f"  not comparable: {reason}" for reason in comparison.reasons]
+    lines += [f"  differs: {d.field}: {d.baseline!r} -> {d.candidate!r}" for d in comparison.differences
+              if not d.blocking]
+    if comparison.tolerance_pct is not None:
+        lines.append(f"  tolerance {comparison.tolerance_pct:g}%")
+    return "\n".join([*lines, _table(*ci_reports.comparison_table(comparison))])
 
 
 def _search(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import uuid
+from urllib.parse import quote
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -21,7 +22,19 @@ from typing import Any, TypeVar
 import httpx
 from anyio.from_thread import start_blocking_portal
 
-from serve_app.schemas import BenchmarkCatalogue, EvalRequest, EvalResponse, JobList, JobLog, JobView, PerfRequest, PerfResponse
+from serve_app.schemas import (
+    BenchmarkCatalogue,
+    Comparison,
+    EvalRequest,
+    EvalResponse,
+    JobList,
+    JobLog,
+    JobView,
+    Leaderboard,
+    ModelHistory,
+    PerfRequest,
+    PerfResponse,
+)
 
 TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
 _ROOT_RELATIVE_SCRIPT = re.compile(r'<script src="(/[^/"][^"]*)"')
@@ -124,8 +137,21 @@ class AsyncClient:
         return BenchmarkCatalogue.model_validate(await self._json("GET", "/api/v1/benchmarks"))
 
     async def list_jobs(self, **filters: Any) -> JobList:
-        params = {name: value for name, value in filters.items() if value is not None}
-        return JobList.model_validate(await self._json("GET", "/api/v1/jobs", params=params))
+        return JobList.model_validate(await self._json("GET", "/api/v1/jobs", params=_given(filters)))
+
+    async def compare(self, baseline: str, candidate: str, tolerance: str | None = None) -> Comparison:
+        params = {"baseline": baseline, "candidate": candidate, "tolerance": tolerance}
+        return Comparison.model_validate(await self._json("GET", "/api/v1/compare", params=_given(params)))
+
+    async def leaderboard(self, datasets: list[str] | None = None, models: list[str] | None = None) -> Leaderboard:
+        params = {"datasets": ",".join(datasets or []) or None, "models": ",".join(models or []) or None}
+        return Leaderboard.model_validate(await self._json("GET", "/api/v1/leaderboard", params=_given(params)))
+
+    async def history(self, model: str, kind: str | None = None, mine: bool = False, limit: int = 50,
+                      offset: int = 0) -> ModelHistory:
+        params = {"kind": kind, "mine": mine, "limit": limit, "offset": offset}
+        path = f"/api/v1/models/{quote(model, safe='')}/history"
+        return ModelHistory.model_validate(await self._json("GET", path, params=_given(params)))
 
     async def log(self, job_id: str, offset: int = 0, limit: int = 1000) -> JobLog:
         params = {"offset": offset, "limit": limit}
@@ -211,6 +237,11 @@ class Client:
 
 async def _open(server: str, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(server, **options)  # created on the portal's loop, where it will be used
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters without those left unset (the service's defaults apply)."""
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def _transient(response: httpx.Response) -> bool:

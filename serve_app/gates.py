@@ -3,13 +3,15 @@ and its run page summary.
 
 A gate holds one value of the result to a limit, from above (`--max`) or below (`--min`, `--min-score`). An eval
 gate measures its dataset's score once; a perf gate measures its metric at every test point of the sweep, and
-each measurement is an `Outcome` with its margin.
+each measurement is an `Outcome` with its margin. A regression gate (`--max-drop`, `--max-increase`,
+`--max-decrease`) holds the change from a baseline job instead, read from the service's comparison of the two.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +32,27 @@ class Gate:
     limit: float
     at_most: bool  # True: the value may not exceed the limit; False: it may not fall below it
     measure: Measure
+    unit: str = ""  # "%" for a relative change
 
     @property
     def condition(self) -> str:
-        return f"{'<=' if self.at_most else '>='} {number(self.limit)}"
+        return f"{'<=' if self.at_most else '>='} {number(self.limit)}{self.unit}"
 
     def evaluate(self, result: dict[str, Any]) -> list[Outcome]:
         return [Outcome(self, point, value) for point, value in self.measure(result).items()]
+
+
+# A comparison -> at each test point (None: the eval's dataset), the change, whether it is significant, and a note.
+Reading = tuple[float | None, bool, str]
+
+
+@dataclass(frozen=True)
+class RegressionGate(Gate):
+    """A limit on the change from a baseline, measured on GET /api/v1/compare's answer rather than on the result."""
+
+    def evaluate(self, comparison: dict[str, Any]) -> list[Outcome]:
+        return [Outcome(self, point, value, significant, note)
+                for point, (value, significant, note) in self.measure(comparison).items()]
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class Outcome:
     gate: Gate
     point: str | None
     value: float | None
+    significant: bool = True  # False: past the limit, but within the comparison's noise (its interval holds 0)
+    note: str = ""  # how the value was measured, where that matters (the interval)
 
     @property
     def margin(self) -> float | None:
@@ -56,7 +74,7 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return self.margin is not None and self.margin >= 0
+        return self.margin is not None and (self.margin >= 0 or not self.significant)
 
     @property
     def title(self) -> str:
@@ -67,14 +85,21 @@ class Outcome:
 
     def describe(self) -> str:
         where = f"{self.point}: " if self.point else ""
+        note = f" ({self.note})" if self.note else ""
         if self.value is None:
-            return f"{where}no {self.gate.name!r} in the result"
+            return f"{where}no {self.gate.name!r} in the {self.source}{note}"
         bound = "maximum" if self.gate.at_most else "minimum"
-        if self.passed:
-            return f"{where}{self.gate.name} = {number(self.value)} is within the {bound} {number(self.gate.limit)}"
+        value, limit = number(self.value) + self.gate.unit, number(self.gate.limit) + self.gate.unit
+        if self.margin >= 0:
+            return f"{where}{self.gate.name} = {value} is within the {bound} {limit}{note}"
         side = "above" if self.gate.at_most else "below"
-        return (f"{where}{self.gate.name} = {number(self.value)} is {side} the {bound} {number(self.gate.limit)}"
-                f" by {number(-self.margin)}")
+        excess = number(-self.margin) + self.gate.unit
+        past = f"{where}{self.gate.name} = {value} is {side} the {bound} {limit} by {excess}"
+        return past + (f", but not significantly{note}" if not self.significant else note)
+
+    @property
+    def source(self) -> str:
+        return "comparison with the baseline" if isinstance(self.gate, RegressionGate) else "result"
 
 
 def number(value: float | None) -> str:
@@ -120,6 +145,35 @@ def capacity_gate(min_capacity: float, search: str | None) -> Gate:
     return Gate(CAPACITY, min_capacity, at_most=False, measure=_capacity)
 
 
+def drop_gates(max_drops: list[str], datasets: list[str]) -> list[RegressionGate]:
+    """`--max-drop DATASET=X`: the dataset's score may fall by more than X from the baseline's only when the fall is
+    not significant (its 95 % paired bootstrap interval holds no change)."""
+    gates = []
+    for spec in max_drops:
+        dataset, limit = _split(spec)
+        if dataset not in datasets:
+            raise InvalidGate(f"--max-drop names {dataset!r}, which this eval does not run ({', '.join(datasets)})")
+        gates.append(RegressionGate(f"{dataset} drop from baseline", limit, at_most=True,
+                                    measure=functools.partial(_drop, dataset)))
+    return gates
+
+
+def change_gates(max_increases: list[str], max_decreases: list[str]) -> list[RegressionGate]:
+    """`--max-increase "TTFT (ms)@99%"=10%` (or an absolute =50): how far each test point's value may rise from
+    the baseline's; `--max-decrease "Req Throughput (req/s)"=5%`: how far it may fall."""
+    gates = []
+    for specs, direction, sign in ((max_increases, "increase", 1), (max_decreases, "decrease", -1)):
+        for spec in specs:
+            name, _, value = spec.rpartition("=")
+            relative = value.strip().endswith("%")
+            _, limit = _split(f"{name}={value.strip().removesuffix('%')}")
+            _check_metric_name(name.strip())
+            gates.append(RegressionGate(f"{name.strip()} {direction} from baseline", limit, at_most=True,
+                                        measure=functools.partial(_change, name.strip(), sign, relative),
+                                        unit="%" if relative else ""))
+    return gates
+
+
 def slo_limits(specs: list[str]) -> dict[str, float]:
     """`--slo NAME=MS` flags as the request's slo; a wrong name is left for the service's 400 to list."""
     return dict(_split(spec) for spec in specs)
@@ -145,6 +199,33 @@ def _split(spec: str) -> tuple[str, float]:
 
 def _score(dataset: str, result: dict[str, Any]) -> dict[str | None, float | None]:
     return {None: result["scores"].get(dataset)}
+
+
+def _drop(dataset: str, comparison: dict[str, Any]) -> dict[str | None, Reading]:
+    if not comparison["comparable"]:
+        return {None: (None, True, "not comparable: " + "; ".join(comparison["reasons"]))}
+    row = next((row for row in comparison["scores"] if row["dataset"] == dataset and row["subset"] is None), None)
+    if row is None or row["difference"] is None:
+        return {None: (None, True, "")}
+    interval = (f"{comparison['confidence']:.0%} interval of the change {row['ci_low']:+.4g} to "
+                f"{row['ci_high']:+.4g} over {row['paired']} paired samples")
+    return {None: (-row["difference"], row["verdict"] == "worse", interval)}
+
+
+def _change(name: str, sign: int, relative: bool, comparison: dict[str, Any]) -> dict[str | None, Reading]:
+    if not comparison["comparable"]:
+        return {None: (None, True, "not comparable: " + "; ".join(comparison["reasons"]))}
+    metric, _, percentile = name.partition("@")
+    cells = [cell for cell in comparison["metrics"]
+             if cell["metric"] == metric and cell["percentile"] == (percentile or None)]
+    readings: dict[str | None, Reading] = {}
+    for cell in cells:
+        change = cell["difference_pct"] if relative else cell["difference"]
+        note = f"{number(cell['baseline'])} -> {number(cell['candidate'])}"
+        if change is None:  # a relative change from 0: none, or past any limit
+            change = math.copysign(math.inf, cell["difference"]) if cell["difference"] else 0.0
+        readings[cell["point"]] = (sign * change, True, note)
+    return readings or {None: (None, True, "")}
 
 
 def _capacity(result: dict[str, Any]) -> dict[str | None, float | None]:

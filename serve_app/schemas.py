@@ -537,3 +537,99 @@ class ErrorResponse(BaseModel):
     status: Literal["error"] = "error"
     message: str = Field(description="What went wrong, in words a user can act on.")
     traceback: str | None = Field(None, description="Only when the request or the service runs in debug mode.")
+
+
+Verdict = Literal["better", "worse", "no significant change", "within tolerance", "not comparable"]
+
+
+class RequestDifference(BaseModel):
+    field: str = Field(description="Dotted request field, e.g. limit or generation_config.temperature.")
+    baseline: Any
+    candidate: Any
+    blocking: bool = Field(description="It changes what is measured (other samples, another load): the jobs are "
+                                       "not comparable.")
+
+
+class UnpairedSamples(BaseModel):
+    baseline: int = Field(description="Samples scored in the baseline only.")
+    candidate: int = Field(description="Samples scored in the candidate only.")
+    baseline_ids: list[str] = Field(description="Their ids (the first few).")
+    candidate_ids: list[str]
+
+
+class ScoreComparison(BaseModel):
+    dataset: str
+    subset: str | None = Field(description="None: every subset of the dataset, pooled.")
+    paired: int = Field(description="Samples scored in both jobs; the difference is over these.")
+    baseline_score: float | None = Field(description="Mean per-sample score over the paired samples.")
+    candidate_score: float | None
+    difference: float | None = Field(description="candidate - baseline.")
+    ci_low: float | None = Field(description="Paired bootstrap interval of the difference.")
+    ci_high: float | None
+    unpaired: UnpairedSamples
+    verdict: Verdict = Field(description="better or worse when the interval excludes 0; not comparable without "
+                                         "paired samples.")
+
+
+class PerfComparison(BaseModel):
+    point: str = Field(description="The test point, as keyed in both results.")
+    metric: str = Field(description="evalscope's benchmark_summary key, or its percentile column.")
+    percentile: str | None = Field(description="The percentile row (50%, 99%, ...); None: the summary metric.")
+    baseline: float
+    candidate: float
+    difference: float = Field(description="candidate - baseline.")
+    difference_pct: float | None = Field(description="difference / baseline in %; None when the baseline is 0.")
+    worse_when: Literal["higher", "lower"] | None = Field(
+        description="Which way is a regression (latency up, throughput down); None: neither (counts, sizes).")
+    verdict: Verdict | None = Field(description="Against the tolerance; None for a metric with no direction.")
+
+
+class Comparison(BaseModel):
+    kind: Literal["eval", "perf"]
+    baseline: str = Field(description="Job id.")
+    candidate: str = Field(description="Job id.")
+    comparable: bool = Field(description="No blocking difference, and something measured in both.")
+    differences: list[RequestDifference] = Field(description="Request fields that differ (model and endpoint are "
+                                                             "the point of a comparison and are not listed).")
+    verdict: Verdict = Field(description="Worse when any dataset or directed metric is worse, else better when "
+                                         "any is better.")
+    reasons: list[str] = Field(description="Why the jobs are not comparable, if they are not.")
+    confidence: float | None = Field(None, description="eval: of the bootstrap intervals.")
+    resamples: int | None = Field(None, description="eval: bootstrap resamples (seeded: answers repeat).")
+    tolerance_pct: float | None = Field(None, description="perf: a change within this many % is within tolerance.")
+    scores: list[ScoreComparison] = Field(default_factory=list, description="eval: per dataset, then per subset.")
+    metrics: list[PerfComparison] = Field(default_factory=list, description="perf: per test point and metric.")
+
+
+class LeaderboardEntry(BaseModel):
+    model: str
+    dataset: str
+    score: float | None = Field(description="The primary score of the newest succeeded eval of the model on it.")
+    job_id: str
+    finished_at: str = Field(description="ISO 8601.")
+    links: dict[str, str] = Field(description="job: the eval it comes from; history: the model's history.")
+
+
+class Leaderboard(BaseModel):
+    entries: list[LeaderboardEntry] = Field(description="By dataset, best score first.")
+
+
+class HistoryEntry(BaseModel):
+    job_id: str
+    kind: Literal["eval", "perf"]
+    owner: str
+    created_at: str = Field(description="ISO 8601.")
+    finished_at: str | None
+    scores: dict[str, float | None] | None = Field(None, description="eval: the primary score of each dataset.")
+    perf: dict[str, dict[str, float | None]] | None = Field(
+        None, description="perf: per test point, key metrics (req/s, output tok/s, failed requests, TTFT p50/p99, "
+        "ITL p99, latency p99) named as the CLI's gates name them, e.g. TTFT (ms)@99%.")
+    link: str = Field(description="The job.")
+
+
+class ModelHistory(BaseModel):
+    model: str
+    jobs: list[HistoryEntry] = Field(description="The model's succeeded jobs, newest first.")
+    total: int = Field(description="Over all pages.")
+    limit: int
+    offset: int

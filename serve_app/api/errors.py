@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.auth import OPEN_PATHS
+from serve_app.compare.jobs import JobNotSucceeded
 from serve_app.errors import RequestError, RunError, StorageError
 from serve_app.eval.resume import NotResumable
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
@@ -68,7 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return _respond(request, 409, str(exc))
 
     @app.exception_handler(NotResumable)
-    async def _not_resumable(request: Request, exc: NotResumable) -> JSONResponse:
+    @app.exception_handler(JobNotSucceeded)
+    async def _wrong_state(request: Request, exc: NotResumable | JobNotSucceeded) -> JSONResponse:
         return _respond(request, 409, str(exc))
 
     @app.exception_handler(JobNotFound)

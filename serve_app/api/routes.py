@@ -17,23 +17,30 @@ from starlette.background import BackgroundTask
 from serve_app.api.pages import root_path
 from serve_app.assets import offline_report
 from serve_app.auth import caller
+from serve_app.compare.jobs import compare_jobs
+from serve_app.compare.perf import DEFAULT_TOLERANCE
 from serve_app.errors import RunError
 from serve_app.eval.resume import resume_request
-from serve_app.jobs.store import TERMINAL, JobRecord
+from serve_app.jobs.store import TERMINAL, JobRecord, JobSummary, LatestScore
 from serve_app.paths import JOB_LOG
 from serve_app.principals import Principal
 from serve_app.schemas import (
     BenchmarkCatalogue,
     BenchmarkInfo,
+    Comparison,
     ErrorResponse,
     EvalRequest,
     EvalResponse,
     HealthResponse,
+    HistoryEntry,
     JobList,
     JobLog,
     JobProgress,
     JobStatus,
     JobView,
+    Leaderboard,
+    LeaderboardEntry,
+    ModelHistory,
     PerfRequest,
     PerfResponse,
     ResumeRequest,
@@ -55,6 +62,10 @@ class Backend(Protocol):
     async def wait(self, job_id: str, caller: Principal) -> JobRecord: ...
 
     async def cancel(self, job_id: str, caller: Principal) -> JobRecord: ...
+
+    async def leaderboard(self, caller: Principal, models: list[str], datasets: list[str]) -> list[LatestScore]: ...
+
+    async def history(self, caller: Principal, model: str, **filters: Any) -> tuple[list[JobSummary], int]: ...
 
     def benchmarks(self) -> list[BenchmarkInfo]: ...
 
@@ -235,6 +246,69 @@ async def job_artifacts(job_id: str, request: Request) -> FileResponse:
     archive = await asyncio.to_thread(shutil.make_archive, str(Path(scratch) / job.id), "zip", job.output_dir)
     return FileResponse(archive, media_type="application/zip", filename=f"{job.id}.zip",
                         background=BackgroundTask(shutil.rmtree, scratch, ignore_errors=True))
+
+
+@router.get("/api/v1/compare", response_model=Comparison, tags=["history"],
+            responses={400: {"model": ErrorResponse, "description": "Jobs of two kinds, or a malformed tolerance"},
+                       404: {"model": ErrorResponse},
+                       409: {"model": ErrorResponse, "description": "A job that has not succeeded"}})
+async def compare(
+    request: Request,
+    baseline: Annotated[str, Query(description="The job to compare against (production's, say).")],
+    candidate: Annotated[str, Query(description="The job compared with it.")],
+    tolerance: Annotated[str, Query(description="perf: a change within this percentage is within tolerance.")]
+    = DEFAULT_TOLERANCE,
+) -> Comparison:
+    """Two succeeded jobs of one kind. eval: per dataset and subset, the score difference with a 95 % paired
+    bootstrap interval over the samples both jobs scored (unpaired samples counted and listed); perf: per test
+    point, metric and percentile, the change against the tolerance. Request fields that differ are listed, and
+    those that change what is measured make the jobs not comparable."""
+    backend: Backend = request.app.state.backend
+    jobs = [await backend.get(job_id, caller(request)) for job_id in (baseline, candidate)]
+    return await asyncio.to_thread(compare_jobs, *jobs, tolerance)  # reads review files, resamples
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+@router.get("/api/v1/leaderboard", response_model=Leaderboard, tags=["history"])
+async def leaderboard(
+    request: Request,
+    datasets: Annotated[str | None, Query(description="Comma-separated; default: every dataset.")] = None,
+    models: Annotated[str | None, Query(description="Comma-separated; default: every model.")] = None,
+) -> Leaderboard:
+    """The newest score of each model on each dataset, from the succeeded evals the caller may see."""
+    scores = await request.app.state.backend.leaderboard(caller(request), _names(models), _names(datasets))
+    return Leaderboard(entries=[
+        LeaderboardEntry(model=s.model, dataset=s.dataset, score=s.score, job_id=s.job_id,
+                         finished_at=_iso(s.finished_at),
+                         links={"job": f"/api/v1/jobs/{s.job_id}", "history": f"/api/v1/models/{s.model}/history"})
+        for s in scores])
+
+
+@router.get("/api/v1/models/{model:path}/history", response_model=ModelHistory, tags=["history"])
+async def model_history(
+    model: str,
+    request: Request,
+    kind: Annotated[str | None, Query(pattern="^(eval|perf)$")] = None,
+    mine: Annotated[bool, Query(description="Only the caller's own jobs (an admin otherwise sees everyone's).")]
+    = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
+) -> ModelHistory:
+    """The model's succeeded jobs the caller may see, newest first: each eval's scores, each perf test point's key
+    metrics."""
+    jobs, total = await request.app.state.backend.history(caller(request), model, kind=kind, mine=mine, limit=limit,
+                                                          offset=offset)
+    return ModelHistory(model=model, jobs=[_history_entry(job) for job in jobs], total=total, limit=limit,
+                        offset=offset)
+
+
+def _history_entry(job: JobSummary) -> HistoryEntry:
+    return HistoryEntry(job_id=job.id, kind=job.kind, owner=job.owner, created_at=_iso(job.created_at),
+                        finished_at=_iso(job.finished_at), scores=job.summary.get("scores"),
+                        perf=job.summary.get("points"), link=f"/api/v1/jobs/{job.id}")
 
 
 def _not_found(message: str) -> JSONResponse:

@@ -31,7 +31,7 @@ from serve_app.eval.plan import EvalPlan
 from serve_app.eval.service import EvalRun
 from serve_app.jobs.digest import body_digest, service_secret
 from serve_app.jobs.manager import Handoff, JobManager, JobRun, QueuedJob, Submission
-from serve_app.jobs.store import TERMINAL, JobRecord, SqliteJobStore
+from serve_app.jobs.store import TERMINAL, JobRecord, JobSummary, LatestScore, SqliteJobStore
 from serve_app.jobs.workers import WorkerPools
 from serve_app.metrics import EvalMetrics, JobMetrics, LabelBudget
 from serve_app.perf.service import PerfPlan, PerfRun
@@ -285,17 +285,25 @@ class JobManagerActor:
             return self._successor
         return None
 
-    async def get(self, job_id: str, caller: Principal) -> JobRecord:
+    async def _read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A read of the one store that every manager of these outputs shares: here, or at the successor when
+        this manager restarted after retiring."""
         await self._ready
         if self._restarted_retired:
-            return await _forward(self._successor.get.remote(job_id, caller))
-        return self.manager.get(job_id, caller)  # every manager of these outputs reads the one store
+            return await _forward(getattr(self._successor, method).remote(*args, **kwargs))
+        return getattr(self.manager, method)(*args, **kwargs)
+
+    async def get(self, job_id: str, caller: Principal) -> JobRecord:
+        return await self._read("get", job_id, caller)
 
     async def list(self, caller: Principal, **filters: Any) -> tuple[list[JobRecord], int]:
-        await self._ready
-        if self._restarted_retired:
-            return await _forward(self._successor.list.remote(caller, **filters))
-        return self.manager.list(caller, **filters)
+        return await self._read("list", caller, **filters)
+
+    async def leaderboard(self, caller: Principal, models: list[str], datasets: list[str]) -> list[LatestScore]:
+        return await self._read("leaderboard", caller, models, datasets)
+
+    async def history(self, caller: Principal, model: str, **filters: Any) -> tuple[list[JobSummary], int]:
+        return await self._read("history", caller, model, **filters)
 
     async def wait(self, job_id: str, caller: Principal) -> JobRecord:
         await self._ready

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from serve_app.errors import PartialRunError, RequestError, RunError, StorageError, storage_error
 from serve_app.jobs.output import secrets_to_mask
-from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore
+from serve_app.jobs.store import TERMINAL, DuplicateKey, JobRecord, JobStore, JobSummary, LatestScore
 from serve_app.paths import JOB_LOG
 from serve_app.principals import DEFAULT_PRINCIPAL, Principal
 
@@ -226,6 +226,17 @@ class JobManager:
             filters["owner"] = caller.name
         records, total = self.store.list(**filters)
         return [self._unsaved_endings.get(record.id, record) for record in records], total
+
+    def leaderboard(self, caller: Principal, models: list[str], datasets: list[str]) -> list[LatestScore]:
+        """The newest score of each model on each dataset, over the succeeded evals `caller` may see."""
+        owner = None if caller.admin else caller.name
+        return self.store.latest_scores(owner=owner, models=models, datasets=datasets)
+
+    def history(self, caller: Principal, model: str, *, kind: str | None = None, mine: bool = False,
+                limit: int = 50, offset: int = 0) -> tuple[list[JobSummary], int]:
+        """The model's succeeded jobs that `caller` may see (`mine`: only its own, also for an admin)."""
+        owner = caller.name if mine or not caller.admin else None
+        return self.store.history(model=model, kind=kind, owner=owner, limit=limit, offset=offset)
 
     async def wait(self, job_id: str, caller: Principal) -> JobRecord:
         record = self.get(job_id, caller)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from serve_app.compare.summary import job_summary
 from serve_app.errors import storage_error
 from serve_app.principals import DEFAULT_PRINCIPAL  # also the 'default' of the owner column
 
@@ -48,6 +49,28 @@ class JobRecord:
     idempotency_key: str | None = None
     body_digest: str | None = None  # keyed hash of the canonical body: tells a retried submit from another one
     owner: str = DEFAULT_PRINCIPAL  # the principal that submitted it: the one (besides admins) who sees it
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A succeeded job in a model's history: its identity and summary (scores or key perf metrics), no result."""
+
+    id: str
+    kind: str
+    model: str
+    owner: str
+    created_at: float
+    finished_at: float | None
+    summary: dict
+
+
+@dataclass(frozen=True)
+class LatestScore:
+    model: str
+    dataset: str
+    score: float | None
+    job_id: str
+    finished_at: float
 
 
 class DuplicateKey(Exception):
@@ -95,6 +118,12 @@ class JobStore(Protocol):
 
     def interrupt_unfinished(self, message: str, keep: Iterable[str] = ()) -> builtins.list[str]: ...
 
+    def latest_scores(self, *, owner: str | None = None, models: Iterable[str] = (),
+                      datasets: Iterable[str] = ()) -> builtins.list[LatestScore]: ...
+
+    def history(self, *, model: str, kind: str | None = None, owner: str | None = None, limit: int = 50,
+                offset: int = 0) -> tuple[builtins.list[JobSummary], int]: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -125,6 +154,30 @@ _OWNER_INDEXES = """
 DROP INDEX IF EXISTS jobs_idempotency_key;
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_idempotency_key ON jobs (owner, idempotency_key);
+"""
+# Succeeded jobs, denormalised when they succeed: a model's history reads a few numbers per job (not its result,
+# which would mean walking each row's overflow pages), and the leaderboard each model's newest score per dataset.
+_HISTORY_TABLES = """
+CREATE TABLE IF NOT EXISTS summaries (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS summaries_model_finished ON summaries (model, finished_at);
+CREATE TABLE IF NOT EXISTS scores (
+    job_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    score REAL,
+    finished_at REAL,
+    PRIMARY KEY (job_id, dataset)
+);
+CREATE INDEX IF NOT EXISTS scores_newest ON scores (model, dataset, finished_at);
 """
 
 # Column order follows the dataclass, so a new field needs only a schema column.
@@ -163,6 +216,11 @@ class SqliteJobStore:
             if "owner" not in columns:  # a store written before jobs had owners: they belong to the default one
                 self._conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'default'")
             self._conn.executescript(_OWNER_INDEXES)
+            tables = {row["name"] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self._conn.executescript(_HISTORY_TABLES)
+            if "summaries" not in tables:  # a store from before them: its succeeded jobs join them now
+                for record in self._all("status = 'succeeded' AND result IS NOT NULL"):
+                    self._summarise(record)
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +294,8 @@ class SqliteJobStore:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
             record = self._one("id = ?", job_id)
+            if record is not None and fields.get("status") == "succeeded" and record.result is not None:
+                self._summarise(record)
         if record is None:
             raise KeyError(job_id)
         return record
@@ -279,6 +339,49 @@ class SqliteJobStore:
             ).fetchall()
         return [row["id"] for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]
 
+    def latest_scores(self, *, owner: str | None = None, models: Iterable[str] = (),
+                      datasets: Iterable[str] = ()) -> builtins.list[LatestScore]:
+        """The score of the newest succeeded eval of each model on each dataset (of `owner`'s jobs, if given)."""
+        conditions, params = [], []
+        for column, values in (("owner", [owner] if owner is not None else []), ("model", builtins.list(models)),
+                               ("dataset", builtins.list(datasets))):
+            if values:
+                conditions.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params += values
+        where = " AND ".join(conditions) or "1"
+        with self._lock:
+            # SQLite takes a bare column's value from the row that MAX() picked.
+            rows = self._conn.execute(
+                f"SELECT model, dataset, score, job_id, MAX(finished_at) FROM scores WHERE {where}"
+                " GROUP BY model, dataset ORDER BY dataset, score DESC, model", params).fetchall()
+        return [LatestScore(*row) for row in rows]
+
+    def history(self, *, model: str, kind: str | None = None, owner: str | None = None, limit: int = 50,
+                offset: int = 0) -> tuple[builtins.list[JobSummary], int]:
+        """The model's succeeded jobs, newest first, with their summaries; and how many there are."""
+        conditions, params = ["model = ?"], [model]
+        for column, value in (("kind", kind), ("owner", owner)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(conditions)
+        with self._lock:
+            total = self._conn.execute(f"SELECT COUNT(*) FROM summaries WHERE {where}", params).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT job_id, kind, model, owner, created_at, finished_at, summary FROM summaries WHERE {where}"
+                " ORDER BY finished_at DESC, job_id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+        return [JobSummary(*row[:-1], summary=json.loads(row["summary"])) for row in rows], total
+
+    def _summarise(self, record: JobRecord) -> None:
+        """A succeeded job joins its model's history and, an eval, the scores the leaderboard reads."""
+        summary = job_summary(record.kind, record.result)
+        self._conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (record.id, record.kind, record.model, record.owner, record.created_at,
+                            record.finished_at, _dump(summary)))
+        self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
+                               [(record.id, record.model, record.owner, dataset, score, record.finished_at)
+                                for dataset, score in summary.get("scores", {}).items()])
+
     @contextlib.contextmanager
     def _writing(self):
         """Hold the lock for a write; a full or unwritable disk becomes a StorageError that says so."""
@@ -293,6 +396,9 @@ class SqliteJobStore:
         values = [_dump(v) if name in _JSON_COLUMNS else v for name, v in zip(_FIELDS, values, strict=True)]
         placeholders = ", ".join("?" for _ in _FIELDS)
         self._conn.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({placeholders})", values)
+
+    def _all(self, where: str, *params: Any) -> builtins.list[JobRecord]:
+        return [_record(row) for row in self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where}", params)]
 
     def _one(self, where: str, *params: Any) -> JobRecord | None:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where}", params).fetchone()

@@ -20,6 +20,7 @@ class FakeRun:
         self.kind, self.total, self.step_s, self.failure = kind, total, step_s, failure
         self.done = 0
         self.cancelled = False
+        self.output_dir = Path("/o")  # the job's run directory, once submitted
 
     async def execute(self):
         try:
@@ -32,8 +33,9 @@ class FakeRun:
         if self.failure:
             raise self.failure
         if self.kind == "eval":
-            return EvalResponse(result={"gsm8k": {}}, scores={"gsm8k": 0.5}, dataset_sources={}, output_dir="/o")
-        return PerfResponse(output_dir="/o", results={})
+            return EvalResponse(result={"gsm8k": {}}, scores={"gsm8k": 0.5}, dataset_sources={},
+                                output_dir=str(self.output_dir))
+        return PerfResponse(output_dir=str(self.output_dir), results={})
 
     async def progress(self) -> dict:
         return {"done": self.done, "total": self.total, "percent": 100 * self.done / self.total}
@@ -58,9 +60,10 @@ class ManagerBackend:
         kind = "eval" if isinstance(request, EvalRequest) else "perf"
         run = self.make_run(kind, request)
         self.runs.append(run)
+        run.output_dir = self.root / "out" / str(len(self.runs))
         return self._manager().submit(Submission(
             kind=kind, model=request.model, request_view=request.model_dump(mode="json"),
-            output_dir=str(self.root / "out" / str(len(self.runs))), run=run, idempotency_key=idempotency_key,
+            output_dir=str(run.output_dir), run=run, idempotency_key=idempotency_key,
             body_digest=body_digest(request, service_secret(self.root, None)), owner=caller.name,
         ))
 
@@ -69,6 +72,12 @@ class ManagerBackend:
 
     async def list(self, caller, **filters):
         return self._manager().list(caller, **filters)
+
+    async def leaderboard(self, caller, models, datasets):
+        return self._manager().leaderboard(caller, models, datasets)
+
+    async def history(self, caller, model, **filters):
+        return self._manager().history(caller, model, **filters)
 
     async def wait(self, job_id, caller):
         return await self._manager().wait(job_id, caller)

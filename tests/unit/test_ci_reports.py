@@ -6,8 +6,9 @@ from xml.etree import ElementTree
 import pytest
 
 from serve_app.ci_reports import Verdict, junit_xml, markdown_summary
-from serve_app.gates import eval_gates, perf_gates
-from serve_app.schemas import JobView
+from serve_app.compare.perf import compare_points
+from serve_app.gates import change_gates, eval_gates, perf_gates
+from serve_app.schemas import Comparison, JobView
 from tests.conftest import assert_valid_junit
 from tests.unit.fake_service import job_document
 
@@ -119,3 +120,25 @@ def test_markdown_tables_survive_pipes_and_newlines_in_what_they_show():
     assert "> boom Traceback \\| line 2" in page
     assert "| ceval | failed: ValueError: a\\|b c |" in page
     assert "| gsm8k |  |  | >= 0.7 |  | not checked |" in page
+
+
+def test_regression_gates_become_junit_cases_and_the_summary_shows_the_comparison():
+    baseline = {"results": {point: perf_point(20.0, 400.0) for point in PERF_RESULT["results"]}}
+    comparison = Comparison(kind="perf", baseline="job-b", candidate="job-1", comparable=True, differences=[],
+                            verdict="worse", reasons=[], tolerance_pct=5.0,
+                            metrics=compare_points(baseline, PERF_RESULT, 5.0))
+    (gate,) = change_gates(["TTFT (ms)@99%=10%"], [])
+    outcomes = gate.evaluate(comparison.model_dump())
+    assert [(o.point, o.value, o.passed) for o in outcomes] == [("parallel_1_number_10", 5.0, True),
+                                                              ("parallel_2_number_20", 62.5, False)]
+    job = JobView.model_validate(job_document("succeeded", result=PERF_RESULT))
+    result = Verdict(job, SERVER, 2, 1.0, [gate], outcomes, comparison=comparison)
+    document = junit_xml(result)
+    assert_valid_junit(document)
+    failed = ElementTree.fromstring(document).find(
+        ".//testcase[@name='TTFT (ms)@99% increase from baseline <= 10% at parallel_2_number_20']")
+    assert failed.find("failure").get("message") == ("parallel_2_number_20: TTFT (ms)@99% increase from baseline = "
+                                                     "62.5% is above the maximum 10% by 52.5% (400 -> 650)")
+    summary = markdown_summary(result)
+    assert "Against baseline `job-b`: worse" in summary
+    assert "| parallel_2_number_20 | TTFT (ms) @99% | 400 | 650 | +250 | +62.5% | worse |" in summary

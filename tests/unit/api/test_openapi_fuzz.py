@@ -4,21 +4,18 @@ answer matches what the document promises (status codes, content types, headers,
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from serve_app.admission import admit_eval, admit_perf
 from serve_app.api import create_api
 from serve_app.config import ServiceArgs
 from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest
-from serve_app.simulator.process import free_port
 from tests.conftest import SAMPLES
 from tests.unit.fakes import FakeRun, ManagerBackend
+from tests.unit.live_server import serving
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -50,19 +47,8 @@ def service(request, tmp_path):
     args = ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=tmp_path / "datasets", samples_root=SAMPLES,
                        max_body_bytes=65536)
     app = create_api(PlanningBackend(tmp_path, args), tokens=tokens, max_body_bytes=args.max_body_bytes)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # uvicorn ends its thread, without raising here, when it cannot bind
-        if not thread.is_alive():
-            pytest.fail(f"the API server stopped before serving on port {server.config.port} (port taken?)")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the API server did not start on port {server.config.port} within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}", tokens
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as base_url:
+        yield base_url, tokens
 
 
 def test_the_api_keeps_its_documented_promises(service, tmp_path):
