@@ -1,8 +1,8 @@
 """One shard of a perf test, run with evalscope's own request generation, HTTP client and dispatch strategies.
 
 Plain Python, no Ray: the worker actor wraps it. It replaces only evalscope's metrics consumer, which pickles
-every response chunk into SQLite; a shard instead keeps compact per-request records in memory and hands them
-to the merge, which recomputes the whole test's metrics with evalscope's code.
+every response chunk into SQLite; a shard instead streams compact per-request records to a file of its own
+(serve_app.perf.records), from which the merge recomputes the whole test's metrics with evalscope's code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import gc
 import netrc
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 import numpy as np
@@ -25,30 +24,12 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData
 
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
+from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
-
-# Longest error text kept per failed request: enough to act on, bounded for transfer.
-_ERROR_CHARS = 500
 
 
 class ShardError(RuntimeError):
     """A shard could not run; the message names the shard and the reason."""
-
-
-@dataclass
-class ShardRun:
-    """A finished shard: its records with start/completed times on the coordinator's wall clock."""
-
-    index: int
-    node: str
-    records: list[BenchmarkData] = field(default_factory=list)
-    cpu_s: float = 0.0
-
-    def stats(self) -> ShardStats:
-        timed = [r for r in self.records if r.completed_time >= r.start_time > 0]
-        span = max(r.completed_time for r in timed) - min(r.start_time for r in timed) if timed else 0.0
-        succeeded = sum(1 for r in self.records if r.success)
-        return ShardStats(self.index, self.node, len(self.records), succeeded, span, self.cpu_s)
 
 
 def build_arguments(spec: ShardSpec) -> Arguments:
@@ -79,17 +60,6 @@ def build_arguments(spec: ShardSpec) -> Arguments:
     # Arguments stores sweepable fields as lists; one run uses scalars, as evalscope's run_one_benchmark does.
     args.number, args.parallel, args.rate = plan.number, plan.parallel, plan.rate
     return args
-
-
-def _compact(record: BenchmarkData) -> BenchmarkData:
-    """Drop what the merge does not read (bodies, response chunks, text) so records travel cheaply."""
-    record.request = None
-    record.response_messages = []
-    record.generated_text = ""
-    record.chunk_times = []
-    if record.error:
-        record.error = record.error[:_ERROR_CHARS]
-    return record
 
 
 class ShardRunner:
@@ -129,46 +99,47 @@ class ShardRunner:
         async with _http_client(probe_args, self.api_plugin) as client:
             outcome = self._finalized(await client.post(request))
         if not outcome.success:
-            reason = (outcome.error or "no response").strip().splitlines()[-1][:_ERROR_CHARS]
+            reason = (outcome.error or "no response").strip().splitlines()[-1][:ERROR_CHARS]
             status = f" (HTTP {outcome.status_code})" if outcome.status_code else ""
             raise ShardError(f"probe request to {self.spec.url} failed{status}: {reason}")
 
-    def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardRun:
-        """Start dispatching at `start_at` (coordinator wall clock) and return every request's record.
+    def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
+        """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
+        file (`records_path` in the answer) and return its counts.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
         land on one time axis with monotonic precision.
         """
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
-        records, cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
-        for record in records:
-            record.start_time = clock.to_coordinator(record.start_time)
-            record.completed_time = clock.to_coordinator(record.completed_time)
-        return ShardRun(index=self.spec.plan.index, node=self.node, records=records, cpu_s=cpu_s)
+        path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
+        with RecordWriter(path, clock) as writer:
+            cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
+        return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
+                          records_path=str(path))
 
-    async def _dispatch(self, start_mono: float) -> tuple[list[BenchmarkData], float]:
-        """Every request's record, and the CPU seconds this process spent sending them and reading the replies."""
+    async def _dispatch(self, start_mono: float, writer: RecordWriter) -> float:
+        """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
+        reading the replies."""
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         cpu_start = time.process_time()
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
-        records: list[BenchmarkData] = []
         async with _http_client(self.args, self.api_plugin) as client:
             # evalscope draws the Poisson arrival intervals from numpy's global generator (this process is the
             # shard's own): seeding it makes each shard's arrivals reproducible and unlike the other shards'.
             np.random.seed(self.spec.plan.seed)
             strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
-            collector = asyncio.create_task(self._collect(queue, records))
+            collector = asyncio.create_task(self._collect(queue, writer))
             try:
                 await strategy.run()
                 await queue.join()
             finally:
                 collector.cancel()
-        return records, time.process_time() - cpu_start
+        return time.process_time() - cpu_start
 
-    async def _collect(self, queue: asyncio.Queue[BenchmarkData], records: list[BenchmarkData]) -> None:
+    async def _collect(self, queue: asyncio.Queue[BenchmarkData], writer: RecordWriter) -> None:
         while True:
             record = await queue.get()
             try:
@@ -177,7 +148,7 @@ class ShardRunner:
                     if self.metrics:
                         self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
                                             record.query_latency, record.completion_tokens)
-                    records.append(_compact(record))
+                    writer.add(record)
                     self.completed += 1
             finally:
                 queue.task_done()
