@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from evalscope.perf.arguments import Arguments
-from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
+from evalscope.perf.utils.benchmark_util import MetricsAccumulator
 from evalscope.perf.utils.db_util import (
-    DatabaseColumns,
     calculate_percentiles,
     create_result_table,
-    encode_data,
     speed_benchmark_result,
     write_json_file,
 )
@@ -33,7 +30,7 @@ from evalscope.perf.utils.perf_constants import Metrics, PercentileMetrics
 from evalscope.perf.utils.perf_models import BenchmarkSummary, PercentileResult
 from evalscope.utils.logger import get_logger
 
-from serve_app.perf.records import read_batches, to_records
+from serve_app.perf.records import each_record, read_batches, result_table_path
 from serve_app.perf.slo import goodput, is_good
 from serve_app.schemas import Goodput, Slo
 
@@ -70,18 +67,14 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     good_per_shard = [0] * len(paths)
     db_path = output_dir / "benchmark_data.db"
     db_path.unlink(missing_ok=True)
-    with sqlite3.connect(db_path) as connection:
-        cursor = connection.cursor()
-        create_result_table(cursor)
-        for index, path in enumerate(paths):
-            for batch in read_batches([path]):
-                records = to_records(batch)
-                for record in records:
-                    # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
-                    accumulator.update(record, api_plugin=None)
-                cursor.executemany(_INSERT, [_database_row(record) for record in records])
+    for index, path in enumerate(paths):
+        for batch in read_batches([path]):
+            for record in each_record(batch):
+                # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
+                accumulator.update(record, api_plugin=None)
                 if slo is not None:
-                    good_per_shard[index] += sum(is_good(record, slo) for record in records)
+                    good_per_shard[index] += is_good(record, slo)
+    _concatenate_result_tables([result_table_path(path) for path in paths], db_path)
     # What evalscope's summary_result writes, without its percentile query, which loads every row at once.
     write_json_file(args.to_dict(), output_dir / "benchmark_args.json")
     summary = BenchmarkSummary.from_dict(
@@ -97,6 +90,7 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
         speed_benchmark_result(str(db_path))
     for path in paths:
         path.unlink()
+        result_table_path(path).unlink()
     for directory in {path.parent for path in paths}:
         with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
             directory.rmdir()
@@ -107,27 +101,16 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     return dataclasses.replace(merged, goodput=point_goodput, good_per_shard=good_per_shard)
 
 
-# benchmark_data.db, for evalscope's own tools: the rows of evalscope's insert_benchmark_data, a batch per statement
-# (a statement per row took as long as the rest of the merge).
-_COLUMNS = [
-    DatabaseColumns.REQUEST, DatabaseColumns.START_TIME, DatabaseColumns.INTER_TOKEN_LATENCIES,
-    DatabaseColumns.SUCCESS, DatabaseColumns.RESPONSE_MESSAGES, DatabaseColumns.COMPLETED_TIME,
-    DatabaseColumns.REQUEST_ID, DatabaseColumns.IS_STREAM,
-    # A failed request leaves these NULL.
-    DatabaseColumns.LATENCY, DatabaseColumns.FIRST_CHUNK_LATENCY, DatabaseColumns.PROMPT_TOKENS,
-    DatabaseColumns.COMPLETION_TOKENS, DatabaseColumns.MAX_GPU_MEMORY_COST, DatabaseColumns.TIME_PER_OUTPUT_TOKEN,
-]
-_INSERT = f"INSERT INTO result({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_NO_RESPONSE_MESSAGES = encode_data([])  # the shards keep no reply bodies
-
-
-def _database_row(record: BenchmarkData) -> tuple:
-    common = (record.request, record.start_time, json.dumps(record.inter_chunk_latency), record.success,
-              _NO_RESPONSE_MESSAGES, record.completed_time, record.request_id, int(record.is_stream))
-    if not record.success:
-        return common + (None,) * 6
-    return common + (record.query_latency, record.first_chunk_latency, record.prompt_tokens,
-                     record.completion_tokens, record.max_gpu_memory_cost, record.time_per_output_token)
+def _concatenate_result_tables(shard_tables: list[Path], db_path: Path) -> None:
+    """benchmark_data.db, for evalscope's own tools: the shards' rows (serve_app.perf.records.write_result_table),
+    in shard order, copied by SQLite."""
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        create_result_table(connection.cursor())
+        for table in shard_tables:
+            connection.execute("ATTACH DATABASE ? AS shard", (str(table),))
+            connection.execute("INSERT INTO result SELECT * FROM shard.result")
+            connection.commit()  # a database in a transaction cannot be detached
+            connection.execute("DETACH DATABASE shard")
 
 
 # A percentile column: the record columns it reads, which rows (all successful ones, or only streamed ones when
@@ -136,10 +119,10 @@ def _database_row(record: BenchmarkData) -> tuple:
 class _Column:
     reads: tuple[str, ...]
     streamed_only: bool
-    values: Callable[[pa.RecordBatch], np.ndarray]
+    values: Callable[[pa.Table], np.ndarray]
 
 
-def _array(batch: pa.RecordBatch, name: str) -> np.ndarray:
+def _array(batch: pa.Table, name: str) -> np.ndarray:
     return batch.column(name).to_numpy(zero_copy_only=False)
 
 
@@ -162,12 +145,12 @@ def _columns(api: str, no_streamed_rows: bool) -> dict[str, _Column]:
                 lambda b: _ratio(_array(b, "prompt_tokens"), _array(b, "query_latency"))),
         }
 
-    def tpot_ms(batch: pa.RecordBatch) -> np.ndarray:
+    def tpot_ms(batch: pa.Table) -> np.ndarray:
         tpot = _array(batch, "time_per_output_token")
         # A streamed one-token reply has no decode phase, so no TPOT; a run without streamed replies keeps 0.
         return tpot * 1000 if no_streamed_rows else np.where(tpot > 0, tpot * 1000, np.nan)
 
-    def total_throughput(batch: pa.RecordBatch) -> np.ndarray:
+    def total_throughput(batch: pa.Table) -> np.ndarray:
         tokens = _array(batch, "prompt_tokens") + _array(batch, "completion_tokens")
         return _ratio(tokens, _array(batch, "query_latency"))
 

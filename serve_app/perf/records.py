@@ -8,18 +8,25 @@ reads only the columns it needs, and the inter-chunk gaps are a list column rath
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from evalscope.perf.utils.benchmark_util import BenchmarkData
+from evalscope.perf.utils.db_util import DatabaseColumns, create_result_table, encode_data
 
 from serve_app.perf.shard import ClockPair
 
-# Records a shard buffers before writing them out as one row group (a few hundred KiB), and the merge's batch.
+# A shard writes its buffered records out as one row group at BATCH_RECORDS records or BATCH_GAPS inter-chunk gaps,
+# whichever comes first (long replies carry thousands of gaps each: about 8 MB of Python floats a batch at most);
+# the merge reads a row group at a time, so these bound its batches too.
 BATCH_RECORDS = 4096
+BATCH_GAPS = 256 * 1024
 # Longest error text kept per failed request: enough to act on, bounded in the file and the database.
 ERROR_CHARS = 500
 
@@ -42,8 +49,6 @@ SCHEMA = pa.schema([
     ("error", pa.string()),
     ("request_id", pa.string()),
 ])
-# A class attribute of BenchmarkData rather than a dataclass field: set after construction.
-_NOT_A_FIELD = "max_gpu_memory_cost"
 
 
 def shard_records_path(point_dir: str | Path, shard_index: int) -> Path:
@@ -62,6 +67,7 @@ class RecordWriter:
         self._clock = clock
         self._writer = pq.ParquetWriter(path, SCHEMA)
         self._pending: list[tuple] = []  # rows in SCHEMA's order
+        self._pending_gaps = 0
         self.requests = 0
         self.succeeded = 0
         self._first_start = math.inf
@@ -82,7 +88,8 @@ class RecordWriter:
             record.cached_tokens, record.n_decode_chunks, record.max_gpu_memory_cost,
             record.error[:ERROR_CHARS] if record.error else None, record.request_id,
         ))
-        if len(self._pending) >= BATCH_RECORDS:
+        self._pending_gaps += len(record.inter_chunk_latency)
+        if len(self._pending) >= BATCH_RECORDS or self._pending_gaps >= BATCH_GAPS:
             self._flush()
 
     @property
@@ -94,7 +101,7 @@ class RecordWriter:
         if self._pending:
             columns = [pa.array(values, type=field.type) for values, field in zip(zip(*self._pending), SCHEMA)]
             self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=SCHEMA))
-            self._pending = []
+            self._pending, self._pending_gaps = [], 0
 
     def close(self) -> None:
         self._flush()
@@ -107,20 +114,67 @@ class RecordWriter:
         self.close()
 
 
-def read_batches(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Every file's rows in order (file by file, each in completion order), BATCH_RECORDS at a time."""
+def read_batches(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Every file's rows in order (file by file, each in completion order), a row group (a shard's batch) at a
+    time."""
     for path in paths:
         with pq.ParquetFile(path) as file:
-            yield from file.iter_batches(batch_size=BATCH_RECORDS, columns=columns)
+            for index in range(file.num_row_groups):
+                yield file.read_row_group(index, columns=columns)
 
 
-def to_records(batch: pa.RecordBatch) -> list[BenchmarkData]:
-    """A batch's rows as evalscope's records again (without bodies, replies and text, which were never kept)."""
-    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-    gpu_costs = columns.pop(_NOT_A_FIELD)
-    names = list(columns)
-    records = [BenchmarkData(**dict(zip(names, values))) for values in zip(*columns.values())]
-    for record, gpu_cost in zip(records, gpu_costs):
-        if gpu_cost:
-            record.max_gpu_memory_cost = gpu_cost
-    return records
+def each_record(batch: pa.Table) -> Iterator[BenchmarkData]:
+    """Each row of `batch` as an evalscope record (without bodies, replies and text, which were never kept).
+
+    One object, refilled row after row (building a BenchmarkData per row took a third of the merge): use each record
+    before taking the next.
+    """
+    names = batch.schema.names
+    columns = [batch.column(name).to_pylist() for name in names]
+    record = BenchmarkData()
+    blank = dict(record.__dict__)
+    for values in zip(*columns):
+        record.__dict__.update(blank)  # what finalize derived for the previous row
+        record.__dict__.update(zip(names, values))
+        yield record
+
+
+def result_table_path(records_path: Path) -> Path:
+    return records_path.with_suffix(".db")
+
+
+def write_result_table(records_path: Path) -> None:
+    """The shard's rows of evalscope's benchmark_data.db, in a database of its own beside its record file.
+
+    Written by each shard once its load has ended, so that the shards build their rows in parallel and the merge
+    copies them within SQLite: building them (the gaps as JSON text) in the merge took most of its time.
+    """
+    path = result_table_path(records_path)
+    path.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        cursor = connection.cursor()
+        create_result_table(cursor)
+        for batch in read_batches([records_path]):
+            cursor.executemany(_INSERT, [_database_row(record) for record in each_record(batch)])
+
+
+# The rows of evalscope's insert_benchmark_data, a batch per statement.
+_COLUMNS = [
+    DatabaseColumns.REQUEST, DatabaseColumns.START_TIME, DatabaseColumns.INTER_TOKEN_LATENCIES,
+    DatabaseColumns.SUCCESS, DatabaseColumns.RESPONSE_MESSAGES, DatabaseColumns.COMPLETED_TIME,
+    DatabaseColumns.REQUEST_ID, DatabaseColumns.IS_STREAM,
+    # A failed request leaves these NULL.
+    DatabaseColumns.LATENCY, DatabaseColumns.FIRST_CHUNK_LATENCY, DatabaseColumns.PROMPT_TOKENS,
+    DatabaseColumns.COMPLETION_TOKENS, DatabaseColumns.MAX_GPU_MEMORY_COST, DatabaseColumns.TIME_PER_OUTPUT_TOKEN,
+]
+_INSERT = f"INSERT INTO result({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_NO_RESPONSE_MESSAGES = encode_data([])  # the shards keep no reply bodies
+
+
+def _database_row(record: BenchmarkData) -> tuple:
+    common = (record.request, record.start_time, json.dumps(record.inter_chunk_latency), record.success,
+              _NO_RESPONSE_MESSAGES, record.completed_time, record.request_id, int(record.is_stream))
+    if not record.success:
+        return common + (None,) * 6
+    return common + (record.query_latency, record.first_chunk_latency, record.prompt_tokens,
+                     record.completion_tokens, record.max_gpu_memory_cost, record.time_per_output_token)

@@ -24,7 +24,7 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData
 
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
-from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path
+from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
 
@@ -105,7 +105,8 @@ class ShardRunner:
 
     def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
         """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
-        file (`records_path` in the answer) and return its counts.
+        file (`records_path` in the answer) as it completes, then its rows of benchmark_data.db, and return its
+        counts.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
@@ -115,6 +116,7 @@ class ShardRunner:
         path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
         with RecordWriter(path, clock) as writer:
             cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
+        write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
                           records_path=str(path))
 

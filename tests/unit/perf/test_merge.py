@@ -11,7 +11,7 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulato
 from evalscope.perf.utils.db_util import create_result_table, get_percentile_results, insert_benchmark_data
 
 from serve_app.perf.merge import merge_record_files
-from serve_app.perf.records import RecordWriter
+from serve_app.perf.records import RecordWriter, write_result_table
 from serve_app.perf.shard import ClockPair
 from serve_app.schemas import PerfRequest, Slo
 
@@ -31,6 +31,7 @@ def merge_records(shards, args, output_dir, slo=None):
         with RecordWriter(path, SAME_CLOCK) as writer:
             for record in records:
                 writer.add(record)
+        write_result_table(path)
         paths.append(path)
     return merge_record_files(paths, args, output_dir, slo)
 

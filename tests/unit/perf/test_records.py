@@ -1,6 +1,7 @@
 """Shard record files (written as requests complete, read back in batches) and the out-of-core merge over them,
 checked against evalscope's own accumulator, database and percentile query on crafted records."""
 
+import copy
 import json
 import sqlite3
 
@@ -13,19 +14,27 @@ from evalscope.perf.utils.perf_models import BenchmarkSummary
 
 from serve_app.perf import records as records_module
 from serve_app.perf.merge import merge_record_files
-from serve_app.perf.records import ERROR_CHARS, RecordWriter, read_batches, shard_records_path, to_records
+from serve_app.perf.records import (
+    ERROR_CHARS,
+    RecordWriter,
+    each_record,
+    read_batches,
+    shard_records_path,
+    write_result_table,
+)
 from serve_app.perf.shard import ClockPair
 
 SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)
 
 
 def request(*, success=True, stream=True, ttft=0.1, gaps=(0.01, 0.02), latency=None, prompt=10, completion=None,
-            start=100.0) -> BenchmarkData:
+            start=100.0, decode_chunks=0) -> BenchmarkData:
     """A finished request as a shard's HTTP client leaves it (finalized: TPOT derived from the token count)."""
     latency = ttft + sum(gaps) if latency is None else latency
     record = BenchmarkData(start_time=start, completed_time=start + latency, success=success, is_stream=stream,
                            first_chunk_latency=ttft, query_latency=latency, inter_chunk_latency=list(gaps),
-                           prompt_tokens=prompt, completion_tokens=len(gaps) + 1 if completion is None else completion)
+                           prompt_tokens=prompt, completion_tokens=len(gaps) + 1 if completion is None else completion,
+                           n_decode_chunks=decode_chunks)
     if success:
         record.finalize(api_plugin=None)
     else:
@@ -34,10 +43,16 @@ def request(*, success=True, stream=True, ttft=0.1, gaps=(0.01, 0.02), latency=N
 
 
 def write(path, records, clock=SAME_CLOCK) -> RecordWriter:
+    """What a shard does: each record to its file as it completes, then its rows of benchmark_data.db."""
     with RecordWriter(path, clock) as writer:
         for record in records:
             writer.add(record)
+    write_result_table(path)
     return writer
+
+
+def read_back(path) -> list[BenchmarkData]:
+    return [copy.copy(record) for batch in read_batches([path]) for record in each_record(batch)]
 
 
 def test_a_shard_file_holds_each_record_on_the_coordinators_clock_without_bodies(tmp_path):
@@ -52,7 +67,7 @@ def test_a_shard_file_holds_each_record_on_the_coordinators_clock_without_bodies
     writer = write(path, [sent, failed], clock)
 
     assert path == tmp_path / "point" / "records" / "shard-3.parquet"
-    (back, back_failed) = [record for batch in read_batches([path]) for record in to_records(batch)]
+    (back, back_failed) = read_back(path)
     assert back.start_time == pytest.approx(1001.5) and back.completed_time == pytest.approx(1001.5 + 0.24)
     assert (back.success, back.is_stream, back.prompt_tokens, back.completion_tokens) == (True, True, 7, 3)
     assert (back.first_chunk_latency, back.query_latency, back.inter_chunk_latency) == (0.2, sent.query_latency,
@@ -81,6 +96,16 @@ def test_records_are_written_in_batches_as_they_complete(tmp_path, monkeypatch):
     # Each batch is on disk once its last record completed, long before the shard ends.
     assert sizes[0] == sizes[2] < sizes[3] == sizes[6] < sizes[7] == sizes[8]
     assert [len(batch) for batch in read_batches([path, path])] == [4, 4, 1, 4, 4, 1]
+
+
+def test_long_replies_are_written_in_smaller_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(records_module, "BATCH_GAPS", 10)
+    path = tmp_path / "shard.parquet"
+    sent = [request(gaps=[0.001 * i] * 4, start=100.0 + i) for i in range(5)]
+    write(path, sent)  # a batch once 10 gaps are waiting: 3 records
+    assert [len(batch) for batch in read_batches([path])] == [3, 2]
+    back = read_back(path)  # each row its own values, nothing left over from the row before
+    assert [(r.start_time, r.inter_chunk_latency) for r in back] == [(r.start_time, r.inter_chunk_latency) for r in sent]
 
 
 def test_an_empty_shard_writes_an_empty_file_the_merge_can_read(tmp_path):
@@ -114,6 +139,12 @@ CASES = {
     # No streamed reply: TTFT, TPOT and decode over every row, and TPOT keeps its 0 for one-token replies.
     "non_stream": lambda: [request(stream=False, ttft=0.2 + i / 100, gaps=(), latency=0.2 + i / 100,
                                    completion=1 + i % 4) for i in range(30)],
+    # Speculative decoding (3 tokens a chunk: evalscope averages the tokens per iteration) between replies that have
+    # no such figure, which must not inherit one.
+    "speculative": lambda: [
+        request(gaps=(0.01, 0.01), completion=4 + i, decode_chunks=3) if i % 2 else
+        request(stream=False, gaps=(), latency=0.3, completion=12) for i in range(12)
+    ],
     "only_failures": lambda: [request(success=False) for _ in range(5)],
     "nothing": lambda: [],
     "single": lambda: [request()],
