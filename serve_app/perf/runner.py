@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import netrc
 import time
 import urllib.request
@@ -21,11 +22,16 @@ from evalscope.perf.core.http_client import AioHttpClient
 from evalscope.perf.core.strategies import ClosedLoopStrategy
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
+from evalscope.perf.utils.body_meta import BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
+
+
+# Distinct bodies remembered for sharing: bounds the memo when every body differs (random prompts).
+_SHARED_BODIES = 10_000
 
 
 class ShardError(RuntimeError):
@@ -86,7 +92,18 @@ class ShardRunner:
         gc.freeze()
 
     async def _collect_requests(self) -> list[tuple[dict, bool]]:
-        return [item async for item in get_requests(self.args, self.api_plugin)]
+        """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
+        request: equal bodies are kept once (evalscope itself sends one body for a fixed prompt), so a million
+        requests over a few dozen prompts hold a few dozen bodies, not a million (~0.5 KB each). Bodies that carry
+        per-request metadata (trace replays; the client pops it as it sends) are never shared."""
+        shared: dict[str, dict] = {}
+        requests = []
+        async for body, is_warmup in get_requests(self.args, self.api_plugin):
+            if not any(key.startswith(BODY_META_PREFIX) for key in body):
+                text = json.dumps(body, sort_keys=True, default=str)
+                body = shared.setdefault(text, body) if len(shared) < _SHARED_BODIES else shared.get(text, body)
+            requests.append((body, is_warmup))
+        return requests
 
     async def _probe(self) -> None:
         """One request to the target, so an unreachable endpoint fails in seconds instead of per request."""

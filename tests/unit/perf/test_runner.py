@@ -1,10 +1,14 @@
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from evalscope.perf.benchmark import get_requests
+from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
+from serve_app.perf import runner as runner_module
 from serve_app.perf.plan import plan_shards
 from serve_app.perf.runner import ShardRunner, _http_client
 from serve_app.perf.shard import ShardSpec
@@ -83,3 +87,30 @@ def test_the_shard_seed_decides_its_poisson_arrival_times(drawn_intervals):
     assert len(first) == 5
     assert same_seed == first
     assert other_seed != first
+
+
+def test_equal_request_bodies_are_held_once_and_still_sent_as_built():
+    (plan,) = plan_shards(parallel=2, number=300, rate=-1, shards=1)
+    runner = ShardRunner(spec(plan=plan))
+    runner.requests = asyncio.run(runner._collect_requests())
+    built = asyncio.run(_evalscope_requests(runner))
+    assert runner.requests == built  # the same bodies, in the same order
+    distinct_prompts = len({json.dumps(body, sort_keys=True) for body, _ in built})
+    assert 1 < distinct_prompts < 300  # the dataset's prompts repeat
+    assert len({id(body) for body, _ in runner.requests}) == distinct_prompts  # held once each
+
+
+def test_bodies_with_per_request_metadata_are_never_shared(monkeypatch):
+    runner = ShardRunner(spec())
+
+    async def trace_replay(args, api_plugin):  # the same body twice, each with its own request id
+        for _ in range(2):
+            yield {"messages": [{"role": "user", "content": "hi"}], BODY_META_REQUEST_ID: "r1"}, False
+
+    monkeypatch.setattr(runner_module, "get_requests", trace_replay)
+    (first, _), (second, _) = asyncio.run(runner._collect_requests())
+    assert first == second and first is not second  # the client pops the id from each as it sends
+
+
+async def _evalscope_requests(runner):
+    return [item async for item in get_requests(runner.args, runner.api_plugin)]
