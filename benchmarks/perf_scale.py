@@ -48,7 +48,7 @@ class RayProcessMemory:
     workers, `ray::<class>.<method>` by their titles) while open."""
 
     def __init__(self, exclude: set[int]) -> None:
-        self.exclude = exclude  # the target's processes
+        self.exclude = exclude  # not the point's (the target's processes)
         self.peaks: dict[int, int] = {}  # pid -> bytes
         self.titles: dict[int, set[str]] = {}  # pid -> every title seen (a worker's names the method it runs)
         self._stop = threading.Event()
@@ -140,6 +140,9 @@ def _pid(_actor) -> int:
 
 
 def measure(url: str, number: int, parallel: int, shards: int, tokens: int, work: Path, target: set[int]) -> dict:
+    earlier = RayProcessMemory(exclude=target)
+    earlier.sample()  # shards of an earlier point that Ray has not stopped yet are not this point's
+    target = target | {pid for pid, titles in earlier.titles.items() if any("PerfShard" in t for t in titles)}
     with RayProcessMemory(exclude=target) as memory:
         point = asyncio.run(run_point(url, number, parallel, shards, tokens, work / f"{number}_{tokens}"))
     metrics = point["result"].metrics
