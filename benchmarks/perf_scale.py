@@ -84,6 +84,8 @@ class RayProcessMemory:
                 rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
             except (OSError, IndexError, ValueError):
                 continue
+            if not title:  # exited, not yet reaped
+                continue
             self.peaks[pid] = max(self.peaks.get(pid, 0), rss)
             self.titles.setdefault(pid, set()).add(title.split()[0][:60])
 
