@@ -57,8 +57,9 @@ class MergedPoint:
 def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo: Slo | None = None) -> MergedPoint:
     """Write evalscope's result files for one test point into `output_dir` and return its summary.
 
-    `paths` are the shards' record files, pooled in this order (float sums depend on it); they are removed once
-    merged, as benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point
+    `paths` are the shards' record files, each with its rows of benchmark_data.db beside it (records.py's
+    write_result_table), pooled in this order (float sums depend on it); both are removed once merged, as
+    benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point
     (total parallel, total rate); its secrets are masked by evalscope's own serialisation when
     benchmark_args.json is written.
     """
