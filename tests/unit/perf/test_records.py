@@ -105,7 +105,8 @@ def test_long_replies_are_written_in_smaller_batches(tmp_path, monkeypatch):
     write(path, sent)  # a batch once 10 gaps are waiting: 3 records
     assert [len(batch) for batch in read_batches([path])] == [3, 2]
     back = read_back(path)  # each row its own values, nothing left over from the row before
-    assert [(r.start_time, r.inter_chunk_latency) for r in back] == [(r.start_time, r.inter_chunk_latency) for r in sent]
+    assert [(r.start_time, r.inter_chunk_latency) for r in back] == [
+        (r.start_time, r.inter_chunk_latency) for r in sent]
 
 
 def test_an_empty_shard_writes_an_empty_file_the_merge_can_read(tmp_path):

@@ -1,11 +1,16 @@
 import asyncio
+import gc
 import json
 import time
+import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from evalscope.perf.benchmark import get_requests
+from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
 from serve_app.perf import runner as runner_module
@@ -114,3 +119,67 @@ def test_bodies_with_per_request_metadata_are_never_shared(monkeypatch):
 
 async def _evalscope_requests(runner):
     return [item async for item in get_requests(runner.args, runner.api_plugin)]
+
+
+def _retained_bytes_per_finished_send(task_factory) -> float:
+    """What evalscope's dispatch keeps of each finished request: it holds every task it created until the end."""
+
+    async def sends() -> float:
+        if task_factory:
+            asyncio.get_running_loop().set_task_factory(task_factory)
+        semaphore, queue = asyncio.Semaphore(64), asyncio.Queue()
+        client = SimpleNamespace(post=_instant_reply)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        held = {asyncio.create_task(_send_request(semaphore, {}, False, queue, client)) for _ in range(5000)}
+        await asyncio.gather(*held)
+        while not queue.empty():
+            queue.get_nowait()
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert all(task.done() for task in held)
+        return retained / len(held)
+
+    return asyncio.run(sends())
+
+
+async def _instant_reply(request):
+    return BenchmarkData(success=True)
+
+
+def test_finished_requests_leave_little_behind_in_the_dispatch():
+    plain = _retained_bytes_per_finished_send(None)
+    released = _retained_bytes_per_finished_send(runner_module._send_tasks_released_when_done)
+    assert released < plain / 2, (released, plain)
+
+
+def test_cancelling_a_dispatched_request_cancels_it_and_errors_reach_the_dispatch():
+    async def scenario():
+        asyncio.get_running_loop().set_task_factory(runner_module._send_tasks_released_when_done)
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def hanging(request):
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def failing(request):
+            raise ConnectionError("refused")
+
+        semaphore, queue = asyncio.Semaphore(2), asyncio.Queue()
+        send = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=hanging)))
+        await started.wait()
+        send.cancel()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        failed = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=failing)))
+        with pytest.raises(ConnectionError, match="refused"):
+            await failed
+        other = asyncio.create_task(asyncio.sleep(0))  # anything else: a plain task
+        await other
+        return type(other)
+
+    assert issubclass(asyncio.run(scenario()), asyncio.Task)
