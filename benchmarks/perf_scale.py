@@ -20,14 +20,16 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import fast_target  # benchmarks/ is the script's directory, first on sys.path
 import ray
-from harness import SAMPLES
+from harness import REPO, SAMPLES
 
 from serve_app.config import ServiceArgs
 from serve_app.jobs.workers import WorkerPools
@@ -174,10 +176,10 @@ def main() -> None:
     parser.add_argument("--long-tokens", type=int, default=2048)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=Path("perf_scale.json"))
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "perf_scale.json")
     options = parser.parse_args()
 
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"perf_scale_{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix="perf_scale_"))  # the points' outputs: a 1M point's database is ~0.5 GB
     ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     runs = [(number, options.tokens) for number in options.sizes]
     runs += [(options.long, options.long_tokens)] if options.long else []
@@ -197,6 +199,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     finally:
         ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(rows, indent=2))
     print("\n| requests x tokens | test duration | req/s | peak RSS: shard / merger (shard 0) / other Ray "
           "| merge time (share of the test) |")
