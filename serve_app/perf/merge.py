@@ -1,26 +1,52 @@
-"""Merge shard records into one test result with evalscope's own metric and percentile code.
+"""Merge the shards' record files into one test result with evalscope's own metric and percentile code.
 
-The records of every shard are pooled and evalscope recomputes the summary and the percentiles over the pool,
-exactly as if one process had sent every request; shard percentiles are never averaged.
+The records of every shard are pooled and evalscope's numbers are recomputed over the pool, exactly as if one
+process had sent every request; shard percentiles are never averaged. The files are read out of core, a batch of
+records at a time: evalscope's MetricsAccumulator keeps only sums, and each percentile column is built from the
+files alone (see `percentile_result`), so no process holds every record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from evalscope.perf.arguments import Arguments
-from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
-from evalscope.perf.utils.db_util import create_result_table, insert_benchmark_data, summary_result
-from evalscope.perf.utils.perf_constants import Metrics
+from evalscope.perf.utils.benchmark_util import MetricsAccumulator
+from evalscope.perf.utils.db_util import (
+    calculate_percentiles,
+    create_result_table,
+    speed_benchmark_result,
+    write_json_file,
+)
+from evalscope.perf.utils.perf_constants import Metrics, PercentileMetrics
+from evalscope.perf.utils.perf_models import BenchmarkSummary, PercentileResult
+from evalscope.utils.logger import get_logger
+
+from serve_app.perf.records import each_record, read_batches, result_table_path
+from serve_app.perf.slo import goodput, is_good
+from serve_app.schemas import Goodput, Slo
+
+logger = get_logger()
+
+# evalscope's get_percentile_results: these percentiles, with 0 and 100 reported as min and max.
+_PERCENTILES = [0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 100]
+_LABELS = ["min"] + [f"{p}%" for p in _PERCENTILES[1:-1]] + ["max"]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class MergedPoint:
     metrics: dict[str, Any]  # evalscope's benchmark_summary.json
     percentiles: list[dict[str, Any]]  # evalscope's benchmark_percentile.json
+    goodput: Goodput | None = None  # with an SLO
+    good_per_shard: list[int] | None = None  # with an SLO: each file's requests that met it
 
     @property
     def duration_s(self) -> float:
@@ -28,23 +54,183 @@ class MergedPoint:
         return self.metrics.get(Metrics.TIME_TAKEN_FOR_TESTS, 0.0)
 
 
-def merge_records(records: list[BenchmarkData], args: Arguments, output_dir: Path) -> MergedPoint:
+def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo: Slo | None = None) -> MergedPoint:
     """Write evalscope's result files for one test point into `output_dir` and return its summary.
 
-    `args` describes the whole point (total parallel, total rate); its secrets are masked by evalscope's own
-    serialisation when benchmark_args.json is written.
+    `paths` are the shards' record files, each with its rows of benchmark_data.db beside it (records.py's
+    write_result_table), pooled in this order (float sums depend on it); both are removed once merged, as
+    benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point
+    (total parallel, total rate); its secrets are masked by evalscope's own serialisation when
+    benchmark_args.json is written.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     accumulator = MetricsAccumulator(concurrency=args.parallel, rate=args.rate)
-    for record in records:
-        # Records arrive finalized (token counts set), so no API plugin is needed to re-parse replies.
-        accumulator.update(record, api_plugin=None)
+    good_per_shard = [0] * len(paths)
     db_path = output_dir / "benchmark_data.db"
     db_path.unlink(missing_ok=True)
-    with sqlite3.connect(db_path) as connection:
-        cursor = connection.cursor()
-        create_result_table(cursor)
-        for record in records:
-            insert_benchmark_data(cursor, record)
-    summary, percentiles, _, _ = summary_result(args, accumulator.to_result(), str(db_path))
-    return MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list())
+    for index, path in enumerate(paths):
+        for batch in read_batches([path]):
+            for record in each_record(batch):
+                # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
+                accumulator.update(record, api_plugin=None)
+                if slo is not None:
+                    good_per_shard[index] += is_good(record, slo)
+    _concatenate_result_tables([result_table_path(path) for path in paths], db_path)
+    # What evalscope's summary_result writes, without its percentile query, which loads every row at once.
+    write_json_file(args.to_dict(), output_dir / "benchmark_args.json")
+    summary = BenchmarkSummary.from_dict(
+        accumulator.to_result().create_message(api_type=args.api, enable_pd_metrics=args.enable_pd_metrics)
+    )
+    write_json_file(summary.to_dict(), output_dir / "benchmark_summary.json")
+    logger.info("\nBenchmarking summary:\n" + summary.to_table())
+    percentiles = percentile_result(paths, accumulator, args.api)
+    if percentiles.rows:
+        write_json_file(percentiles.to_list(), output_dir / "benchmark_percentile.json")
+        logger.info("\nPercentile results:\n" + percentiles.to_table())
+    if args.dataset.startswith("speed_benchmark"):
+        speed_benchmark_result(str(db_path))
+    for path in paths:
+        path.unlink()
+        result_table_path(path).unlink()
+    for directory in {path.parent for path in paths}:
+        with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
+            directory.rmdir()
+    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list())
+    if slo is None:
+        return merged
+    point_goodput = goodput(sum(good_per_shard), accumulator.n_total, slo, merged.duration_s)
+    return dataclasses.replace(merged, goodput=point_goodput, good_per_shard=good_per_shard)
+
+
+def _concatenate_result_tables(shard_tables: list[Path], db_path: Path) -> None:
+    """benchmark_data.db, for evalscope's own tools: the shards' rows (serve_app.perf.records.write_result_table),
+    in shard order, copied by SQLite."""
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        create_result_table(connection.cursor())
+        for table in shard_tables:
+            connection.execute("ATTACH DATABASE ? AS shard", (str(table),))
+            connection.execute("INSERT INTO result SELECT * FROM shard.result")
+            connection.commit()  # a database in a transaction cannot be detached
+            connection.execute("DETACH DATABASE shard")
+
+
+# A percentile column: the record columns it reads, which rows (all successful ones, or only streamed ones when
+# there are any, as evalscope does), and the values from a batch of those rows.
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    reads: tuple[str, ...]
+    streamed_only: bool
+    values: Callable[[pa.Table], np.ndarray]
+
+
+def _array(batch: pa.Table, name: str) -> np.ndarray:
+    return batch.column(name).to_numpy(zero_copy_only=False)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator where the denominator is positive, else NaN (evalscope's "no value")."""
+    return np.divide(numerator, denominator, out=np.full(len(denominator), np.nan), where=denominator > 0)
+
+
+def _columns(api: str, no_streamed_rows: bool) -> dict[str, _Column]:
+    """evalscope's get_percentile_results, column for column and in its order, on numpy arrays: the same IEEE
+    operations on the same doubles (x * 1000, 1.0 / x, int / float), so the same values."""
+    latency = _Column(("query_latency",), False, lambda b: _array(b, "query_latency"))
+    input_tokens = _Column(("prompt_tokens",), False, lambda b: _array(b, "prompt_tokens"))
+    if Metrics.is_input_only(api):
+        return {
+            PercentileMetrics.LATENCY: latency,
+            PercentileMetrics.INPUT_TOKENS: input_tokens,
+            PercentileMetrics.INPUT_THROUGHPUT: _Column(
+                ("prompt_tokens", "query_latency"), False,
+                lambda b: _ratio(_array(b, "prompt_tokens"), _array(b, "query_latency"))),
+        }
+
+    def tpot_ms(batch: pa.Table) -> np.ndarray:
+        tpot = _array(batch, "time_per_output_token")
+        # A streamed one-token reply has no decode phase, so no TPOT; a run without streamed replies keeps 0.
+        return tpot * 1000 if no_streamed_rows else np.where(tpot > 0, tpot * 1000, np.nan)
+
+    def total_throughput(batch: pa.Table) -> np.ndarray:
+        tokens = _array(batch, "prompt_tokens") + _array(batch, "completion_tokens")
+        return _ratio(tokens, _array(batch, "query_latency"))
+
+    return {
+        PercentileMetrics.TTFT: _Column(
+            ("first_chunk_latency",), True, lambda b: _array(b, "first_chunk_latency") * 1000),
+        # Every gap of every successful request (non-stream ones have none).
+        PercentileMetrics.ITL: _Column(
+            ("inter_chunk_latency",), False,
+            lambda b: pc.list_flatten(b.column("inter_chunk_latency")).to_numpy(zero_copy_only=False) * 1000),
+        PercentileMetrics.TPOT: _Column(("time_per_output_token",), True, tpot_ms),
+        PercentileMetrics.DECODE_THROUGHPUT: _Column(
+            ("time_per_output_token",), True,
+            lambda b: _ratio(np.ones(b.num_rows), _array(b, "time_per_output_token"))),
+        PercentileMetrics.LATENCY: latency,
+        PercentileMetrics.INPUT_TOKENS: input_tokens,
+        PercentileMetrics.OUTPUT_TOKENS: _Column(
+            ("completion_tokens",), False, lambda b: _array(b, "completion_tokens")),
+        PercentileMetrics.OUTPUT_THROUGHPUT: _Column(
+            ("completion_tokens", "query_latency"), False,
+            lambda b: _ratio(_array(b, "completion_tokens"), _array(b, "query_latency"))),
+        PercentileMetrics.TOTAL_THROUGHPUT: _Column(
+            ("prompt_tokens", "completion_tokens", "query_latency"), False, total_throughput),
+    }
+
+
+def percentile_result(paths: list[Path], accumulator: MetricsAccumulator, api: str) -> PercentileResult:
+    """evalscope's percentile table over every successful record in `paths`, bit for bit.
+
+    Exact nearest rank needs every value of a column at once; a column at a time, in a numpy array of the
+    exact size (the accumulator has counted the rows and the gaps), costs 8 bytes a value: 120 MB for the ITL
+    column of a million 16-token replies, the largest. A bounded-memory selection (histogram passes over the
+    files) would save that at the price of several passes and much more code, for a value evalscope must reproduce
+    exactly; one column at a time is what keeps the peak to that one column.
+    """
+    streamed_rows = accumulator.n_stream_success
+    rows = {False: accumulator.n_success, True: streamed_rows or accumulator.n_success}  # by `streamed_only`
+    transposed: dict[str, list] = {PercentileMetrics.PERCENTILES: _LABELS}
+    for name, column in _columns(api, no_streamed_rows=not streamed_rows).items():
+        size = accumulator.n_inter_token_latencies if name == PercentileMetrics.ITL else rows[column.streamed_only]
+        values = _fill(paths, column, streamed_rows > 0 and column.streamed_only, size)
+        by_percentile = calculate_percentiles(_SortedColumn(values), _PERCENTILES)
+        transposed[name] = [by_percentile[p] for p in _PERCENTILES]
+    return PercentileResult.from_transposed(transposed)
+
+
+def _fill(paths: list[Path], column: _Column, streamed_only: bool, size: int) -> np.ndarray:
+    values: np.ndarray | None = None
+    filled = 0
+    for batch in read_batches(paths, ["success", "is_stream", *column.reads]):
+        keep = pc.and_(batch.column("success"), batch.column("is_stream")) if streamed_only else batch.column("success")
+        part = column.values(batch.filter(keep))
+        if values is None:
+            values = np.empty(size, dtype=part.dtype)  # int64 for token counts, as evalscope keeps them ints
+        values[filled:filled + len(part)] = part
+        filled += len(part)
+    if filled != size:
+        raise RuntimeError(f"the record files hold {filled} values where the merge counted {size}")
+    return values if values is not None else np.empty(0)
+
+
+class _SortedColumn:
+    """A numpy column in the shape of the list evalscope's calculate_percentiles takes, so its own nearest-rank code
+    picks the values: NaN ("no value") left out as evalscope does, sorted in place (numpy puts NaN last, beyond
+    the length), items read back as Python numbers so that its round() is Python's."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values
+        self._length = len(values) - (int(np.count_nonzero(np.isnan(values))) if values.dtype.kind == "f" else 0)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def sort(self) -> None:
+        self._values.sort()
+
+    def __getitem__(self, index: int) -> float | int:
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        return self._values[index].item()

@@ -1,18 +1,19 @@
 """One shard of a perf test, run with evalscope's own request generation, HTTP client and dispatch strategies.
 
 Plain Python, no Ray: the worker actor wraps it. It replaces only evalscope's metrics consumer, which pickles
-every response chunk into SQLite; a shard instead keeps compact per-request records in memory and hands them
-to the merge, which recomputes the whole test's metrics with evalscope's code.
+every response chunk into SQLite; a shard instead streams compact per-request records to a file of its own
+(serve_app.perf.records), from which the merge recomputes the whole test's metrics with evalscope's code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import json
 import netrc
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 import numpy as np
@@ -20,35 +21,23 @@ from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
 from evalscope.perf.core.strategies import ClosedLoopStrategy
+from evalscope.perf.core.strategies.closed_loop import _send_request
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
+from evalscope.perf.utils.body_meta import BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
+from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
-# Longest error text kept per failed request: enough to act on, bounded for transfer.
-_ERROR_CHARS = 500
+
+# Distinct bodies remembered for sharing: bounds the memo when every body differs (random prompts).
+_SHARED_BODIES = 10_000
 
 
 class ShardError(RuntimeError):
     """A shard could not run; the message names the shard and the reason."""
-
-
-@dataclass
-class ShardRun:
-    """A finished shard: its records with start/completed times on the coordinator's wall clock."""
-
-    index: int
-    node: str
-    records: list[BenchmarkData] = field(default_factory=list)
-    cpu_s: float = 0.0
-
-    def stats(self) -> ShardStats:
-        timed = [r for r in self.records if r.completed_time >= r.start_time > 0]
-        span = max(r.completed_time for r in timed) - min(r.start_time for r in timed) if timed else 0.0
-        succeeded = sum(1 for r in self.records if r.success)
-        return ShardStats(self.index, self.node, len(self.records), succeeded, span, self.cpu_s)
 
 
 def build_arguments(spec: ShardSpec) -> Arguments:
@@ -82,17 +71,6 @@ def build_arguments(spec: ShardSpec) -> Arguments:
     return args
 
 
-def _compact(record: BenchmarkData) -> BenchmarkData:
-    """Drop what the merge does not read (bodies, response chunks, text) so records travel cheaply."""
-    record.request = None
-    record.response_messages = []
-    record.generated_text = ""
-    record.chunk_times = []
-    if record.error:
-        record.error = record.error[:_ERROR_CHARS]
-    return record
-
-
 class ShardRunner:
     """Prepares a shard (arguments, API plugin, every request body) and runs it from a given start instant."""
 
@@ -117,7 +95,18 @@ class ShardRunner:
         gc.freeze()
 
     async def _collect_requests(self) -> list[tuple[dict, bool]]:
-        return [item async for item in get_requests(self.args, self.api_plugin)]
+        """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
+        request: equal bodies are kept once (evalscope itself sends one body for a fixed prompt), so a million
+        requests over a few dozen prompts hold a few dozen bodies, not a million (~0.5 KB each). Bodies that carry
+        per-request metadata (trace replays; the client pops it as it sends) are never shared."""
+        shared: dict[str, dict] = {}
+        requests = []
+        async for body, is_warmup in get_requests(self.args, self.api_plugin):
+            if not any(key.startswith(BODY_META_PREFIX) for key in body):
+                text = json.dumps(body, sort_keys=True, default=str)
+                body = shared.setdefault(text, body) if len(shared) < _SHARED_BODIES else shared.get(text, body)
+            requests.append((body, is_warmup))
+        return requests
 
     async def _probe(self) -> None:
         """One request to the target, so an unreachable endpoint fails in seconds instead of per request."""
@@ -130,46 +119,50 @@ class ShardRunner:
         async with _http_client(probe_args, self.api_plugin) as client:
             outcome = self._finalized(await client.post(request))
         if not outcome.success:
-            reason = (outcome.error or "no response").strip().splitlines()[-1][:_ERROR_CHARS]
+            reason = (outcome.error or "no response").strip().splitlines()[-1][:ERROR_CHARS]
             status = f" (HTTP {outcome.status_code})" if outcome.status_code else ""
             raise ShardError(f"probe request to {self.spec.url} failed{status}: {reason}")
 
-    def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardRun:
-        """Start dispatching at `start_at` (coordinator wall clock) and return every request's record.
+    def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
+        """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
+        file (`records_path` in the answer) as it completes, then its rows of benchmark_data.db, and return its
+        counts.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
         land on one time axis with monotonic precision.
         """
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
-        records, cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at)))
-        for record in records:
-            record.start_time = clock.to_coordinator(record.start_time)
-            record.completed_time = clock.to_coordinator(record.completed_time)
-        return ShardRun(index=self.spec.plan.index, node=self.node, records=records, cpu_s=cpu_s)
+        path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
+        with RecordWriter(path, clock) as writer:
+            cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
+        write_result_table(path)
+        return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
+                          records_path=str(path))
 
-    async def _dispatch(self, start_mono: float) -> tuple[list[BenchmarkData], float]:
-        """Every request's record, and the CPU seconds this process spent sending them and reading the replies."""
+    async def _dispatch(self, start_mono: float, writer: RecordWriter) -> float:
+        """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
+        reading the replies."""
+        asyncio.get_running_loop().set_task_factory(_send_tasks_released_when_done)
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         cpu_start = time.process_time()
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
-        records: list[BenchmarkData] = []
         async with _http_client(self.args, self.api_plugin) as client:
             # evalscope draws the Poisson arrival intervals from numpy's global generator (this process is the
             # shard's own): seeding it makes each shard's arrivals reproducible and unlike the other shards'.
             np.random.seed(self.spec.plan.seed)
             strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
-            collector = asyncio.create_task(self._collect(queue, records))
+            collector = asyncio.create_task(self._collect(queue, writer))
             try:
                 await strategy.run()
                 await queue.join()
             finally:
                 collector.cancel()
-        return records, time.process_time() - cpu_start
+        return time.process_time() - cpu_start
 
-    async def _collect(self, queue: asyncio.Queue[BenchmarkData], records: list[BenchmarkData]) -> None:
+    async def _collect(self, queue: asyncio.Queue[BenchmarkData], writer: RecordWriter) -> None:
         while True:
             record = await queue.get()
             try:
@@ -178,7 +171,7 @@ class ShardRunner:
                     if self.metrics:
                         self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
                                             record.query_latency, record.completion_tokens)
-                    records.append(_compact(record))
+                    writer.add(record)
                     self.completed += 1
             finally:
                 queue.task_done()
@@ -219,6 +212,31 @@ def _environment_sets_proxy_or_netrc() -> bool:
 async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:
     for item in requests:
         yield item
+
+
+def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
+    """A task factory: evalscope's closed-loop dispatch keeps the task of every request it sent until the test point
+    ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its own, but
+    evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
+    Cancelling the future cancels the request; every other coroutine gets a plain task."""
+    task = asyncio.Task(coroutine, loop=loop, **kwargs)
+    if getattr(coroutine, "cr_code", None) is not _send_request.__code__:
+        return task
+    mirror = loop.create_future()
+    task.add_done_callback(functools.partial(_settle, mirror))
+    mirror.add_done_callback(lambda future: task.cancel() if future.cancelled() else None)
+    return mirror
+
+
+def _settle(mirror: asyncio.Future, task: asyncio.Task) -> None:
+    if mirror.done():
+        return
+    if task.cancelled():
+        mirror.cancel()
+    elif task.exception() is not None:
+        mirror.set_exception(task.exception())
+    else:
+        mirror.set_result(task.result())
 
 
 def _run_loop(coroutine: Any) -> Any:

@@ -228,10 +228,11 @@ class PerfRun:
                 "rate": point.rate,
                 "warmup_num": sum(s.plan.warmup for s in shards),
             }
-            # Records go shard to shard 0 directly (object refs), never through this process.
+            # Each shard wrote its records to a file under the point's directory (the outputs root is shared by
+            # every node); shard 0 merges them from there, so no record passes through the object store.
             self._phase = "reporting"
-            record_refs = [shard.actor.records.remote() for shard in shards]
-            merged = await shards[0].actor.merge.remote(total, str(output_dir), *record_refs)
+            record_paths = [stat.records_path for stat in stats]
+            merged = await shards[0].actor.merge.remote(total, str(output_dir), record_paths)
         except BaseException:
             _kill(shards)  # at once: this is also what stops the traffic when a job is cancelled or fails
             raise

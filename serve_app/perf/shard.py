@@ -39,7 +39,7 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class ShardStats:
-    """A finished shard in a few numbers; its records stay in the shard until the merge asks for them."""
+    """A finished shard in a few numbers; its records are in the file at `records_path`, for the merge."""
 
     index: int
     node: str
@@ -49,6 +49,7 @@ class ShardStats:
     cpu_s: float  # CPU time this load generator spent dispatching and reading replies
     worker: str = ""  # the Ray actor (process) it ran in
     worker_started_at: float = 0.0  # unix time that process was started
+    records_path: str = ""  # the shard's record file, under the point's directory on the shared outputs root
 
     @property
     def cpu_ms_per_request(self) -> float:

@@ -6,8 +6,6 @@ the good fraction of a point is that of one process sending every request; each 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
 from serve_app.schemas import Goodput, Slo
@@ -27,16 +25,11 @@ def is_good(record: BenchmarkData, slo: Slo) -> bool:
     return all(measured_ms[name] <= limit for name, limit in slo.limits().items())
 
 
-def count_good(
-    shard_records: Sequence[Sequence[BenchmarkData]], slo: Slo, duration_s: float
-) -> tuple[Goodput, list[int]]:
-    """The point's goodput over every shard's records, and each shard's count of good requests."""
-    good_per_shard = [sum(1 for record in records if is_good(record, slo)) for records in shard_records]
-    good, total = sum(good_per_shard), sum(len(records) for records in shard_records)
-    goodput = Goodput(
+def goodput(good: int, total: int, slo: Slo, duration_s: float) -> Goodput:
+    """The point's goodput: `good` of its `total` requests (every shard's, failed ones included) met `slo`."""
+    return Goodput(
         good=good,
         good_fraction=good / total if total else 0.0,
         goodput_req_per_s=good / duration_s if duration_s > 0 else 0.0,
         slo=slo,
     )
-    return goodput, good_per_shard

@@ -20,7 +20,6 @@ from serve_app.worker import JobWorker
 
 class PerfShard(JobWorker):
     runner: Any = None  # the ShardRunner, once bound
-    last_run: Any = None
 
     def bind(self, spec: ShardSpec, job_dir: str) -> None:
         """Become shard `spec` of the job whose run directory is `job_dir`: what evalscope prints here goes to that
@@ -45,24 +44,19 @@ class PerfShard(JobWorker):
         return self.runner.completed if self.runner else 0
 
     def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
-        self.last_run = self.runner.run(start_at, clock_offset_s)
-        return dataclasses.replace(self.last_run.stats(), worker=self.name(), worker_started_at=self.started_at)
+        stats = self.runner.run(start_at, clock_offset_s)
+        return dataclasses.replace(stats, worker=self.name(), worker_started_at=self.started_at)
 
-    def records(self) -> list:
-        return self.last_run.records
-
-    def merge(self, point: dict[str, Any], output_dir: str, *record_lists: list) -> dict[str, Any]:
-        """Pool every shard's records and let evalscope compute the point's metrics, here rather than in the ingress."""
-        from serve_app.perf.merge import merge_records
-        from serve_app.perf.slo import count_good
+    def merge(self, point: dict[str, Any], output_dir: str, record_paths: list[str]) -> dict[str, Any]:
+        """Pool every shard's record file and let evalscope compute the point's metrics, here rather than in the
+        ingress."""
+        from serve_app.perf.merge import merge_record_files
 
         args = self.runner.args.model_copy(update=point)
-        records = [record for records in record_lists for record in records]
-        merged = merge_records(records, args, Path(output_dir))
-        result = {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": None, "good": None}
-        if self.runner.spec.slo is not None:
-            result["goodput"], result["good"] = count_good(record_lists, self.runner.spec.slo, merged.duration_s)
-        return result
+        paths = [Path(path) for path in record_paths]
+        merged = merge_record_files(paths, args, Path(output_dir), self.runner.spec.slo)
+        return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
+                "good": merged.good_per_shard}
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -12,14 +12,15 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 
 from serve_app.config import ServiceArgs
-from serve_app.perf import runner as runner_module
 from serve_app.jobs.workers import WorkerPools
 from serve_app.perf import service as service_module
 from serve_app.perf.datasets import perf_datasets
+from serve_app.perf.records import RecordWriter
 from serve_app.perf.service import PerfRun, plan_perf
 from serve_app.perf.shard import ShardStats
 from serve_app.perf.worker import PerfShard
@@ -31,13 +32,13 @@ PROMPTS = Path(__file__).resolve().parents[2] / "examples" / "datasets" / "perf"
 @dataclass(frozen=True)
 class ShardCapture:
     """One shard's view of a run: the instant it was told to start, its clock offset estimate, and each record
-    as it was before compaction (times still on its own monotonic clock) with the times it shipped."""
+    as it was before compaction (times still on its own monotonic clock) with the times it wrote to its file."""
 
     index: int
     start_at: float  # coordinator wall clock
     clock_offset_s: float
     raw: list[BenchmarkData]
-    shipped_times: list[tuple[float, float]]  # (start, completed) on the coordinator's clock, in `raw`'s order
+    written_times: list[tuple[float, float]]  # (start, completed) on the coordinator's clock, in `raw`'s order
 
 
 class CapturingShard(PerfShard):
@@ -46,22 +47,23 @@ class CapturingShard(PerfShard):
     def bind(self, spec, job_dir) -> None:
         super().bind(spec, job_dir)
         self.raw: list[BenchmarkData] = []
-        compact = runner_module._compact
+        add = RecordWriter.add
 
-        def keep_then_compact(record: BenchmarkData) -> BenchmarkData:
+        def keep_then_add(writer: RecordWriter, record: BenchmarkData) -> None:
             self.raw.append(copy.deepcopy(record))
-            return compact(record)
+            add(writer, record)
 
-        runner_module._compact = keep_then_compact  # this actor's process runs this shard only
+        RecordWriter.add = keep_then_add  # this actor's process runs this shard only
 
     def run(self, start_at: float, clock_offset_s: float) -> ShardStats:
         stats = super().run(start_at, clock_offset_s)
+        written = pq.read_table(stats.records_path, columns=["start_time", "completed_time"])
         capture = ShardCapture(
             index=self.runner.spec.plan.index,
             start_at=start_at,
             clock_offset_s=clock_offset_s,
             raw=self.raw,
-            shipped_times=[(r.start_time, r.completed_time) for r in self.last_run.records],
+            written_times=list(zip(*written.to_pydict().values())),
         )
         path = capture_path(self.runner.spec.work_dir, capture.index)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,13 +75,13 @@ def evalscope_result(records, parallel, rate, outputs_dir):
 
 def test_the_merged_point_is_evalscope_over_the_raw_records_of_both_shards(streamed_point, tmp_path):
     captures = streamed_point.captures
-    # Records as the HTTP client left them, before compaction dropped bodies and chunks; with the times each shard
-    # shipped (on the coordinator's clock), which the next test checks against the raw ones. Pooled shard by
+    # Records as the HTTP client left them, before the shard's file dropped bodies and chunks; with the times each
+    # shard wrote (on the coordinator's clock), which the next test checks against the raw ones. Pooled shard by
     # shard like the merge, so the float sums are the same sums, term for term.
     union = [
         dataclasses.replace(record, start_time=start, completed_time=completed)
         for capture in captures
-        for record, (start, completed) in zip(capture.raw, capture.shipped_times)
+        for record, (start, completed) in zip(capture.raw, capture.written_times)
     ]
     assert [len(c.raw) for c in captures] == [100, 100]
     assert all(r.success and r.request and r.response_messages for r in union)

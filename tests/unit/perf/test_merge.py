@@ -1,4 +1,5 @@
-"""The fan-out merge must equal evalscope's own numbers over the union of all requests."""
+"""The fan-out merge, read out of core from the shards' record files, must equal evalscope's own numbers over the
+union of all requests."""
 
 import json
 import random
@@ -9,15 +10,30 @@ from evalscope.perf.arguments import Arguments
 from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
 from evalscope.perf.utils.db_util import create_result_table, get_percentile_results, insert_benchmark_data
 
-from serve_app.perf.merge import merge_records
+from serve_app.perf.merge import merge_record_files
+from serve_app.perf.records import RecordWriter, write_result_table
 from serve_app.perf.shard import ClockPair
-from serve_app.schemas import PerfRequest
+from serve_app.schemas import PerfRequest, Slo
 
 # pydantic warns when evalscope dumps Arguments holding a value of another type than it declares (an int rate):
 # those warnings filled the service log, so here they fail the test.
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")
 # The rate of a request that sets none, as the service hands it to the merge.
 DEFAULT_RATE = PerfRequest(model="m", url="http://127.0.0.1/v1/chat/completions").rate
+SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)  # record times pass unchanged
+
+
+def merge_records(shards, args, output_dir, slo=None):
+    """Each shard's records written to its own file, as shards write them, then merged from the files."""
+    paths = []
+    for index, records in enumerate(shards):
+        path = output_dir / "records" / f"shard-{index}.parquet"
+        with RecordWriter(path, SAME_CLOCK) as writer:
+            for record in records:
+                writer.add(record)
+        write_result_table(path)
+        paths.append(path)
+    return merge_record_files(paths, args, output_dir, slo)
 
 
 def _random_record(rng: random.Random, epoch: float) -> BenchmarkData:
@@ -59,8 +75,7 @@ def test_merged_shards_equal_evalscope_over_the_union(seed, tmp_path):
                      rate=DEFAULT_RATE)
     args.number, args.parallel, args.rate = len(union), 64, DEFAULT_RATE
 
-    pooled = [record for shard in reversed(shards) for record in shard]  # order must not matter
-    merged = merge_records(pooled, args, tmp_path / "merged")
+    merged = merge_records(list(reversed(shards)), args, tmp_path / "merged")  # order must not matter
     expected_metrics, expected_percentiles = _evalscope_on_union(union, args, tmp_path)
 
     expected_summary = expected_metrics.create_message(api_type="openai")
@@ -84,7 +99,7 @@ def test_averaging_shard_percentiles_would_be_wrong(tmp_path):
     args.number, args.parallel, args.rate = 220, 8, DEFAULT_RATE
 
     def p99(records, name):
-        rows = merge_records(records, args, tmp_path / name).percentiles
+        rows = merge_records([records], args, tmp_path / name).percentiles
         return next(row for row in rows if row["Percentiles"] == "99%")["TTFT (ms)"]
 
     true_p99 = p99(fast + slow, "all")
@@ -104,3 +119,22 @@ def test_clock_pairs_put_two_processes_on_one_axis():
     assert mono_b == pytest.approx(1000.0)
     assert a.to_coordinator(mono_a) == pytest.approx(coordinator_instant)
     assert b.to_coordinator(mono_b) == pytest.approx(coordinator_instant)
+
+
+def test_goodput_counts_every_shards_file_over_the_points_duration(tmp_path):
+    def record(start: float, ttft_s: float, success: bool = True) -> BenchmarkData:
+        return BenchmarkData(start_time=start, completed_time=start + 0.5, success=success, is_stream=True,
+                             first_chunk_latency=ttft_s, query_latency=0.5, inter_chunk_latency=[0.01],
+                             prompt_tokens=5, completion_tokens=2)
+
+    shards = [[record(100.0, 0.05), record(100.2, 0.2), record(100.4, 0.01, success=False)],  # 1 good of 3
+              [record(100.6, 0.1), record(101.0, 0.09)]]  # 2 good of 2; the point lasts 100.0 to 101.5
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = 5, 2, DEFAULT_RATE
+    slo = Slo(ttft_ms=100)
+    merged = merge_records(shards, args, tmp_path, slo)
+    assert merged.good_per_shard == [1, 2]
+    assert merged.goodput.good == 3 and merged.goodput.good_fraction == pytest.approx(3 / 5)
+    assert merged.goodput.goodput_req_per_s == pytest.approx(3 / 1.5)
+    assert merged.goodput.slo == slo
+    assert merge_records(shards, args, tmp_path / "without").goodput is None

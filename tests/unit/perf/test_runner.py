@@ -1,10 +1,19 @@
 import asyncio
+import gc
+import json
 import time
+import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from evalscope.perf.benchmark import get_requests
+from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.utils.benchmark_util import BenchmarkData
+from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
+from serve_app.perf import runner as runner_module
 from serve_app.perf.plan import plan_shards
 from serve_app.perf.runner import ShardRunner, _http_client
 from serve_app.perf.shard import ShardSpec
@@ -83,3 +92,94 @@ def test_the_shard_seed_decides_its_poisson_arrival_times(drawn_intervals):
     assert len(first) == 5
     assert same_seed == first
     assert other_seed != first
+
+
+def test_equal_request_bodies_are_held_once_and_still_sent_as_built():
+    (plan,) = plan_shards(parallel=2, number=300, rate=-1, shards=1)
+    runner = ShardRunner(spec(plan=plan))
+    runner.requests = asyncio.run(runner._collect_requests())
+    built = asyncio.run(_evalscope_requests(runner))
+    assert runner.requests == built  # the same bodies, in the same order
+    distinct_prompts = len({json.dumps(body, sort_keys=True) for body, _ in built})
+    assert 1 < distinct_prompts < 300  # the dataset's prompts repeat
+    assert len({id(body) for body, _ in runner.requests}) == distinct_prompts  # held once each
+
+
+def test_bodies_with_per_request_metadata_are_never_shared(monkeypatch):
+    runner = ShardRunner(spec())
+
+    async def trace_replay(args, api_plugin):  # the same body twice, each with its own request id
+        for _ in range(2):
+            yield {"messages": [{"role": "user", "content": "hi"}], BODY_META_REQUEST_ID: "r1"}, False
+
+    monkeypatch.setattr(runner_module, "get_requests", trace_replay)
+    (first, _), (second, _) = asyncio.run(runner._collect_requests())
+    assert first == second and first is not second  # the client pops the id from each as it sends
+
+
+async def _evalscope_requests(runner):
+    return [item async for item in get_requests(runner.args, runner.api_plugin)]
+
+
+def _retained_bytes_per_finished_send(task_factory) -> float:
+    """What evalscope's dispatch keeps of each finished request: it holds every task it created until the end."""
+
+    async def sends() -> float:
+        if task_factory:
+            asyncio.get_running_loop().set_task_factory(task_factory)
+        semaphore, queue = asyncio.Semaphore(64), asyncio.Queue()
+        client = SimpleNamespace(post=_instant_reply)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        held = {asyncio.create_task(_send_request(semaphore, {}, False, queue, client)) for _ in range(5000)}
+        await asyncio.gather(*held)
+        while not queue.empty():
+            queue.get_nowait()
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert all(task.done() for task in held)
+        return retained / len(held)
+
+    return asyncio.run(sends())
+
+
+async def _instant_reply(request):
+    return BenchmarkData(success=True)
+
+
+def test_finished_requests_leave_little_behind_in_the_dispatch():
+    plain = _retained_bytes_per_finished_send(None)
+    released = _retained_bytes_per_finished_send(runner_module._send_tasks_released_when_done)
+    assert released < plain / 2, (released, plain)
+
+
+def test_cancelling_a_dispatched_request_cancels_it_and_errors_reach_the_dispatch():
+    async def scenario():
+        asyncio.get_running_loop().set_task_factory(runner_module._send_tasks_released_when_done)
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def hanging(request):
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def failing(request):
+            raise ConnectionError("refused")
+
+        semaphore, queue = asyncio.Semaphore(2), asyncio.Queue()
+        send = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=hanging)))
+        await started.wait()
+        send.cancel()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        failed = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=failing)))
+        with pytest.raises(ConnectionError, match="refused"):
+            await failed
+        other = asyncio.create_task(asyncio.sleep(0))  # anything else: a plain task
+        await other
+        return type(other)
+
+    assert issubclass(asyncio.run(scenario()), asyncio.Task)

@@ -4,7 +4,7 @@ import pytest
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 from pydantic import ValidationError
 
-from serve_app.perf.slo import count_good, is_good
+from serve_app.perf.slo import goodput, is_good
 from serve_app.schemas import PerfRequest, Slo
 
 
@@ -35,20 +35,17 @@ def test_a_request_must_meet_every_limit_and_succeed():
     assert not is_good(record(success=False, ttft_s=0.0, e2e_s=0.0), slo)  # a fast failure is not good
 
 
-def test_goodput_counts_every_shard_over_the_points_duration():
+def test_goodput_is_good_requests_over_all_requests_and_the_points_duration():
     slo = Slo(ttft_ms=100)
-    shards = [[record(ttft_s=0.05), record(ttft_s=0.2), record(success=False)],  # 1 good of 3
-              [record(ttft_s=0.1), record(ttft_s=0.09)]]  # 2 good of 2
-    goodput, per_shard = count_good(shards, slo, duration_s=1.5)
-    assert per_shard == [1, 2]
-    assert goodput.good == 3 and goodput.good_fraction == pytest.approx(3 / 5)
-    assert goodput.goodput_req_per_s == pytest.approx(2.0)
-    assert goodput.slo == slo
+    point = goodput(good=3, total=5, slo=slo, duration_s=1.5)
+    assert point.good == 3 and point.good_fraction == pytest.approx(3 / 5)
+    assert point.goodput_req_per_s == pytest.approx(2.0)
+    assert point.slo == slo
 
 
 def test_no_requests_is_no_goodput_rather_than_a_division_by_zero():
-    goodput, per_shard = count_good([[], []], Slo(e2e_ms=1), duration_s=0.0)
-    assert (goodput.good, goodput.good_fraction, goodput.goodput_req_per_s, per_shard) == (0, 0.0, 0.0, [0, 0])
+    point = goodput(good=0, total=0, slo=Slo(e2e_ms=1), duration_s=0.0)
+    assert (point.good, point.good_fraction, point.goodput_req_per_s) == (0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("slo, stream, message", [

@@ -1,0 +1,180 @@
+"""A shard's per-request records, streamed to a Parquet file of its own as they complete, and read back in batches.
+
+A record leaves the shard's memory within a batch of its completion, so a shard's footprint does not grow with
+the number of requests, and the merge reads the files from the shared outputs root instead of receiving records
+through Ray's object store. Parquet (pyarrow comes with evalscope) because it is columnar: each step of the merge
+reads only the columns it needs, and the inter-chunk gaps are a list column rather than text to parse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from evalscope.perf.utils.benchmark_util import BenchmarkData
+from evalscope.perf.utils.db_util import DatabaseColumns, create_result_table, encode_data
+
+from serve_app.perf.shard import ClockPair
+
+# A shard writes its buffered records out as one row group at BATCH_RECORDS records or BATCH_GAPS inter-chunk gaps,
+# whichever comes first (long replies carry thousands of gaps each: about 8 MB of Python floats a batch at most);
+# the merge reads a row group at a time, so these bound its batches too.
+BATCH_RECORDS = 4096
+BATCH_GAPS = 256 * 1024
+# Longest error text kept per failed request: enough to act on, bounded in the file and the database.
+ERROR_CHARS = 500
+
+# What the merge (evalscope's accumulator and percentiles, benchmark_data.db) and the SLO count read, named as
+# BenchmarkData names them so a row becomes a record again without a mapping.
+SCHEMA = pa.schema([
+    ("start_time", pa.float64()),  # on the coordinator's wall clock
+    ("completed_time", pa.float64()),
+    ("success", pa.bool_()),
+    ("is_stream", pa.bool_()),
+    ("query_latency", pa.float64()),
+    ("first_chunk_latency", pa.float64()),
+    ("time_per_output_token", pa.float64()),
+    ("inter_chunk_latency", pa.list_(pa.float64())),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("cached_tokens", pa.int64()),  # evalscope's summary reports the cache hit rate from it
+    ("n_decode_chunks", pa.int64()),  # and the decoded tokens per iteration from this
+    ("max_gpu_memory_cost", pa.float64()),
+    ("error", pa.string()),
+    ("request_id", pa.string()),
+])
+
+
+def shard_records_path(point_dir: str | Path, shard_index: int) -> Path:
+    return Path(point_dir) / "records" / f"shard-{shard_index}.parquet"
+
+
+class RecordWriter:
+    """Appends finished records to a shard's file, a row group every BATCH_RECORDS, and keeps the shard's counts.
+
+    Times are converted to the coordinator's clock on the way in, so every shard's file is on one time axis.
+    """
+
+    def __init__(self, path: Path, clock: ClockPair) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._clock = clock
+        self._writer = pq.ParquetWriter(path, SCHEMA)
+        self._pending: list[tuple] = []  # rows in SCHEMA's order
+        self._pending_gaps = 0
+        self.requests = 0
+        self.succeeded = 0
+        self._first_start = math.inf
+        self._last_completed = -math.inf
+
+    def add(self, record: BenchmarkData) -> None:
+        start = self._clock.to_coordinator(record.start_time)
+        completed = self._clock.to_coordinator(record.completed_time)
+        self.requests += 1
+        self.succeeded += bool(record.success)
+        if completed >= start > 0:  # what evalscope counts in the test duration
+            self._first_start = min(self._first_start, start)
+            self._last_completed = max(self._last_completed, completed)
+        # One tuple per record, columns built at the flush: the cheapest way through the shard's event loop.
+        self._pending.append((
+            start, completed, record.success, record.is_stream, record.query_latency, record.first_chunk_latency,
+            record.time_per_output_token, record.inter_chunk_latency, record.prompt_tokens, record.completion_tokens,
+            record.cached_tokens, record.n_decode_chunks, record.max_gpu_memory_cost,
+            record.error[:ERROR_CHARS] if record.error else None, record.request_id,
+        ))
+        self._pending_gaps += len(record.inter_chunk_latency)
+        if len(self._pending) >= BATCH_RECORDS or self._pending_gaps >= BATCH_GAPS:
+            self._flush()
+
+    @property
+    def span_s(self) -> float:
+        """First request start to last completion, on the coordinator's clock."""
+        return self._last_completed - self._first_start if self._last_completed >= self._first_start else 0.0
+
+    def _flush(self) -> None:
+        if self._pending:
+            columns = [pa.array(values, type=field.type) for values, field in zip(zip(*self._pending), SCHEMA)]
+            self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=SCHEMA))
+            self._pending, self._pending_gaps = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def read_batches(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Every file's rows in order (file by file, each in completion order), a row group (a shard's batch) at a
+    time."""
+    for path in paths:
+        with pq.ParquetFile(path) as file:
+            for index in range(file.num_row_groups):
+                yield file.read_row_group(index, columns=columns)
+
+
+def each_record(batch: pa.Table) -> Iterator[BenchmarkData]:
+    """Each row of `batch` as an evalscope record (without bodies, replies and text, which were never kept).
+
+    One object, refilled row after row (building a BenchmarkData per row took a third of the merge): use each record
+    before taking the next.
+    """
+    names = batch.schema.names
+    columns = [batch.column(name).to_pylist() for name in names]
+    record = BenchmarkData()
+    blank = dict(record.__dict__)
+    for values in zip(*columns):
+        record.__dict__.update(blank)  # what finalize derived for the previous row
+        record.__dict__.update(zip(names, values))
+        yield record
+
+
+def result_table_path(records_path: Path) -> Path:
+    return records_path.with_suffix(".db")
+
+
+def write_result_table(records_path: Path) -> None:
+    """The shard's rows of evalscope's benchmark_data.db, in a database of its own beside its record file.
+
+    Written by each shard once its load has ended, so that the shards build their rows in parallel and the merge
+    copies them within SQLite: building them (the gaps as JSON text) in the merge took most of its time.
+    """
+    path = result_table_path(records_path)
+    path.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        cursor = connection.cursor()
+        create_result_table(cursor)
+        for batch in read_batches([records_path]):
+            cursor.executemany(_INSERT, [_database_row(record) for record in each_record(batch)])
+
+
+# The rows of evalscope's insert_benchmark_data, a batch per statement.
+_COLUMNS = [
+    DatabaseColumns.REQUEST, DatabaseColumns.START_TIME, DatabaseColumns.INTER_TOKEN_LATENCIES,
+    DatabaseColumns.SUCCESS, DatabaseColumns.RESPONSE_MESSAGES, DatabaseColumns.COMPLETED_TIME,
+    DatabaseColumns.REQUEST_ID, DatabaseColumns.IS_STREAM,
+    # A failed request leaves these NULL.
+    DatabaseColumns.LATENCY, DatabaseColumns.FIRST_CHUNK_LATENCY, DatabaseColumns.PROMPT_TOKENS,
+    DatabaseColumns.COMPLETION_TOKENS, DatabaseColumns.MAX_GPU_MEMORY_COST, DatabaseColumns.TIME_PER_OUTPUT_TOKEN,
+]
+_INSERT = f"INSERT INTO result({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_NO_RESPONSE_MESSAGES = encode_data([])  # the shards keep no reply bodies
+
+
+def _database_row(record: BenchmarkData) -> tuple:
+    common = (record.request, record.start_time, json.dumps(record.inter_chunk_latency), record.success,
+              _NO_RESPONSE_MESSAGES, record.completed_time, record.request_id, int(record.is_stream))
+    if not record.success:
+        return common + (None,) * 6
+    return common + (record.query_latency, record.first_chunk_latency, record.prompt_tokens,
+                     record.completion_tokens, record.max_gpu_memory_cost, record.time_per_output_token)
