@@ -5,8 +5,8 @@ on. The secrets: a model api_key, a credential header a perf test sends, the cal
 idempotency secret."""
 
 import io
-import os
 import json
+import os
 import tempfile
 import time
 import uuid
