@@ -56,9 +56,9 @@ async def admit_eval(request: EvalRequest, args: ServiceArgs) -> EvalPlan:
     return plan
 
 
-async def admit_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
+async def admit_perf(request: PerfRequest, args: ServiceArgs, cluster_cpus: float) -> PerfPlan:
     check_perf_limits(request, args)
     await check_target(request.url, args.allowed_targets)
     # The first call lists evalscope's plugins in a subprocess (~2 s): off the event loop.
     dataset = await asyncio.to_thread(check_perf_dataset, request)
-    return plan_perf(request, args, dataset, workers_available)
+    return plan_perf(request, args, dataset, cluster_cpus)

@@ -10,7 +10,7 @@ from serve_app.admission import admit_eval, admit_perf
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord
-from serve_app.perf.service import cluster_workers
+from serve_app.perf.service import cluster_cpus
 from serve_app.principals import Principal
 from serve_app.schemas import EvalRequest, PerfRequest
 
@@ -30,7 +30,7 @@ class RayBackend:
         if isinstance(request, EvalRequest):
             plan = await admit_eval(request, self.args)
         else:
-            plan = await admit_perf(request, self.args, cluster_workers())
+            plan = await admit_perf(request, self.args, cluster_cpus(self.args))
         return await self._call("submit", request, plan, idempotency_key, caller)
 
     async def get(self, job_id: str, caller: Principal) -> JobRecord:

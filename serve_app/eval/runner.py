@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import ray
 
 from serve_app.eval.plan import PARTS_DIR, part_dir
 from serve_app.jobs.output import print_to_job_log
@@ -22,6 +25,9 @@ def run_dataset(task_config: dict[str, Any], api_key: str, output_dir: Path) -> 
     """
     (dataset,) = task_config["datasets"]
     print_to_job_log(output_dir, dataset, secrets=[api_key])
+    # Where it ran, in the job's log: datasets run on as many nodes as the cluster has.
+    actor = ray.get_runtime_context().get_actor_name()
+    print(f"runs in {actor} (pid {os.getpid()} on {ray.util.get_node_ip_address()})")
     # evalscope quiets httpx's line per request; the openai client now sends through httpx2, which it does not.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     # evalscope turns math_verify's timeouts off on purpose (they need the main thread); its warning about that

@@ -15,7 +15,7 @@ from serve_app.admission import admit_perf
 from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
-from serve_app.perf.service import cluster_workers
+from serve_app.perf.service import cluster_cpus
 from serve_app.principals import ANONYMOUS
 from serve_app.schemas import PerfRequest
 from tests.conftest import SAMPLES, SimulatorProcess
@@ -176,7 +176,7 @@ def test_a_redeploy_with_new_code_takes_the_queue_over_and_lets_the_running_job_
 
     def submit_to_old(**fields):
         request = PerfRequest(**perf_body(simulator, **fields))
-        plan = asyncio.run(admit_perf(request, args, cluster_workers()))
+        plan = asyncio.run(admit_perf(request, args, cluster_cpus(args)))
         return ray.get(old.submit.remote(request, plan, None, ANONYMOUS))[0].id
 
     finished = submit_to_old(number=3)
