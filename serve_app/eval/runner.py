@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -25,9 +26,11 @@ def run_dataset(task_config: dict[str, Any], api_key: str, output_dir: Path) -> 
     """
     (dataset,) = task_config["datasets"]
     print_to_job_log(output_dir, dataset, secrets=[api_key])
-    # Where it ran, in the job's log: datasets run on as many nodes as the cluster has.
+    # Where it ran, in the job's log: datasets run on as many nodes as the cluster has. Not worth failing for on a
+    # full disk: evalscope's own writes then fail the dataset, naming the run directory.
     actor = ray.get_runtime_context().get_actor_name()
-    print(f"runs in {actor} (pid {os.getpid()} on {ray.util.get_node_ip_address()})")
+    with contextlib.suppress(OSError):
+        print(f"runs in {actor} (pid {os.getpid()} on {ray.util.get_node_ip_address()})")
     # evalscope quiets httpx's line per request; the openai client now sends through httpx2, which it does not.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     # evalscope turns math_verify's timeouts off on purpose (they need the main thread); its warning about that
