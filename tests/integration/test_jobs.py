@@ -181,7 +181,8 @@ def test_a_redeploy_with_new_code_takes_the_queue_over_and_lets_the_running_job_
 
     finished = submit_to_old(number=3)
     finished_job = ray.get(old.wait.remote(finished, ANONYMOUS))
-    running = submit_to_old(number=24, parallel=1, rate=6)  # about 4 s of traffic
+    # About 12 s of traffic: it must still run once the new application is deployed (seconds on a busy machine).
+    running = submit_to_old(number=72, parallel=1, rate=6)
     queued = [submit_to_old(number=3) for _ in range(2)]
     try:
         with second_application("newcode", **{**settings, "max_running_jobs": 2}) as prefix:
