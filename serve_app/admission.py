@@ -14,8 +14,9 @@ eval  1. limits            sizes within the operator's `max_*` settings         
 perf  1. limits, 2. target as for eval
       3. dataset           an evalscope perf plugin that needs neither a hub nor a
                            tokenizer here                                            (serve_app.perf.datasets)
-      4. plan              its data confined to the roots, shards the cluster can
-                           run, a new run directory                                  (serve_app.perf.service)
+      4. plan              its data confined to the roots, no more shards than the
+                           cluster could hold at its most (max_cluster_cpus), a new
+                           run directory                                             (serve_app.perf.service)
 
 Who may see and act on a job once it exists (owners, per-principal limits) is the job manager's (serve_app.jobs).
 """

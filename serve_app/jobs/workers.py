@@ -21,12 +21,11 @@ from serve_app.worker import TaskWorkerActor
 @dataclass(frozen=True)
 class _Settings:
     warm_workers: int
-    shard_cpus: float
-    task_cpus: float
+    task_cpus: float  # idle shards reserve none: a change of perf_shard_num_cpus leaves them as they are
 
 
 def _settings(args: ServiceArgs) -> _Settings:
-    return _Settings(args.warm_workers, args.perf_shard_num_cpus, args.eval_task_num_cpus)
+    return _Settings(args.warm_workers, args.eval_task_num_cpus)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def placement_name(output_dir: Path, point: str) -> str:
 
 class ShardPlacement:
     def __init__(self, name: str, shards: int, shard_cpus: float, strategy: str) -> None:
-        self.shards, self.shard_cpus = shards, shard_cpus
+        self.shards = shards
         self.group = placement_group([{"CPU": shard_cpus}] * shards, strategy=strategy, name=name)
 
     async def placed(self, timeout_s: float) -> bool:

@@ -16,11 +16,10 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
-from serve_app.jobs.workers import WorkerPools
+from serve_app.jobs.workers import WorkerPools, worker_nodes
 from serve_app.paths import new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
-from serve_app.jobs.workers import worker_nodes
 from serve_app.perf.placement import ShardPlacement, cpus_free_and_total, placement_name
 from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards, unplaceable_message
 from serve_app.perf.search import CapacitySearch
