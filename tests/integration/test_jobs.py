@@ -19,7 +19,7 @@ from serve_app.perf.service import cluster_cpus
 from serve_app.principals import ANONYMOUS
 from serve_app.schemas import PerfRequest
 from tests.conftest import SAMPLES, SimulatorProcess
-from tests.integration.conftest import report_when_written, second_application
+from tests.integration.conftest import placement_states, report_when_written, second_application
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -95,6 +95,7 @@ def test_cancel_stops_the_traffic_within_seconds(service):
             time.sleep(0.2)
         cancelled = service.post(f"/api/v1/jobs/{job_id}/cancel").json()
         assert cancelled["status"] == "cancelled"
+        assert placement_states(cancelled) == {"REMOVED"}  # its shards' CPUs are free again
         time.sleep(1.0)
         settled = target.requests_received()
         time.sleep(2.0)

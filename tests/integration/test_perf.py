@@ -3,16 +3,13 @@
 import re
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import ray
 from ray.exceptions import RayActorError
-from ray.util.placement_group import placement_group_table
 
-from serve_app.perf.placement import placement_name
 from tests.conftest import SimulatorProcess
-from tests.integration.conftest import second_application
+from tests.integration.conftest import placement_states, second_application
 
 SECRET = "sk-integration-perf-77d2e0"
 
@@ -134,7 +131,7 @@ def test_killed_shard_fails_the_test_by_name_stops_the_traffic_and_the_service_s
         job = service.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert re.match(r"shard 1 \(node \S+\) failed: its worker process died", job["error"]), job["error"]
-    assert _placement_states(job) == {"REMOVED"}  # its shards' CPUs are free again
+    assert placement_states(job) == {"REMOVED"}  # its shards' CPUs are free again
     # The surviving shard is stopped too: its traffic ends within seconds of the failure (ray.kill takes effect
     # asynchronously, so a few requests may still land), and then stays ended.
     received = own_target.requests_received()
@@ -187,12 +184,6 @@ def _wait_until_started_shard_processes_are_ready():
                 pass  # an earlier job's shard, stopped meanwhile
 
 
-def _placement_states(job: dict) -> set[str]:
-    """The states of the placement groups of the job's test points (named after its run directory)."""
-    prefix = placement_name(Path(job["output_dir"]), "")
-    return {group["state"] for group in placement_group_table().values() if group["name"].startswith(prefix)}
-
-
 def test_shards_the_cluster_could_never_hold_are_a_400_before_a_job_exists(service, simulator):
     jobs_before = service.get("/api/v1/jobs").json()["total"]
     response = service.post("/api/v1/perf", json=perf_body(simulator, number=10, parallel=5, shards=5))
@@ -222,7 +213,7 @@ def test_a_point_without_room_waits_visibly_then_fails_naming_the_cpus_and_reser
                 assert job["status"] in ("queued", "running") and time.monotonic() < submitted + 30, job
                 time.sleep(0.1)
         job = service.post(f"{prefix}/api/v1/jobs/{cancelled}/cancel").json()
-        assert job["status"] == "cancelled" and _placement_states(job) == {"REMOVED"}
+        assert job["status"] == "cancelled" and placement_states(job) == {"REMOVED"}
 
         while (job := service.get(f"{prefix}/api/v1/jobs/{timed_out}").json())["status"] == "running":
             assert time.monotonic() < submitted + 30, job
@@ -233,4 +224,4 @@ def test_a_point_without_room_waits_visibly_then_fails_naming_the_cpus_and_reser
             r"the cluster could not place this test point's shards within placement_timeout_s=5 s: they need 3 CPUs "
             r"\(6 shards x perf_shard_num_cpus=0\.5\) at once, and [\d.]+ of the cluster's 2 CPUs are free \(other "
             r"jobs or workers hold the rest\)", job["error"]), job["error"]
-        assert _placement_states(job) == {"REMOVED"}
+        assert placement_states(job) == {"REMOVED"}
