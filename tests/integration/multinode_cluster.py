@@ -4,7 +4,7 @@ ingress) and two worker nodes with CPUs of their own, each at its own loopback a
 reports as its node). Every node shares this machine's disk, so the outputs root is shared as a ReadWriteMany volume
 shares it.
 
-Prints `ready <base url>`, then obeys one command per stdin line, answering one line `answer <JSON>` each (Ray prints
+The service with `shard_placement: PACK` runs beside it at `/pack`. Prints `ready <base url>`, then obeys one command per stdin line, answering one line `answer <JSON>` each (Ray prints
 its own lines on stdout too):
 
     placement-groups     the placement groups Ray still has, removed ones included: [{"name", "state"}]
@@ -40,6 +40,7 @@ SERVICE_ARGS = {
     "placement_timeout_s": 120,
     "progress_interval_s": 0.2,
 }
+PACK_ARGS = {"shard_placement": "PACK", "perf_shard_num_cpus": 0.5, "warm_workers": 0}
 # A lost node is noticed within ~2 s (Ray's defaults: 30 s).
 FAST_NODE_FAILURE = {"health_check_period_ms": 500, "health_check_failure_threshold": 4,
                      "health_check_initial_delay_ms": 0}
@@ -73,6 +74,9 @@ def main(outputs_root: str, datasets_root: str) -> None:
         # On the head, like the job manager: killing a worker node then leaves the service itself standing.
         ingress = EvalscopeIngress.options(ray_actor_options={"num_cpus": 0, "resources": {"ingress": 0.1}})
         serve.run(ingress.bind(args), name="evalscope", route_prefix="/")
+        # Beside it, at /pack, the service with shard_placement PACK (its own outputs, so its own job manager).
+        pack_args = args.model_copy(update={"outputs_root": args.outputs_root / "pack", **PACK_ARGS})
+        serve.run(ingress.bind(pack_args), name="pack", route_prefix="/pack")
         print(f"ready http://127.0.0.1:{port}", flush=True)
         for line in sys.stdin:
             command, *operands = line.split()

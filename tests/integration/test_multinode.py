@@ -125,6 +125,15 @@ def test_the_shards_of_one_point_run_on_different_nodes_and_their_records_merge_
     assert cluster.placement_states(job) == {"REMOVED"}
 
 
+def test_pack_places_the_shards_of_one_point_on_one_node(cluster, simulator):
+    response = cluster.http.post("/pack/api/v1/perf", json=perf_body(simulator, number=20, parallel=2, shards=2))
+    assert response.status_code == 200, response.text
+    (point,) = response.json()["results"].values()
+    (node,) = {shard["node"] for shard in point["shards"]}  # 2 x 0.5 CPU fit on either worker node
+    assert node in WORKER_NODE_ADDRESSES
+    assert point["metrics"]["Success Requests"] == 20
+
+
 def test_explicit_shards_beyond_the_whole_cluster_are_refused_before_a_job_exists(cluster, simulator):
     jobs_before = cluster.http.get("/api/v1/jobs").json()["total"]
     response = cluster.http.post("/api/v1/perf", json=perf_body(simulator, number=10, parallel=5, shards=5))
