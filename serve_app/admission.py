@@ -15,8 +15,9 @@ eval  1. limits            sizes within the operator's `max_*` settings         
 perf  1. limits, 2. target as for eval
       3. dataset           an evalscope perf plugin that needs neither a hub nor a
                            tokenizer here                                            (serve_app.perf.datasets)
-      4. plan              its data confined to the roots, shards the cluster can
-                           run, a new run directory                                  (serve_app.perf.service)
+      4. plan              its data confined to the roots, no more shards than the
+                           cluster could hold at its most (max_cluster_cpus), a new
+                           run directory                                             (serve_app.perf.service)
 
 Who may see and act on a job once it exists (owners, per-principal limits) is the job manager's (serve_app.jobs).
 """
@@ -61,9 +62,9 @@ async def admit_eval(request: EvalRequest, args: ServiceArgs, resumed_dir: Path 
     return plan
 
 
-async def admit_perf(request: PerfRequest, args: ServiceArgs, workers_available: int) -> PerfPlan:
+async def admit_perf(request: PerfRequest, args: ServiceArgs, cluster_cpus: float) -> PerfPlan:
     check_perf_limits(request, args)
     await check_target(request.url, args.allowed_targets)
     # The first call lists evalscope's plugins in a subprocess (~2 s): off the event loop.
     dataset = await asyncio.to_thread(check_perf_dataset, request)
-    return plan_perf(request, args, dataset, workers_available)
+    return plan_perf(request, args, dataset, cluster_cpus)

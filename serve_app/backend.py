@@ -13,7 +13,7 @@ from serve_app.eval.catalogue import describe_benchmarks
 from serve_app.eval.resume import check_resumable
 from serve_app.jobs.actor import job_manager
 from serve_app.jobs.store import JobRecord, JobSummary, LatestScore
-from serve_app.perf.service import cluster_workers
+from serve_app.perf.service import cluster_cpus
 from serve_app.principals import Principal
 from serve_app.schemas import BenchmarkInfo, EvalRequest, PerfRequest
 
@@ -38,7 +38,7 @@ class RayBackend:
                 resumed_dir = Path(previous.output_dir)
             plan = await admit_eval(request, self.args, resumed_dir)
         else:
-            plan = await admit_perf(request, self.args, cluster_workers())
+            plan = await admit_perf(request, self.args, cluster_cpus(self.args))
         return await self._call("submit", request, plan, idempotency_key, caller)
 
     async def get(self, job_id: str, caller: Principal) -> JobRecord:

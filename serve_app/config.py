@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,7 +69,26 @@ class ServiceArgs(BaseModel):
     )
 
     eval_task_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each eval task (one per dataset).")
-    perf_shard_num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each perf shard actor.")
+    perf_shard_num_cpus: float = Field(
+        0.5, gt=0, description="CPUs reserved for each perf shard, in its test point's placement group."
+    )
+    shard_placement: Literal["SPREAD", "PACK"] = Field(
+        "SPREAD",
+        description="How a test point's shards are placed over the nodes: SPREAD (as many nodes as possible, so no "
+        "node's CPUs or network bound the load) or PACK (as few as possible).",
+    )
+    placement_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="A test point whose shards the cluster cannot place together waits this long for CPUs (shown "
+        "as `waiting for resources`; an autoscaling cluster adds nodes meanwhile), then its job fails.",
+    )
+    max_cluster_cpus: float | None = Field(
+        None,
+        gt=0,
+        description="The most CPUs the cluster can have (an autoscaling cluster's maximum): a request for more "
+        "shards than these hold is a 400; null: the CPUs the cluster has when the request arrives.",
+    )
     max_parallel_per_shard: int = Field(
         256, ge=1, description="Automatic sharding gives no shard more concurrent requests than this."
     )
@@ -87,8 +106,9 @@ class ServiceArgs(BaseModel):
         2,
         ge=0,
         description="Perf shards, and as many eval/report workers, kept started with evalscope imported, so a job "
-        "skips seconds of process start-up; each serves one job only and is replaced. Idle ones hold their reserved "
-        "CPUs (perf_shard_num_cpus, eval_task_num_cpus) and ~250 MB each. 0: every worker starts with its job.",
+        "skips seconds of process start-up; each serves one job only and is replaced. Idle ones hold ~250 MB each, "
+        "and the eval/report ones their eval_task_num_cpus (idle shards hold no CPU: a test point's placement group "
+        "reserves it). 0: every worker starts with its job.",
     )
 
     max_running_jobs: int = Field(4, ge=1, description="Jobs that run at once; later ones wait in a queue.")

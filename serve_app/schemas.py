@@ -482,14 +482,15 @@ class PerfResponse(BaseModel):
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 
 
-JobPhase = Literal["queued", "preparing", "running", "reporting", "done"]
+JobPhase = Literal["queued", "waiting for resources", "preparing", "running", "reporting", "done"]
 
 
 class JobProgress(BaseModel):
     phase: JobPhase | None = Field(
         None,
-        description="queued; preparing (workers starting, datasets loading, request bodies being built); running; "
-        "reporting (merging results, writing reports); done.",
+        description="queued; waiting for resources (perf: a test point waits, up to placement_timeout_s, for the "
+        "CPUs of all its shards at once); preparing (workers starting, datasets loading, request bodies being built); "
+        "running; reporting (merging results, writing reports); done.",
     )
     done: int = Field(0, description="Samples (eval) or requests (perf) finished.")
     total: int = Field(0, description="Samples or requests planned (eval learns its total once datasets load).")

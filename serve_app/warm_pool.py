@@ -10,7 +10,7 @@ serves two jobs. The holder stops it when its job is done with it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -20,10 +20,11 @@ W = TypeVar("W")
 class WarmPool(Generic[W]):
     """Up to `size` started workers, oldest handed out first; a taken one is replaced by a newly started one.
 
-    `start` starts a worker and returns at once (the process gets ready in the background); `stop` stops one.
+    `start` starts a worker and returns at once (the process gets ready in the background), given the idle ones (so it
+    can put the new one where they are fewest); `stop` stops one.
     """
 
-    def __init__(self, start: Callable[[], W], stop: Callable[[W], None], size: int) -> None:
+    def __init__(self, start: Callable[[Sequence[W]], W], stop: Callable[[W], None], size: int) -> None:
         self._start = start
         self._stop = stop
         self._size = size
@@ -39,9 +40,24 @@ class WarmPool(Generic[W]):
 
     def take(self) -> W:
         """A started worker (the one started first: the furthest along), else a fresh one; the pool refills."""
-        worker = self._idle.popleft() if self._idle else self._start()
+        worker = self.take_fitting(lambda _: True)
+        return self._start(tuple(self._idle)) if worker is None else worker
+
+    def take_fitting(self, fits: Callable[[W], bool]) -> W | None:
+        """The oldest started worker that `fits` (a perf shard: one on the node its CPUs were reserved on), else
+        None: the caller starts one to its own measure. The pool refills."""
+        worker = next((idle for idle in self._idle if fits(idle)), None)
+        if worker is not None:
+            self._idle.remove(worker)
         self._refill()
         return worker
+
+    def drop(self, lost: Callable[[W], bool]) -> None:
+        """Stop the idle workers that are `lost` (their node left the cluster) and start others in their place."""
+        for worker in [idle for idle in self._idle if lost(idle)]:
+            self._idle.remove(worker)
+            self._stop(worker)
+        self._refill()
 
     @contextmanager
     def refills_held(self) -> Iterator[None]:
@@ -64,4 +80,4 @@ class WarmPool(Generic[W]):
         if self._closed or self._refills_held:
             return
         while len(self._idle) < self._size:
-            self._idle.append(self._start())
+            self._idle.append(self._start(tuple(self._idle)))

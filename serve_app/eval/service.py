@@ -40,13 +40,13 @@ class EvalRun:
             raise RunError(f"cannot reach the model endpoint: {problem}")
         # evalscope's state is process-wide, so each dataset gets a process of this job's only. Killing them stops
         # the target receiving requests at once, also on cancel.
-        workers = {task.dataset: self.workers.tasks.take() for task in self.plan.tasks}
+        workers = {task.dataset: self.workers.take_task_worker() for task in self.plan.tasks}
         taken = list(workers.values())
         try:
             outcomes, failures, combiner = await self._evaluate(workers)
             self._combining = True
             if combiner is None:  # no dataset scored: a fresh process folds what they left
-                taken.append(combiner := self.workers.tasks.take())
+                taken.append(combiner := self.workers.take_task_worker())
             await self._combine(combiner)
         finally:
             for worker in taken:

@@ -22,6 +22,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import serve_app
 from serve_app.background import keep_running
@@ -335,4 +336,13 @@ def job_manager(args: ServiceArgs, version: str | None = None) -> ray.actor.Acto
         lifetime="detached",
         get_if_exists=True,
         max_concurrency=1000,
+        scheduling_strategy=_on_the_head(),
     ).remote(args)
+
+
+def _on_the_head() -> NodeAffinitySchedulingStrategy | str:
+    """The head node, which an autoscaler never removes (a worker node it removes would take every job the
+    manager runs with it), and where no job runs; elsewhere only when the head is gone."""
+    head = next((node["NodeID"] for node in ray.nodes()
+                 if node["Alive"] and "node:__internal_head__" in node["Resources"]), None)
+    return NodeAffinitySchedulingStrategy(head, soft=True) if head else "DEFAULT"

@@ -38,13 +38,14 @@ def choose_shard_count(
     max_parallel_per_shard: int,
     max_rate_per_shard: float,
     max_shards: int,
-    workers_available: int,
+    cluster_cpus: float,
+    shard_cpus: float,
 ) -> int:
     """How many shards a test point runs on.
 
-    An explicit request is honoured as long as every shard still gets at least one request and one slot;
-    otherwise the count is the smallest one that keeps every shard under the per-shard load limits,
-    capped by the workers the cluster can run at once.
+    An explicit request is honoured as long as every shard still gets at least one request and one slot, and the
+    cluster, at its most `cluster_cpus`, could hold them all at once (a shard reserves `shard_cpus`); otherwise the
+    count is the smallest one that keeps every shard under the per-shard load limits, capped by what the cluster holds.
     """
     ceiling = min(parallel, number)
     if requested is not None:
@@ -55,11 +56,34 @@ def choose_shard_count(
             )
         if requested > max_shards:
             raise RequestError(f"shards={requested} is over the service limit of {max_shards}")
+        if requested > shards_held(cluster_cpus, shard_cpus):
+            raise RequestError(
+                f"shards={requested} needs {shard_cpus_text(requested, shard_cpus)}, more than the cluster's "
+                f"{cluster_cpus:g} CPUs at most (max_cluster_cpus, else the CPUs the cluster has now)"
+            )
         return requested
     needed = math.ceil(parallel / max_parallel_per_shard)
     if rate != UNLIMITED_RATE:
         needed = max(needed, math.ceil(rate / max_rate_per_shard))
-    return max(1, min(needed, ceiling, max_shards, max(1, workers_available)))
+    return max(1, min(needed, ceiling, max_shards, shards_held(cluster_cpus, shard_cpus)))
+
+
+def shards_held(cluster_cpus: float, shard_cpus: float) -> int:
+    """How many shards of `shard_cpus` CPUs each fit in `cluster_cpus` (with slack for sums like 3 x 0.1)."""
+    return math.floor(cluster_cpus / shard_cpus + 1e-9)
+
+
+def shard_cpus_text(shards: int, shard_cpus: float) -> str:
+    return f"{shards * shard_cpus:g} CPUs ({shards} shards x perf_shard_num_cpus={shard_cpus:g})"
+
+
+def unplaceable_message(shards: int, shard_cpus: float, free_cpus: float, total_cpus: float, waited_s: float) -> str:
+    """Why a test point's job failed when its shards found no room together within placement_timeout_s."""
+    return (
+        f"the cluster could not place this test point's shards within placement_timeout_s={waited_s:g} s: they need "
+        f"{shard_cpus_text(shards, shard_cpus)} at once, and {free_cpus:g} of the cluster's {total_cpus:g} CPUs "
+        "are free (other jobs or workers hold the rest)"
+    )
 
 
 def plan_shards(

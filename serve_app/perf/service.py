@@ -18,11 +18,12 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
-from serve_app.jobs.workers import WorkerPools
+from serve_app.jobs.workers import WorkerPools, worker_nodes
 from serve_app.paths import confine_dataset_path, new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
-from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards
+from serve_app.perf.placement import ShardPlacement, cpus_free_and_total, placement_name
+from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards, unplaceable_message
 from serve_app.perf.search import CapacitySearch
 from serve_app.perf.shard import ShardSpec, ShardStats
 from serve_app.schemas import (
@@ -58,7 +59,7 @@ class PerfPlan:
     dataset_path: str | None
     tokenizer_path: str | None
     points: list[PointPlan]  # a search's probes are added as it plans them
-    workers_available: int = 1  # what shard counts are chosen against
+    cluster_cpus: float = 1.0  # the most CPUs the cluster can have: what shard counts are chosen against
 
     @property
     def total_requests(self) -> int:
@@ -76,18 +77,17 @@ def point_names(sweep: list[tuple[int, int]]) -> list[str]:
     return names
 
 
-def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, workers_available: int) -> PerfPlan:
+def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, cluster_cpus: float) -> PerfPlan:
     """The test points and shards of an admitted request (serve_app.admission runs the checks before this one)."""
     dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
     sweep = [] if request.search else request.sweep()  # a search plans each probe once the last one is measured
     points = [
-        plan_point(name, parallel, number, request.rate, request, args, workers_available, request.duration_s)
+        plan_point(name, parallel, number, request.rate, request, args, cluster_cpus, request.duration_s)
         for name, (parallel, number) in zip(point_names(sweep), sweep)
     ]
     tokenizer_path = request.tokenizer_path and str(
         confine_dataset_path("tokenizer_path", request.tokenizer_path, args, "a directory"))
-    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, tokenizer_path, points,
-                    workers_available)
+    return PerfPlan(new_run_dir(args, "perf", request.model), dataset_path, tokenizer_path, points, cluster_cpus)
 
 
 def plan_point(
@@ -97,7 +97,7 @@ def plan_point(
     rate: float,
     request: PerfRequest,
     args: ServiceArgs,
-    workers_available: int,
+    cluster_cpus: float,
     duration_s: float | None = None,
     warmup: int | None = None,
 ) -> PointPlan:
@@ -109,7 +109,8 @@ def plan_point(
         max_parallel_per_shard=args.max_parallel_per_shard,
         max_rate_per_shard=args.max_rate_per_shard,
         max_shards=args.max_shards,
-        workers_available=workers_available,
+        cluster_cpus=cluster_cpus,
+        shard_cpus=args.perf_shard_num_cpus,
     )
     warmup = request.warmup if warmup is None else warmup
     seed = 42 if request.seed is None else request.seed
@@ -117,7 +118,7 @@ def plan_point(
     return PointPlan(name, plans, rate, duration_s)
 
 
-def plan_probe(request: PerfRequest, args: ServiceArgs, workers_available: int, load: float) -> PointPlan:
+def plan_probe(request: PerfRequest, args: ServiceArgs, cluster_cpus: float, load: float) -> PointPlan:
     """A search's probe at `load`: up to `number` requests, for probe_duration_s at most, after a warm-up of its own
     (a connection per slot, or a second of arrivals) so that set-up costs are not counted against the SLO. Named as
     evalscope names its runs, so that its report draws the probes."""
@@ -133,18 +134,20 @@ def plan_probe(request: PerfRequest, args: ServiceArgs, workers_available: int, 
         rate, number = load, min(request.number, max(1, math.ceil(load * search.probe_duration_s)))
         parallel = min(parallel, number)
         warmup, name = max(request.warmup, math.ceil(load)), f"rate_{load:g}_number_{number}"
-    return plan_point(name, parallel, number, rate, request, args, workers_available, search.probe_duration_s,
+    return plan_point(name, parallel, number, rate, request, args, cluster_cpus, search.probe_duration_s,
                       warmup)
 
 
-def cluster_workers() -> int:
-    return int(ray.cluster_resources().get("CPU", 1))
+def cluster_cpus(args: ServiceArgs) -> float:
+    """The most CPUs the cluster can have: the operator's max_cluster_cpus (an autoscaling cluster), else its own."""
+    return args.max_cluster_cpus or ray.cluster_resources().get("CPU", 0.0)
 
 
 @dataclass(frozen=True)
 class _Shard:
     plan: ShardPlan
     actor: ray.actor.ActorHandle
+    node: str  # the address of the node its CPUs were placed on
 
 
 @dataclass
@@ -179,7 +182,7 @@ class PerfRun:
                                 max_probes=spec.max_probes, integer=spec.vary == "parallel")
         probes = []
         while (load := search.next_load()) is not None:
-            point = plan_probe(self.request, self.args, self.plan.workers_available, load)
+            point = plan_probe(self.request, self.args, self.plan.cluster_cpus, load)
             self.plan.points.append(point)  # the progress total: the requests planned so far
             result = results[point.name] = await self._run_point(point)
             throughput = result.metrics.get("Req Throughput (req/s)", 0.0)
@@ -194,7 +197,7 @@ class PerfRun:
                             probes=probes, verdict=search.verdict(unit))
 
     async def _write_report(self) -> None:
-        worker = self.workers.tasks.take()
+        worker = self.workers.take_task_worker()
         try:
             await worker.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api)
         except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
@@ -216,11 +219,15 @@ class PerfRun:
     async def _run_point(self, point: PointPlan) -> PerfPointResult:
         output_dir = self.plan.output_dir / point.name
         shards: list[_Shard] = []
+        placement = await self._place(point)
         try:
             # No worker process starts from here to the end of the timed window: its evalscope import would take
             # CPU from the load generators. The pools refill while the point merges.
             with self.workers.measuring():
-                shards = [_Shard(plan=plan, actor=self.workers.shards.take()) for plan in point.shards]
+                nodes = placement.nodes()
+                addresses = worker_nodes()
+                shards = [_Shard(plan, actor, addresses.get(node, node)) for plan, actor, node in
+                          zip(point.shards, self.workers.shards_on(nodes), nodes)]
                 stats = await self._start_together(shards, point, output_dir)
             total = {
                 "parallel": sum(s.plan.parallel for s in shards),
@@ -238,6 +245,7 @@ class PerfRun:
             raise
         finally:
             self._live = []
+            placement.remove()  # its CPUs go to the next point or job at once; idle shards hold none
         self._finished += sum(stat.requests for stat in stats)  # what progress counted live, now merged
         # Idle shards live one metrics report interval more, so their last requests reach Prometheus.
         asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill, shards)
@@ -249,9 +257,25 @@ class PerfRun:
             goodput=merged["goodput"],
         )
 
+    async def _place(self, point: PointPlan) -> ShardPlacement:
+        """Reserve the CPUs of every shard of the point at once, waiting up to placement_timeout_s for room."""
+        placement = ShardPlacement(placement_name(self.plan.output_dir, point.name), len(point.shards),
+                                   self.args.perf_shard_num_cpus, self.args.shard_placement)
+        self._phase = "waiting for resources"
+        try:
+            placed = await placement.placed(self.args.placement_timeout_s)
+            if not placed:
+                free, total = cpus_free_and_total()  # while this point's request is pending: it holds nothing
+                raise PerfRunError(unplaceable_message(len(point.shards), self.args.perf_shard_num_cpus, free, total,
+                                                       self.args.placement_timeout_s))
+        except BaseException:  # also a cancelled job: its pending request must not take CPUs later
+            placement.remove()
+            raise
+        self._phase = "preparing"
+        return placement
+
     async def _start_together(self, shards: list[_Shard], point: PointPlan, output_dir: Path) -> list[ShardStats]:
         """Bind each shard to its share of this point, prepare all, then run all from one instant."""
-        self._phase = "preparing"
         job_dir = str(self.plan.output_dir)
         specs = [self._spec(shard.plan, output_dir, point.duration_s) for shard in shards]
         await _each_shard(shards, lambda shard: shard.actor.bind.remote(specs[shard.plan.index], job_dir))
@@ -321,7 +345,7 @@ async def _each_shard(shards: list[_Shard], call) -> list:
                 failed = next(
                     shard for task, shard in tasks.items() if task.done() and not task.cancelled() and task.exception()
                 )
-                raise PerfRunError(f"shard {failed.plan.index} failed: {_reason(exc)}") from exc
+                raise PerfRunError(f"shard {failed.plan.index} (node {failed.node}) failed: {_reason(exc)}") from exc
         return [task.result() for task in tasks]
     finally:
         for task in tasks:

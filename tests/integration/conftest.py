@@ -6,16 +6,19 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 import ray
 from ray import serve
+from ray.util.placement_group import placement_group_table
 
 from serve_app import start_service
 from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
+from serve_app.perf.placement import placement_name
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
 from tests.integration.faulty_target import FaultyTarget
 
@@ -78,3 +81,9 @@ def report_when_written(service, job_id: str, timeout_s: float = 60) -> httpx.Re
         assert "still being written" in report.json()["message"] and time.monotonic() < deadline, report.text
         time.sleep(0.5)
     return report
+
+
+def placement_states(job: dict) -> set[str]:
+    """The states of the placement groups of a perf job's test points (named after its run directory)."""
+    prefix = placement_name(Path(job["output_dir"]), "")
+    return {group["state"] for group in placement_group_table().values() if group["name"].startswith(prefix)}

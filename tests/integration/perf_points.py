@@ -89,7 +89,7 @@ def run_point(outputs_root: Path, url: str, **request_fields) -> RunPoint:
     """One test point of `request_fields` against `url`, run as the service runs it, with capturing shards."""
     request = PerfRequest(model="simulator", url=url, dataset="openqa", dataset_path=str(PROMPTS), **request_fields)
     args = ServiceArgs(outputs_root=outputs_root, warm_workers=0)  # each shard a process started for it
-    plan = plan_perf(request, args, perf_datasets()["openqa"], workers_available=service_module.cluster_workers())
+    plan = plan_perf(request, args, perf_datasets()["openqa"], cluster_cpus=service_module.cluster_cpus(args))
     (point,) = plan.points
     workers = WorkerPools(args, shard_actor=CapturingShardWorker)
     # The run's delayed stop of its idle shards dies with this loop; so do its handles, and Ray stops actors

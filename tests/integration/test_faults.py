@@ -1,6 +1,7 @@
 """Faults through real HTTP: targets that fail, hang or answer garbage, a killed ingress, an unwritable disk.
 Each job ends with a reason a user can act on, within its timeouts, and the service keeps serving."""
 
+import re
 import subprocess
 import time
 import uuid
@@ -34,7 +35,8 @@ def test_perf_against_a_target_answering_500_fails_fast_with_the_status(service,
     response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("error"), number=10))
     assert response.status_code == 500
     message = response.json()["message"]
-    assert message.startswith(f"shard 0 failed: probe request to {faulty.url('error')} failed (HTTP 500): ")
+    assert re.match(rf"shard 0 \(node \S+\) failed: probe request to {re.escape(faulty.url('error'))} failed "
+                    r"\(HTTP 500\): ", message), message
     assert '"message": "injected failure"' in message
     assert elapsed < 20
 
@@ -72,16 +74,16 @@ def test_goodput_is_counted_over_every_shard_and_each_shard_says_its_share(servi
 def test_perf_against_a_target_answering_garbage_fails_saying_so(service, faulty):
     response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("garbage"), number=10))
     assert response.status_code == 500
-    assert response.json()["message"].startswith(
-        f"shard 0 failed: probe request to {faulty.url('garbage')} failed: the reply is not an OpenAI-style completion"
-    )
+    assert re.match(rf"shard 0 \(node \S+\) failed: probe request to {re.escape(faulty.url('garbage'))} failed: "
+                    "the reply is not an OpenAI-style completion", response.json()["message"])
     assert elapsed < 20
 
 
 def test_perf_against_a_hanging_target_ends_by_its_timeout(service, faulty):
     response, elapsed = timed_post(service, "/api/v1/perf", perf_body(faulty.url("hang"), number=4, total_timeout=2))
     assert response.status_code == 500
-    assert response.json()["message"].startswith(f"shard 0 failed: probe request to {faulty.url('hang')} failed")
+    assert re.match(rf"shard 0 \(node \S+\) failed: probe request to {re.escape(faulty.url('hang'))} failed",
+                    response.json()["message"])
     assert elapsed < 20
 
 

@@ -15,11 +15,11 @@ from serve_app.admission import admit_perf
 from serve_app.app import build_app
 from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
-from serve_app.perf.service import cluster_workers
+from serve_app.perf.service import cluster_cpus
 from serve_app.principals import ANONYMOUS
 from serve_app.schemas import PerfRequest
 from tests.conftest import SAMPLES, SimulatorProcess
-from tests.integration.conftest import report_when_written, second_application
+from tests.integration.conftest import placement_states, report_when_written, second_application
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -95,6 +95,7 @@ def test_cancel_stops_the_traffic_within_seconds(service):
             time.sleep(0.2)
         cancelled = service.post(f"/api/v1/jobs/{job_id}/cancel").json()
         assert cancelled["status"] == "cancelled"
+        assert placement_states(cancelled) == {"REMOVED"}  # its shards' CPUs are free again
         time.sleep(1.0)
         settled = target.requests_received()
         time.sleep(2.0)
@@ -176,12 +177,13 @@ def test_a_redeploy_with_new_code_takes_the_queue_over_and_lets_the_running_job_
 
     def submit_to_old(**fields):
         request = PerfRequest(**perf_body(simulator, **fields))
-        plan = asyncio.run(admit_perf(request, args, cluster_workers()))
+        plan = asyncio.run(admit_perf(request, args, cluster_cpus(args)))
         return ray.get(old.submit.remote(request, plan, None, ANONYMOUS))[0].id
 
     finished = submit_to_old(number=3)
     finished_job = ray.get(old.wait.remote(finished, ANONYMOUS))
-    running = submit_to_old(number=24, parallel=1, rate=6)  # about 4 s of traffic
+    # About 12 s of traffic: it must still run once the new application is deployed (seconds on a busy machine).
+    running = submit_to_old(number=72, parallel=1, rate=6)
     queued = [submit_to_old(number=3) for _ in range(2)]
     try:
         with second_application("newcode", **{**settings, "max_running_jobs": 2}) as prefix:

@@ -9,6 +9,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from tests.conftest import SimulatorProcess
+from tests.integration.conftest import placement_states, second_application
 
 SECRET = "sk-integration-perf-77d2e0"
 
@@ -129,7 +130,8 @@ def test_killed_shard_fails_the_test_by_name_stops_the_traffic_and_the_service_s
         time.sleep(0.2)
         job = service.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "failed"
-    assert job["error"].startswith("shard 1 failed: its worker process died")
+    assert re.match(r"shard 1 \(node \S+\) failed: its worker process died", job["error"]), job["error"]
+    assert placement_states(job) == {"REMOVED"}  # its shards' CPUs are free again
     # The surviving shard is stopped too: its traffic ends within seconds of the failure (ray.kill takes effect
     # asynchronously, so a few requests may still land), and then stays ended.
     received = own_target.requests_received()
@@ -216,3 +218,46 @@ def test_random_prompts_without_a_tokenizer_or_outside_the_roots_are_refused(ser
     assert "give tokenizer_path" in service.post("/api/v1/perf", json=body).json()["message"]
     escaped = service.post("/api/v1/perf", json={**body, "tokenizer_path": "/etc"})
     assert escaped.status_code == 400 and "tokenizer_path '/etc' is outside the allowed directories" in escaped.text
+
+
+def test_shards_the_cluster_could_never_hold_are_a_400_before_a_job_exists(service, simulator):
+    jobs_before = service.get("/api/v1/jobs").json()["total"]
+    response = service.post("/api/v1/perf", json=perf_body(simulator, number=10, parallel=5, shards=5))
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "shards=5 needs 2.5 CPUs (5 shards x perf_shard_num_cpus=0.5), more than the cluster's 2 CPUs at most "
+        "(max_cluster_cpus, else the CPUs the cluster has now)"
+    )
+    assert service.get("/api/v1/jobs").json()["total"] == jobs_before
+
+
+def test_a_point_without_room_waits_visibly_then_fails_naming_the_cpus_and_reserves_nothing_after(
+    service, simulator, tmp_path
+):
+    # max_cluster_cpus: an autoscaling cluster's maximum, which admits 6 shards of 0.5 CPU; this 2-CPU cluster never
+    # grows, so their placement waits until placement_timeout_s.
+    settings = {"outputs_root": str(tmp_path / "outputs"), "datasets_root": str(service.datasets_root),
+                "max_cluster_cpus": 8, "placement_timeout_s": 5}
+    body = perf_body(simulator, number=12, parallel=6, shards=6)
+    with second_application("autoscaling", **settings) as prefix:
+        submitted = time.monotonic()
+        timed_out, cancelled = [service.post(f"{prefix}/api/v1/perf?wait=false", json=body).json()["job_id"]
+                                for _ in range(2)]
+        for job_id in (timed_out, cancelled):
+            while (job := service.get(f"{prefix}/api/v1/jobs/{job_id}").json())["progress"]["phase"] != \
+                    "waiting for resources":
+                assert job["status"] in ("queued", "running") and time.monotonic() < submitted + 30, job
+                time.sleep(0.1)
+        job = service.post(f"{prefix}/api/v1/jobs/{cancelled}/cancel").json()
+        assert job["status"] == "cancelled" and placement_states(job) == {"REMOVED"}
+
+        while (job := service.get(f"{prefix}/api/v1/jobs/{timed_out}").json())["status"] == "running":
+            assert time.monotonic() < submitted + 30, job
+            time.sleep(0.2)
+        assert job["status"] == "failed", job
+        assert time.monotonic() - submitted >= 5  # it waited out placement_timeout_s
+        assert re.fullmatch(
+            r"the cluster could not place this test point's shards within placement_timeout_s=5 s: they need 3 CPUs "
+            r"\(6 shards x perf_shard_num_cpus=0\.5\) at once, and [\d.]+ of the cluster's 2 CPUs are free \(other "
+            r"jobs or workers hold the rest\)", job["error"]), job["error"]
+        assert placement_states(job) == {"REMOVED"}

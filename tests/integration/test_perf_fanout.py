@@ -1,6 +1,7 @@
 """README's "How a perf test fans out", checked on real shards (Ray actors) against the simulator: the merged result
 is evalscope's own over the raw records of every shard, the shards start together at the announced instant,
-rate-limited shards add up to one Poisson stream at the full rate, and SPREAD puts shards on different nodes.
+and rate-limited shards add up to one Poisson stream at the full rate (tests/integration/test_multinode.py puts
+shards on several nodes).
 
 Every process here runs on this machine, so all share CLOCK_MONOTONIC (Python's perf_counter): the shards' raw
 record times are already on one axis, and one reading of this process's clocks maps them to wall time. That is
@@ -11,8 +12,6 @@ import asyncio
 import dataclasses
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -22,7 +21,7 @@ from evalscope.perf.arguments import Arguments
 from evalscope.perf.core.pipeline import run_benchmark_pipeline
 from evalscope.perf.utils.db_util import summary_result
 
-from tests.conftest import RAY_FOR_TESTS, REPO, SimulatorProcess
+from tests.conftest import RAY_FOR_TESTS, SimulatorProcess
 from tests.integration.perf_points import run_point
 
 # A shard sleeps until the instant, then opens its HTTP session and sends: 3-8 ms here. 50 ms leaves room for a
@@ -149,13 +148,3 @@ def test_rate_limited_shards_add_up_to_one_poisson_stream_at_the_full_rate(ray_c
     correlation = np.corrcoef(shard_gaps[0][:paired], shard_gaps[1][:paired])[0, 1]
     assert abs(correlation) < 0.2, correlation
 
-
-def test_shards_are_spread_over_the_nodes(simulator, tmp_path):
-    """Its own three-node cluster, so its own process (a driver joins one cluster, and this session may have one)."""
-    run = subprocess.run(
-        [sys.executable, "-m", "tests.integration.spread_cluster", simulator.chat_url, str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    nodes = json.loads(run.stdout.strip().splitlines()[-1])
-    assert sorted(nodes) == ["127.0.0.2", "127.0.0.3"]

@@ -39,7 +39,7 @@ class StubManager:
 def api(tmp_path, monkeypatch):
     manager = StubManager()
     monkeypatch.setattr(backend_module, "job_manager", lambda args: manager)
-    monkeypatch.setattr(backend_module, "cluster_workers", lambda: 2)
+    monkeypatch.setattr(backend_module, "cluster_cpus", lambda args: 2)
     args = ServiceArgs(outputs_root=tmp_path / "outputs", datasets_root=SAMPLES, samples_root=SAMPLES,
                        allowed_targets=["10.0.0.0/8", "models.internal"])
     with TestClient(create_api(RayBackend(args)), raise_server_exceptions=False) as client:

@@ -38,6 +38,8 @@ SERVE_CONFIG_PATH = REPO / "configs" / "serve.yaml"
 # samples the image ships.
 VOLUME_ARGS = {"outputs_root", "datasets_root"}
 PATH_ARGS = VOLUME_ARGS | {"samples_root"}
+# ... and the most CPUs the autoscaled cluster can have (locally: the cluster's own CPUs).
+CLUSTER_ARGS = PATH_ARGS | {"max_cluster_cpus"}
 KUBERAY_SERVE_PORT = 8000  # KubeRay's serve Service targets the container port named `serve`, 8000 by default.
 
 
@@ -392,21 +394,38 @@ def test_rayservice_mounts_a_persistent_volume_everywhere(manifests, rayservice)
 # RayService: serveConfigV2 is configs/serve.yaml
 
 
-def _without_path_args(applications: list[dict]) -> list[dict]:
+def _without_cluster_args(applications: list[dict]) -> list[dict]:
     apps = copy.deepcopy(applications)
     for app in apps:
-        for key in PATH_ARGS:
+        for key in CLUSTER_ARGS:
             app.get("args", {}).pop(key, None)
     return apps
 
 
 def test_serve_config_v2_is_the_local_serve_config(serve_config_v2, local_serve_config):
     kube_apps, local_apps = serve_config_v2["applications"], local_serve_config["applications"]
-    assert _without_path_args(kube_apps) == _without_path_args(local_apps)
+    assert _without_cluster_args(kube_apps) == _without_cluster_args(local_apps)
     assert serve_config_v2.get("proxy_location") == local_serve_config.get("proxy_location")
     local_http = dict(local_serve_config.get("http_options", {}), port=KUBERAY_SERVE_PORT)
     assert serve_config_v2.get("http_options") == local_http
     assert set(serve_config_v2) <= {"applications", "proxy_location", "http_options"}
+
+
+def _cpus(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("4", "500m") in CPUs."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def test_max_cluster_cpus_is_what_the_autoscaled_workers_can_grow_to(serve_config_v2, rayservice):
+    # Ray gives a Pod the CPUs of its container's limit unless rayStartParams sets num-cpus (the head's "0").
+    grown = sum(
+        group.get("maxReplicas", group.get("replicas", 1)) * float(
+            group.get("rayStartParams", {}).get("num-cpus", _cpus(_ray_container(group)["resources"]["limits"]["cpu"]))
+        )
+        for _, group in _groups(rayservice)
+    )
+    for app in serve_config_v2["applications"]:
+        assert app["args"]["max_cluster_cpus"] == grown
 
 
 def test_serve_config_v2_writes_to_the_mounted_volume(serve_config_v2, rayservice):

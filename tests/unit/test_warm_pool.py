@@ -13,8 +13,10 @@ class Processes:
         self.numbers = itertools.count(1)
         self.started: list[int] = []
         self.stopped: list[int] = []
+        self.idle_at_starts: list[list[int]] = []
 
-    def start(self) -> int:
+    def start(self, idle) -> int:
+        self.idle_at_starts.append(list(idle))
         self.started.append(next(self.numbers))
         return self.started[-1]
 
@@ -80,3 +82,29 @@ def test_closing_stops_the_idle_workers_only_and_later_takes_start_fresh_without
     assert processes.stopped == [2, 3] and in_use not in processes.stopped
     assert pool.take() == 4
     assert processes.started == [1, 2, 3, 4] and pool.idle == 0
+
+
+def test_a_fitting_worker_is_taken_oldest_first_and_none_fits_leaves_the_start_to_the_caller():
+    # Perf shards: a warm one on the node where the shard's CPUs were placed (here: odd-numbered processes).
+    processes = Processes()
+    pool = processes.pool(3)
+    assert pool.take_fitting(lambda process: process % 2 == 1) == 1
+    assert pool.take_fitting(lambda process: process % 2 == 1) == 3
+    assert pool.take_fitting(lambda process: process > 100) is None
+    assert processes.started == [1, 2, 3, 4, 5] and pool.idle == 3  # refilled after each take, never more
+
+
+def test_dropping_stops_the_lost_idle_workers_and_starts_others_in_their_place():
+    # A node left the cluster: its warm workers are gone, and the pool would otherwise hand them out dead.
+    processes = Processes()
+    pool = processes.pool(3)
+    pool.drop(lambda process: process in (1, 3))
+    assert processes.stopped == [1, 3] and pool.idle == 3
+    assert [pool.take() for _ in range(3)] == [2, 4, 5]
+
+
+def test_each_start_is_told_the_idle_workers_so_it_can_go_where_they_are_fewest():
+    processes = Processes()
+    pool = processes.pool(2)
+    pool.take()
+    assert processes.idle_at_starts == [[], [1], [2]]

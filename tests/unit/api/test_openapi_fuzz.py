@@ -33,7 +33,7 @@ class PlanningBackend(ManagerBackend):
         if isinstance(request, EvalRequest):
             await admit_eval(request, self.args)
         else:
-            await admit_perf(request, self.args, workers_available=2)
+            await admit_perf(request, self.args, cluster_cpus=2)
         return await super().submit(request, idempotency_key, caller)
 
 

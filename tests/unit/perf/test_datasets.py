@@ -19,7 +19,7 @@ def args(tmp_path):
 
 def plan(args, dataset, **fields):
     request = PerfRequest(model="m", url="http://t/v1/chat/completions", dataset=dataset, number=2, **fields)
-    return asyncio.run(admit_perf(request, args, workers_available=1))
+    return asyncio.run(admit_perf(request, args, cluster_cpus=1))
 
 
 def refusal(args, dataset, **fields):

@@ -15,7 +15,7 @@ def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
     # The samples root by its absolute path: the default is relative to the directory pytest starts in.
     args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES, max_parallel_per_shard=8)
     plan = plan_perf(request(number=[40, 100], parallel=[4, 20], warmup=4), args, perf_datasets()["openqa"],
-                     workers_available=16)
+                     cluster_cpus=16)
     assert [p.name for p in plan.points] == ["parallel_4_number_40", "parallel_20_number_100"]
     assert [len(p.shards) for p in plan.points] == [1, 3]
     assert sum(s.number for s in plan.points[1].shards) == 100 and plan.total_requests == 140
@@ -25,7 +25,7 @@ def test_a_sweep_plans_one_point_per_pair_with_exact_shares(tmp_path):
 def test_a_repeated_sweep_point_runs_again_under_its_own_key(tmp_path):
     args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES)
     plan = plan_perf(request(number=[100, 100, 50], parallel=[8, 8, 8]), args, perf_datasets()["openqa"],
-                     workers_available=2)
+                     cluster_cpus=2)
     assert [p.name for p in plan.points] == [
         "parallel_8_number_100", "parallel_8_number_100_2", "parallel_8_number_50"]
     assert plan.total_requests == 250
@@ -36,7 +36,7 @@ def test_a_search_plans_no_point_ahead_and_each_probe_as_its_load_asks(tmp_path)
     slo = {"e2e_ms": 500}
     by_parallel = request(number=200, slo=slo, search={"vary": "parallel", "low": 1, "high": 64,
                                                         "probe_duration_s": 5})
-    assert plan_perf(by_parallel, args, perf_datasets()["openqa"], workers_available=16).points == []
+    assert plan_perf(by_parallel, args, perf_datasets()["openqa"], cluster_cpus=16).points == []
     probe = plan_probe(by_parallel, args, 16, load=24)
     assert probe.name == "parallel_24_number_200" and probe.duration_s == 5
     assert sum(s.warmup for s in probe.shards) == 24  # a connection per slot before the timed window
@@ -53,5 +53,5 @@ def test_a_search_plans_no_point_ahead_and_each_probe_as_its_load_asks(tmp_path)
 def test_a_duration_bounds_every_point_of_a_sweep(tmp_path):
     args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES)
     plan = plan_perf(request(number=[500, 900], parallel=[2, 4], duration_s=30), args, perf_datasets()["openqa"],
-                     workers_available=2)
+                     cluster_cpus=2)
     assert [point.duration_s for point in plan.points] == [30, 30]
