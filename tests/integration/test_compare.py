@@ -11,11 +11,8 @@ def test_two_evals_of_one_dataset_compare_without_change_and_gate_a_third_on_the
     model = f"compare-{uuid.uuid4().hex[:8]}"  # so that the latest job of this model is this test's
     body = {"model": model, "api_url": simulator.base_url, "datasets": ["gsm8k"], "limit": 4,
             "dataset_args": {"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}}}
-    first, second = (service.post("/api/v1/eval", params={"wait": "false"}, json=body).json()["job_id"]
-                     for _ in range(2))
-    for job_id in (first, second):
-        service.get(f"/api/v1/jobs/{job_id}/events")  # follows the job to its end
-        assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    # One after the other: history and "latest" go by when a job finished.
+    first, second = (_evaluated(service, body) for _ in range(2))
 
     comparison = service.get("/api/v1/compare", params={"baseline": first, "candidate": second})
     assert comparison.status_code == 200, comparison.text
@@ -42,3 +39,10 @@ def test_two_evals_of_one_dataset_compare_without_change_and_gate_a_third_on_the
     assert gated.returncode == 0, gated.stderr
     assert f"baseline: {second} (your newest succeeded eval job of {model})" in gated.stderr
     assert f"against baseline {second}: no significant change" in gated.stdout
+
+
+def _evaluated(service, body) -> str:
+    job_id = service.post("/api/v1/eval", params={"wait": "false"}, json=body).json()["job_id"]
+    service.get(f"/api/v1/jobs/{job_id}/events")  # follows the job to its end
+    assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    return job_id
