@@ -48,6 +48,18 @@ EndpointUrl = Annotated[
 ]
 
 
+# evalscope options a user may carry over that this service does not take yet: a 400 says so rather than only
+# "extra inputs are not permitted".
+NOT_SUPPORTED_YET = {
+    "multi_turn": "evalscope's multi-turn chat load is not supported by this service yet",
+    "open_loop": "open-loop arrivals are not supported by this service yet (rate sends Poisson arrivals closed-loop)",
+    "judge": "LLM-as-judge scoring is not supported by this service yet",
+    "judge_strategy": "LLM-as-judge scoring is not supported by this service yet",
+    "judge_model_args": "LLM-as-judge scoring is not supported by this service yet",
+    "eval_type": "the service evaluates OpenAI-compatible chat endpoints only (evalscope's openai_api)",
+}
+
+
 class _Request(BaseModel):
     # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option; JSON numbers too
     # large for a float (1e400) read as infinity and are refused too.
