@@ -7,6 +7,7 @@ evalscope is imported in these processes only, never in the ingress or the job m
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,12 @@ _JOB_ENTRY_POINTS = (
     "evalscope.perf.utils.report.generate_report",
     "serve_app.perf.runner",
 )
+
+
+def where_this_runs() -> str:
+    """This process, as a job's log names it: its Ray actor, pid and node."""
+    actor = ray.get_runtime_context().get_actor_name()
+    return f"runs in {actor} (pid {os.getpid()} on {ray.util.get_node_ip_address()})"
 
 
 class JobWorker:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from serve_app.eval.plan import PARTS_DIR, part_dir
 from serve_app.eval.resume import dataset_files
 from serve_app.jobs.output import print_to_job_log
+from serve_app.worker import where_this_runs
 
 # Sub-directories of an evalscope run whose files are named per dataset, so parts merge without collisions.
 _PER_DATASET_DIRS = ("predictions", "reviews", "reports")
@@ -33,9 +31,8 @@ def run_dataset(
     print_to_job_log(output_dir, dataset, secrets=[api_key])
     # Where it ran, in the job's log: datasets run on as many nodes as the cluster has. Not worth failing for on a
     # full disk: evalscope's own writes then fail the dataset, naming the run directory.
-    actor = ray.get_runtime_context().get_actor_name()
     with contextlib.suppress(OSError):
-        print(f"runs in {actor} (pid {os.getpid()} on {ray.util.get_node_ip_address()})")
+        print(where_this_runs())
     reused = _take_over_predictions(Path(reuse_from), dataset, Path(task_config["work_dir"])) if reuse_from else 0
     # evalscope quiets httpx's line per request; the openai client now sends through httpx2, which it does not.
     logging.getLogger("httpx2").setLevel(logging.WARNING)

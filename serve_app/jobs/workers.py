@@ -87,16 +87,16 @@ class WorkerPools:
             max_concurrency=2,  # progress questions are answered while the shard runs
         ).remote()
 
-    def shards_on(self, node_ids: list[str]) -> list[ray.actor.ActorHandle]:
+    def shards_on(self, node_ids: list[str], live: dict[str, str]) -> list[ray.actor.ActorHandle]:
         """A shard process on each of these nodes (one per bundle of a test point's placement group): a warm one
-        started there, else a new one."""
-        _drop_lost(self.shards)
+        started there, else a new one. `live`: worker_nodes(), as the caller just read them."""
+        _drop_lost(self.shards, live)
         taken = [self.shards.take_fitting(lambda warm, node=node: warm.node_id == node) for node in node_ids]
         return [warm.actor if warm else self.start_shard(node) for warm, node in zip(taken, node_ids)]
 
     def take_task_worker(self) -> ray.actor.ActorHandle:
         """A task worker (an eval dataset's, a report's): a warm one, else a new one."""
-        _drop_lost(self.tasks)
+        _drop_lost(self.tasks, worker_nodes())
         return self.tasks.take().actor
 
     def configured(self, args: ServiceArgs) -> WorkerPools:
@@ -123,7 +123,7 @@ def _stop(warm: Warm) -> None:
     ray.kill(warm.actor)
 
 
-def _drop_lost(pool: WarmPool[Warm]) -> None:
-    """Replace the idle workers of nodes that left the cluster: handed out, they would fail their job at once."""
-    live = worker_nodes()
+def _drop_lost(pool: WarmPool[Warm], live: dict[str, str]) -> None:
+    """Replace the idle workers of nodes that are not `live` (they left the cluster): handed out, they would fail
+    their job at once."""
     pool.drop(lambda warm: warm.node_id is not None and warm.node_id not in live)

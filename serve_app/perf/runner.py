@@ -82,7 +82,12 @@ class ShardRunner:
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
         self.requests: list[tuple[dict, bool]] = []
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
-        self.completed = 0  # read by progress reporting while the shard runs
+        self._writer: RecordWriter | None = None  # the running (or last) point's record file
+
+    @property
+    def completed(self) -> int:
+        """Requests recorded so far: read by progress reporting while the shard runs."""
+        return self._writer.requests if self._writer else 0
 
     def prepare(self) -> None:
         """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
@@ -134,7 +139,8 @@ class ShardRunner:
         """
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
         path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
-        with RecordWriter(path, clock) as writer:
+        self._writer = RecordWriter(path, clock)
+        with self._writer as writer:
             cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
         write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
@@ -172,7 +178,6 @@ class ShardRunner:
                         self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
                                             record.query_latency, record.completion_tokens)
                     writer.add(record)
-                    self.completed += 1
             finally:
                 queue.task_done()
 

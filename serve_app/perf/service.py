@@ -224,10 +224,9 @@ class PerfRun:
             # No worker process starts from here to the end of the timed window: its evalscope import would take
             # CPU from the load generators. The pools refill while the point merges.
             with self.workers.measuring():
-                nodes = placement.nodes()
-                addresses = worker_nodes()
-                shards = [_Shard(plan, actor, addresses.get(node, node)) for plan, actor, node in
-                          zip(point.shards, self.workers.shards_on(nodes), nodes)]
+                nodes, live = placement.nodes(), worker_nodes()
+                shards = [_Shard(plan, actor, live.get(node, node)) for plan, actor, node in
+                          zip(point.shards, self.workers.shards_on(nodes, live), nodes)]
                 stats = await self._start_together(shards, point, output_dir)
             total = {
                 "parallel": sum(s.plan.parallel for s in shards),

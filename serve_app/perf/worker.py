@@ -6,7 +6,6 @@ The class is plain and `PerfShardWorker` is its Ray actor, so a subclass can be 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import ray
 
 from serve_app.jobs.output import print_to_job_log
 from serve_app.perf.shard import ShardSpec, ShardStats
-from serve_app.worker import JobWorker
+from serve_app.worker import JobWorker, where_this_runs
 
 
 class PerfShard(JobWorker):
@@ -29,10 +28,8 @@ class PerfShard(JobWorker):
         print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=spec.secrets)
         from serve_app.perf.runner import ShardRunner
 
-        node = ray.util.get_node_ip_address()
-        print(f"runs in {self.name()} (pid {os.getpid()} on {node}), a process started "
-              f"{time.time() - self.started_at:.1f} s before")
-        self.runner = ShardRunner(spec, node=node)
+        print(f"{where_this_runs()}, a process started {time.time() - self.started_at:.1f} s before")
+        self.runner = ShardRunner(spec, node=ray.util.get_node_ip_address())
 
     def prepare(self) -> None:
         self.runner.prepare()
