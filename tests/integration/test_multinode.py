@@ -44,14 +44,14 @@ class MultiNodeService:
         deadline = time.monotonic() + timeout_s
         while True:
             if not self._lines.select(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"the cluster process said nothing for {timeout_s} s: {self._stderr_tail()}")
+                raise TimeoutError(f"the cluster process said nothing for {timeout_s} s: {self.stderr_tail()}")
             line = self.process.stdout.readline()
             if not line:
-                raise RuntimeError(f"the cluster process ended: {self._stderr_tail()}")
+                raise RuntimeError(f"the cluster process ended: {self.stderr_tail()}")
             if line.startswith(prefix):
                 return line[len(prefix):].strip()
 
-    def _stderr_tail(self) -> str:
+    def stderr_tail(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-3000:]
 
     def command(self, line: str):
@@ -194,7 +194,8 @@ def test_a_lost_node_fails_the_job_naming_shard_and_node_and_the_next_jobs_run_o
     assert cluster.command(f"remove-node {lost}") == "removed"
     try:
         job = cluster.wait(job_id, timeout_s=30)
-        assert job["status"] == "failed"
+        assert job["status"] == "failed", (job, cluster.http.get(f"/api/v1/jobs/{job_id}/log").json()["lines"],
+                                           cluster.stderr_tail())
         assert re.match(rf"shard \d \(node {re.escape(lost)}\) failed: its worker process died", job["error"]), job
         assert cluster.placement_states(job) == {"REMOVED"}
         assert cluster.http.get("/health").json()["status"] == "ok"
