@@ -31,6 +31,7 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.eval.code_execution import check_known_benchmarks, check_refusals
 from serve_app.eval.generation import check_generation_config
+from serve_app.eval.judge import check_judge_targets
 from serve_app.eval.plan import EvalPlan, plan_eval
 from serve_app.limits import check_eval_limits, check_perf_limits
 from serve_app.perf.datasets import check_perf_dataset
@@ -49,6 +50,7 @@ async def admit_eval(request: EvalRequest, args: ServiceArgs, resumed_dir: Path 
     check_eval_limits(request, args)
     await check_generation_config(request)
     await check_target(request.api_url, args.allowed_targets)
+    await check_judge_targets(request, args)
     check_known_benchmarks(request)
     check_refusals(request, args)
     plan = plan_eval(request, args, resumed_dir)

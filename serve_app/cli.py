@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--model", default="simulator")
     simulate.add_argument("--max-concurrency", type=int, default=0,
                           help="serve at most this many requests at once, queueing the rest (0: no limit)")
+    simulate.add_argument("--judge", choices=("fair", "harsh"), default="fair",
+                          help="as an LLM judge: fair grades a predicted answer that contains the reference one "
+                               "correct; harsh grades every answer incorrect")
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--server", default="http://127.0.0.1:9000", help="the service's base URL")
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         from serve_app.simulator import SimulatorConfig, run_simulator
 
         config = SimulatorConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens,
-                                 model=args.model, max_concurrency=args.max_concurrency)
+                                 model=args.model, max_concurrency=args.max_concurrency, judge=args.judge)
         run_simulator(host=args.host, port=args.port, config=config)
         return EXIT_OK
     return _client_command(args)

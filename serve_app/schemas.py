@@ -21,6 +21,8 @@ from pydantic import (
 
 # Long enough for any real model id ("org/name-variant"), short enough to fit a file name in evalscope's layout.
 MODEL_NAME_MAX_CHARS = 128
+MAX_JUDGE_MODELS = 8
+JUDGE_CONTRACT_KEYS = ("system_prompt", "prompt_template", "score_mapping", "score_type")
 
 # evalscope's perf API plugins that talk to a remote endpoint (its `local*` plugins start a model in-process).
 PERF_APIS = ("openai", "dashscope", "anthropic", "gemini", "openai_responses", "openai_embedding", "openai_rerank")
@@ -53,9 +55,6 @@ EndpointUrl = Annotated[
 NOT_SUPPORTED_YET = {
     "multi_turn": "evalscope's multi-turn chat load is not supported by this service yet",
     "open_loop": "open-loop arrivals are not supported by this service yet (rate sends Poisson arrivals closed-loop)",
-    "judge": "LLM-as-judge scoring is not supported by this service yet",
-    "judge_strategy": "LLM-as-judge scoring is not supported by this service yet",
-    "judge_model_args": "LLM-as-judge scoring is not supported by this service yet",
     "eval_type": "the service evaluates OpenAI-compatible chat endpoints only (evalscope's openai_api)",
 }
 
@@ -90,6 +89,69 @@ class GenerationConfig(_Request):
     retry_interval: int | None = Field(
         None, ge=0, le=300, description="Seconds between attempts; default: the service's eval_retry_interval_s."
     )
+
+
+class JudgeModel(_Request):
+    """One judge model behind an OpenAI-compatible endpoint (evalscope's JudgeModelConfig)."""
+
+    model_id: str = Field(min_length=1, max_length=MODEL_NAME_MAX_CHARS, description="Model name sent to the judge.")
+    judge_id: str | None = Field(
+        None, min_length=1, max_length=MODEL_NAME_MAX_CHARS, description="Names this judge in the reviews; needed "
+        "when two judges share a model_id (default: model_id).",
+    )
+    api_url: EndpointUrl = Field(description="The judge's OpenAI-compatible base URL; allowed_targets applies.")
+    api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the judge; never echoed or stored.")
+    generation_config: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="The judge's generation settings, as the eval's own."
+    )
+
+
+class JudgeContract(_Request):
+    """How the judge is asked and how its verdict scores (evalscope's JudgeContractConfig)."""
+
+    system_prompt: str | None = Field(None, max_length=20_000)
+    prompt_template: str | None = Field(
+        None, max_length=20_000, description="Placeholders {question}, {gold} and {pred}; default: evalscope's."
+    )
+    score_mapping: dict[str, float] | None = Field(
+        None, description="Verdict labels and their scores; default {'A': 1.0, 'B': 0.0} (A correct, B incorrect)."
+    )
+    score_type: Literal["pattern", "numeric"] = Field(
+        "pattern", description="pattern: a label against the reference answer; numeric: a 0-1 rating, no reference."
+    )
+
+
+class Judge(_Request):
+    """LLM-as-judge scoring (evalscope's `judge`): which samples a judge scores, and which models judge them."""
+
+    strategy: Literal["auto", "rule", "llm", "llm_recall"] = Field(
+        "auto", description="auto: the benchmark's choice; rule: no judge; llm: the judge scores every sample; "
+        "llm_recall: the judge rescores what the rules marked wrong.",
+    )
+    models: list[JudgeModel] = Field(
+        default_factory=list, max_length=MAX_JUDGE_MODELS, description="The judges (required unless strategy is "
+        "rule): their scores are aggregated.",
+    )
+    contract: JudgeContract = Field(default_factory=JudgeContract)
+    repeats: int = Field(1, ge=1, le=8, description="Times each judge is asked per sample.")
+    position_swap: Literal["auto", "on", "off"] = Field("auto", description="Pairwise benchmarks: ask again with the "
+                                                        "answers swapped.")
+    aggregation: Literal["mean", "median", "majority_vote"] = Field("mean", description="How the judges' scores "
+                                                                    "combine.")
+    min_valid_judges: int = Field(1, ge=1, description="Judges that must give a valid verdict for a sample to score.")
+
+    @model_validator(mode="after")
+    def _judges_for_the_strategy(self) -> Judge:
+        # Without a model evalscope falls back to its default judge on a public API: never the intent here.
+        if self.strategy != "rule" and not self.models:
+            raise ValueError(f"strategy {self.strategy} needs at least one judge in models")
+        names = [model.judge_id or model.model_id for model in self.models]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two judges are named {twice[0]}: give each a distinct judge_id")
+        if self.min_valid_judges > max(1, len(self.models)):
+            raise ValueError(f"min_valid_judges {self.min_valid_judges} exceeds the {len(self.models)} judges given")
+        return self
 
 
 class EvalRequest(_Request):
@@ -128,6 +190,10 @@ class EvalRequest(_Request):
     )
     debug: bool = Field(False, description="Verbose evalscope logs and tracebacks in error responses.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (numpy's range).")
+    judge: Judge | None = Field(
+        None, description="LLM-as-judge scoring: evalscope's `judge`. evalscope's older judge_strategy and "
+        "judge_model_args are taken too (as evalscope reads them).",
+    )
     dataset_args: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="evalscope's per-dataset options, e.g. {'gsm8k': {'local_path': 'gsm8k', 'few_shot_num': 0}}: "
@@ -138,8 +204,31 @@ class EvalRequest(_Request):
     )
 
     def secret_values(self) -> list[str]:
-        """What must never be stored or printed: the key."""
-        return [self.api_key.get_secret_value()]
+        """What must never be stored or printed: the keys of the endpoint and of the judges."""
+        return [self.api_key.get_secret_value(), *self.judge_api_keys()]
+
+    def judge_api_keys(self) -> list[str]:
+        return [model.api_key.get_secret_value() for model in self.judge.models] if self.judge else []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_from_evalscope_legacy_keys(cls, data: Any) -> Any:
+        """evalscope's deprecated judge_strategy and judge_model_args, folded into `judge` as evalscope folds them
+        (TaskConfig._migrate_judge_keys): the prompt and verdict fields of judge_model_args are the contract's."""
+        if not isinstance(data, dict) or not {"judge_strategy", "judge_model_args"} & set(data):
+            return data
+        if "judge" in data:
+            raise ValueError("give either judge or evalscope's older judge_strategy / judge_model_args, not both")
+        data = dict(data)
+        model = data.pop("judge_model_args", None)
+        judge = {"strategy": data.pop("judge_strategy", "auto"), "models": [], "contract": {}}
+        if isinstance(model, dict):
+            model = dict(model)
+            judge["contract"] = {key: model.pop(key) for key in JUDGE_CONTRACT_KEYS if key in model}
+            judge["models"] = [model] if model else []
+        elif model is not None:
+            judge["models"] = [model]  # not an object: its own error names it
+        return {**data, "judge": judge}
 
     @field_validator("datasets")
     @classmethod
@@ -428,6 +517,10 @@ class EvalResponse(BaseModel):
 class ResumeRequest(_Request):
     api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint, given again: it was never "
                                "stored.")
+    judge_api_keys: list[SecretStr] = Field(
+        default_factory=list, max_length=MAX_JUDGE_MODELS, description="The keys of the eval's judges, in the "
+        "order of its judge.models, given again (one each; \"EMPTY\" for a judge without a key).",
+    )
 
 
 class Goodput(BaseModel):

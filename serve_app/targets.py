@@ -11,6 +11,15 @@ from urllib.parse import urlsplit
 from serve_app.errors import RequestError
 
 
+def normalize_api_url(api_url: str) -> str:
+    """evalscope wants the base URL; users often paste the full chat-completions endpoint."""
+    url = api_url.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
 async def check_target(url: str, allowed: list[str]) -> None:
     """Refuse (400) a URL whose host is not allowed; an empty allowlist allows every host.
 

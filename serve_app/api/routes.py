@@ -127,7 +127,7 @@ async def resume_job(
 ) -> Any:
     """Run a failed, cancelled or interrupted eval again as a new job that reuses its predictions. Resuming one job
     twice returns the first resumed job (the key defaults to one per job resumed); resume that one to go on."""
-    resumed = resume_request(await request.app.state.backend.get(job_id, caller(request)), body.api_key)
+    resumed = resume_request(await request.app.state.backend.get(job_id, caller(request)), body)
     return await _submit(resumed, request, wait, prefer, idempotency_key or f"resume-of-{job_id}")
 
 

@@ -13,7 +13,7 @@ _IGNORED = {
 }
 # Different values here measure different things: other samples, another load.
 _BLOCKING = {
-    "eval": {"datasets", "limit", "repeats", "dataset_args"},
+    "eval": {"datasets", "limit", "repeats", "dataset_args", "judge"},  # another judge scores differently
     "perf": {"number", "parallel", "rate", "max_tokens", "min_tokens", "dataset", "dataset_path", "tokenizer_path",
              "min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "extra_args", "seed",
              "stream", "api", "duration_s", "search"},

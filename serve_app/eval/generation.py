@@ -24,34 +24,39 @@ REFUSED = {
 
 
 async def check_generation_config(request: EvalRequest) -> None:
-    """A 400 naming the first field of `generation_config` that evalscope's GenerateConfig would not take."""
-    extra = request.generation_config.model_extra or {}
-    for name in extra:
-        if name in REFUSED:
-            raise RequestError(f"generation_config.{name} is not taken here: {REFUSED[name]}")
-    if not extra:
+    """A 400 naming the first field of the eval's `generation_config`, or of a judge's, that evalscope's
+    GenerateConfig would not take."""
+    configs = {"generation_config": request.generation_config.model_extra or {}}
+    for index, judge in enumerate(request.judge.models if request.judge else []):
+        configs[f"judge.models.{index}.generation_config"] = judge.generation_config.model_extra or {}
+    for where, extra in configs.items():
+        for name in extra:
+            if name in REFUSED:
+                raise RequestError(f"{where}.{name} is not taken here: {REFUSED[name]}")
+    if not any(configs.values()):
         return
     schema = await asyncio.to_thread(read_once, __name__, "evalscope's generation settings")
-    unknown = sorted(set(extra) - set(schema["properties"]))
-    if unknown:
-        raise RequestError(
-            f"generation_config.{unknown[0]} is not an evalscope generation setting; valid: "
-            f"{', '.join(sorted(set(schema['properties']) - set(REFUSED)))}"
-        )
-    _validate(extra, schema)
+    for where, extra in configs.items():
+        unknown = sorted(set(extra) - set(schema["properties"]))
+        if unknown:
+            raise RequestError(
+                f"{where}.{unknown[0]} is not an evalscope generation setting; valid: "
+                f"{', '.join(sorted(set(schema['properties']) - set(REFUSED)))}"
+            )
+        _validate(where, extra, schema)
 
 
-def _validate(fields: dict[str, Any], schema: dict[str, Any]) -> None:
+def _validate(where: str, fields: dict[str, Any], schema: dict[str, Any]) -> None:
     from jsonschema import Draft202012Validator  # Ray's own dependency
     from jsonschema.exceptions import best_match
 
     error = best_match(Draft202012Validator(schema).iter_errors(fields))
     if error is None:
         return
-    where = ".".join(str(part) for part in error.absolute_path)
+    field = ".".join(str(part) for part in error.absolute_path)
     # An optional field is "X or null" in the schema: say what X wanted rather than "not valid under any".
     wanted = [sub.message for sub in error.context or [] if sub.schema.get("type") != "null"]
-    raise RequestError(f"generation_config.{where}: {' or '.join(wanted) if wanted else error.message}")
+    raise RequestError(f"{where}.{field}: {' or '.join(wanted) if wanted else error.message}")
 
 
 def _generate_config_schema() -> dict[str, Any]:

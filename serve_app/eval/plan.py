@@ -9,8 +9,10 @@ from typing import Any
 from serve_app.config import ServiceArgs
 from serve_app.eval.code_execution import sandbox_task_config
 from serve_app.eval.dataset_args import check_dataset_args
+from serve_app.eval.judge import judge_task_config
 from serve_app.paths import new_run_dir
 from serve_app.schemas import DatasetSource, EvalRequest
+from serve_app.targets import normalize_api_url
 
 PARTS_DIR = "parts"  # each dataset's own evalscope run, before the combine step folds it into the run directory
 
@@ -31,15 +33,6 @@ class EvalTask:
 class EvalPlan:
     output_dir: Path
     tasks: list[EvalTask]
-
-
-def normalize_api_url(api_url: str) -> str:
-    """evalscope wants the base URL; users often paste the full chat-completions endpoint."""
-    url = api_url.rstrip("/")
-    for suffix in ("/chat/completions", "/completions"):
-        if url.endswith(suffix):
-            return url[: -len(suffix)]
-    return url
 
 
 def plan_eval(request: EvalRequest, args: ServiceArgs, resumed_dir: Path | None = None) -> EvalPlan:
@@ -101,4 +94,6 @@ def _task_config(
         "debug": request.debug,
         "seed": request.seed,
         "enable_progress_tracker": True,  # progress.json in the part, read for the job's progress
-    } | ({"sandbox": sandbox} if sandbox else {})
+    } | ({"sandbox": sandbox} if sandbox else {}) | (
+        {"judge": judge_task_config(request.judge, service_defaults)} if request.judge else {}
+    )

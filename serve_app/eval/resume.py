@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from serve_app.eval.benchmarks import known_benchmarks
 from serve_app.jobs.store import JobRecord
-from serve_app.schemas import EvalRequest
+from serve_app.errors import RequestError
+from serve_app.schemas import EvalRequest, ResumeRequest
 
 RESUMABLE = ("failed", "cancelled", "interrupted")
 # Sub-directories of an evalscope run that its cache (use_cache) reads, by sample id.
@@ -32,10 +31,21 @@ def check_resumable(job: JobRecord) -> None:
                            f"{RESUMABLE[-1]} resumes")
 
 
-def resume_request(job: JobRecord, api_key: SecretStr) -> EvalRequest:
-    """The earlier job's own request, with the key given again, resuming from it."""
+def resume_request(job: JobRecord, keys: ResumeRequest) -> EvalRequest:
+    """The earlier job's own request, with the keys given again (the endpoint's and each judge's), resuming from
+    it."""
     check_resumable(job)
-    return EvalRequest.model_validate({**job.request, "api_key": api_key, "resume_from": job.id})
+    request = {**job.request, "api_key": keys.api_key, "resume_from": job.id}
+    judges = (job.request.get("judge") or {}).get("models") or []
+    if len(keys.judge_api_keys) != len(judges):
+        raise RequestError(
+            f"job {job.id} had {len(judges)} judge model(s) and {len(keys.judge_api_keys)} judge_api_keys were given: "
+            "give each judge's key again, in the order of its judge.models (\"EMPTY\" for one without a key)"
+        )
+    if judges:
+        models = [{**model, "api_key": key} for model, key in zip(judges, keys.judge_api_keys)]
+        request["judge"] = {**job.request["judge"], "models": models}
+    return EvalRequest.model_validate(request)
 
 
 def dataset_files(run_dir: Path, dataset: str) -> list[Path]:

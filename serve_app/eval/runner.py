@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from serve_app.eval.judge import with_judge_keys
 from serve_app.eval.plan import PARTS_DIR, part_dir
 from serve_app.eval.resume import dataset_files
 from serve_app.jobs.output import print_to_job_log
@@ -20,15 +21,17 @@ TASK_CONFIG = Path("configs") / "task_config.yaml"  # also the evaluation identi
 
 
 def run_dataset(
-    task_config: dict[str, Any], api_key: str, output_dir: Path, reuse_from: str | None = None
+    task_config: dict[str, Any], api_key: str, output_dir: Path, reuse_from: str | None = None,
+    judge_api_keys: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Evaluate one dataset with evalscope; returns its report as JSON, its primary score, and how many
     predictions it took over from `reuse_from` (a resumed job's directory: evalscope's cache asks only the rest).
+    `judge_api_keys`: the keys of the task config's judges, in order (it carries none).
 
     What evalscope prints goes to the log of the job whose run directory is `output_dir`.
     """
     (dataset,) = task_config["datasets"]
-    print_to_job_log(output_dir, dataset, secrets=[api_key])
+    print_to_job_log(output_dir, dataset, secrets=[api_key, *judge_api_keys])
     # Where it ran, in the job's log: datasets run on as many nodes as the cluster has. Not worth failing for on a
     # full disk: evalscope's own writes then fail the dataset, naming the run directory.
     with contextlib.suppress(OSError):
@@ -49,7 +52,7 @@ def run_dataset(
     # datasets.config (read at every load) rather than HF_DATASETS_CACHE (read once, when datasets is imported).
     with tempfile.TemporaryDirectory(prefix="hf-datasets-") as private_cache:
         datasets.config.HF_DATASETS_CACHE = Path(private_cache)
-        results = run_task(TaskConfig(api_key=api_key, **task_config))
+        results = run_task(TaskConfig(api_key=api_key, **with_judge_keys(task_config, list(judge_api_keys))))
     report = results.get(dataset)
     if report is None:
         raise RuntimeError(f"evalscope produced no report for {dataset}")

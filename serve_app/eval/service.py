@@ -85,6 +85,7 @@ class EvalRun:
         combine. Every other one is killed as its dataset ends, so datasets still waiting for CPUs get its share.
         """
         api_key = self.request.api_key.get_secret_value()
+        judge_api_keys = tuple(self.request.judge_api_keys())
         done, failed, combiner = {}, {}, None
 
         async def evaluate(task: EvalTask) -> None:
@@ -92,7 +93,7 @@ class EvalRun:
             dataset, worker = task.dataset, workers[task.dataset]
             try:
                 done[dataset] = await worker.call.remote(runner.run_dataset, task.task_config, api_key,
-                                                         self.plan.output_dir, task.reuse_from)
+                                                         self.plan.output_dir, task.reuse_from, judge_api_keys)
             except RayError as exc:
                 failed[dataset] = _reason(exc)
             if combiner is None and dataset in done:

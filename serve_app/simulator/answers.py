@@ -47,3 +47,21 @@ def load_answer_key(datasets_dir: Path) -> dict[str, str]:
                     if question:
                         key[question] = read(record)
     return key
+
+
+# evalscope's default judge prompt (evalscope.metrics.judge.llm_judge) sets the reference and the predicted answer
+# apart with these headings, and its output contract asks for one JSON object with a "verdict" key.
+_REFERENCE, _PREDICTED, _PREDICTED_END = "[Reference Answer]", "[Predicted Answer]", "Evaluate the model's answer"
+JUDGE_VERDICTS = ("fair", "harsh")
+
+
+def judge_verdict(prompt: str, verdicts: str) -> str | None:
+    """The simulator's reply to a prompt of evalscope's LLM judge ({"verdict": "A"} correct, "B" incorrect), or
+    None for any other prompt. `verdicts`: fair grades A when the predicted answer contains the reference one;
+    harsh always grades B, so a test can tell a judge's score from a rule's."""
+    if '"verdict"' not in prompt or _REFERENCE not in prompt or _PREDICTED not in prompt:
+        return None
+    reference = prompt.split(_REFERENCE, 1)[1].split(_PREDICTED, 1)[0].strip()
+    predicted = prompt.split(_PREDICTED, 1)[1].split(_PREDICTED_END, 1)[0]
+    correct = verdicts == "fair" and bool(reference) and reference in predicted
+    return json.dumps({"verdict": "A" if correct else "B"})

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from serve_app.simulator.answers import load_answer_key
+from serve_app.simulator.answers import judge_verdict, load_answer_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class SimulatorConfig:
     """Requests served at once; later ones wait their turn (0: no limit)."""
     datasets_dir: Path | None = None
     """Where the answer key is read; default: the repository's examples/datasets."""
+    judge: str = "fair"
+    """As evalscope's LLM judge: fair (A when the predicted answer contains the reference) or harsh (always B)."""
 
 
 class _BadRequest(Exception):
@@ -128,7 +130,10 @@ class _Simulator:
         return answer
 
     def reply_words(self, prompt: str) -> list[str] | None:
-        """Words of the reply to a known question, or None for filler."""
+        """Words of the reply to a known question or to a judge's prompt, or None for filler."""
+        verdict = judge_verdict(prompt, self.config.judge)
+        if verdict is not None:
+            return verdict.split()
         answer = self.match_answer(prompt)
         if answer is None:
             return None

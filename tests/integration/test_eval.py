@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from serve_app.simulator.process import SimulatorProcess
 from tests.conftest import SAMPLES
 
 SECRET = "sk-integration-eval-4f1c9a"
@@ -247,6 +248,23 @@ def test_evalscope_generation_settings_and_repeats_reach_the_endpoint(service, s
     # Two samples asked twice each; extra_body's fields travel at the top level of the body, as the OpenAI SDK sends.
     assert sent["messages"] == 4
     assert sent["chat_template_kwargs"] == sent["seed"] == sent["presence_penalty"] == 4
+
+
+def test_an_llm_judge_scores_the_samples_with_its_own_key_and_settings(service, simulator):
+    """The model (the simulator) answers both questions right, so the rules would score 1.0; a judge that grades
+    every answer incorrect scores 0.0: the score is the judge's. It is asked once per sample, with its key."""
+    with SimulatorProcess(judge="harsh") as judge:
+        response = service.post("/api/v1/eval", json=eval_body(
+            simulator, model="judged", datasets=["gsm8k"], limit=2,
+            dataset_args={"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}}, judge={"strategy": "llm", "models": [{"model_id": "harsh-judge", "api_url": judge.base_url,
+                                                  "api_key": "sk-judge-4f1c9a", "generation_config": {"seed": 3}}]}))
+        assert response.status_code == 200, response.text
+        assert response.json()["scores"] == {"gsm8k": 0.0}
+        stats = judge.stats()
+    assert stats["requests_total"] == 2
+    assert stats["headers"]["authorization"] == 2 and stats["body_fields"]["seed"] == 2
+    (job,) = service.get("/api/v1/jobs", params={"model": "judged", "limit": 1}).json()["jobs"]
+    assert job["request"]["judge"]["models"][0]["api_key"] == "**********"
 
 
 @pytest.mark.parametrize("generation_config, message", [

@@ -1,8 +1,8 @@
 """Planted secrets appear nowhere the service writes or answers: responses, job listings and logs, events,
 artifacts, files under the outputs root, the Ray session's logs, any file written during the test in the working
 directory, the temp directory or the user's caches, and metrics; on success, failure and refusal paths, with debug
-on. The secrets: a model api_key, a credential header a perf test sends, the caller's bearer token, and the server's
-idempotency secret."""
+on. The secrets: a model api_key, an LLM judge's api_key, a credential header a perf test sends, the caller's bearer
+token, and the server's idempotency secret."""
 
 import io
 import json
@@ -22,15 +22,19 @@ from tests.conftest import SAMPLES
 from tests.integration.conftest import second_application
 
 SECRET = f"sk-audit-{uuid.uuid4().hex}"
+JUDGE_SECRET = f"sk-judge-audit-{uuid.uuid4().hex}"
 TOKEN = f"bearer-audit-{uuid.uuid4().hex}"
 HEADER_SECRET = f"tenant-audit-{uuid.uuid4().hex}"  # a credential the target needs in a header of its own
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
 
-def eval_body(api_url, **fields):
+def eval_body(api_url, judge_url=None, **fields):
+    """`judge_url`: every sample is also scored by an LLM judge there, whose key is a planted secret too."""
+    judge = {"judge": {"strategy": "llm", "models": [{"model_id": "audit-judge", "api_url": judge_url,
+                                                      "api_key": JUDGE_SECRET}]}} if judge_url else {}
     return {"model": "audit", "api_url": api_url, "api_key": SECRET, "debug": True, "datasets": ["iquiz"],
             "limit": 1, "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}},
-            "generation_config": {"max_tokens": 16, "retries": 1}, **fields}
+            "generation_config": {"max_tokens": 16, "retries": 1}, **judge, **fields}
 
 
 def perf_body(url, **fields):
@@ -70,11 +74,14 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
         answers.append(response.content)
         return response
 
-    assert call("POST", "/api/v1/eval", json=eval_body(simulator.base_url)).status_code == 200
-    assert call("POST", "/api/v1/eval", json=eval_body(faulty.url("error", "/v1"))).status_code == 500
+    judged = simulator.stats()["requests_total"]
+    assert call("POST", "/api/v1/eval", json=eval_body(simulator.base_url, simulator.base_url)).status_code == 200
+    assert simulator.stats()["requests_total"] - judged >= 2  # the sample, and its judge's verdict
+    assert call("POST", "/api/v1/eval", json=eval_body(faulty.url("error", "/v1"), simulator.base_url)).status_code == 500
     # Refused before a job exists: an unknown benchmark, and a dataset path outside the roots.
-    assert call("POST", "/api/v1/eval", json=eval_body(simulator.base_url, datasets=["no_such_bench"])).status_code == 400
-    outside = eval_body(simulator.base_url, dataset_args={"iquiz": {"local_path": "/etc"}})
+    unknown = eval_body(simulator.base_url, simulator.base_url, datasets=["no_such_bench"])
+    assert call("POST", "/api/v1/eval", json=unknown).status_code == 400
+    outside = eval_body(simulator.base_url, simulator.base_url, dataset_args={"iquiz": {"local_path": "/etc"}})
     assert call("POST", "/api/v1/eval", json=outside).status_code == 400
     assert call("POST", "/api/v1/perf", json=perf_body(simulator.chat_url)).status_code == 200
     assert call("POST", "/api/v1/perf", json=perf_body(faulty.url("error"))).status_code == 500
@@ -111,7 +118,7 @@ def test_planted_secrets_are_never_answered_written_logged_or_exported(service, 
     searched = {**{f"response #{i}": body for i, body in enumerate(answers)}, **files, "metrics": metrics}
     # The search looks where request data does land: the failing target's URL is in logs and outputs.
     assert sum(faulty.url("error").encode() in content for content in files.values()) >= 2
-    for secret in (SECRET.encode(), TOKEN.encode(), HEADER_SECRET.encode(), idempotency_secret):
+    for secret in (SECRET.encode(), JUDGE_SECRET.encode(), TOKEN.encode(), HEADER_SECRET.encode(), idempotency_secret):
         assert [where for where, content in searched.items() if secret in content] == []
 
 

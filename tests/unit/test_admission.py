@@ -74,3 +74,26 @@ def test_each_eval_refusal_happens_before_a_job_exists(api, body, fragment):
     response = api.post("/api/v1/eval", json={**body, "api_url": "http://10.1.2.3:8000/v1"})
     assert response.status_code == 400 and fragment in response.json()["message"]
     assert api.manager.submitted == []
+
+
+def judged(judge_host: str) -> dict:
+    return {**EVAL, "api_url": "http://10.1.2.3:8000/v1", "judge": {"strategy": "llm", "models": [
+        {"model_id": "j", "api_url": f"http://{judge_host}/v1/chat/completions", "api_key": "sk-judge-key"}]}}
+
+
+def test_a_judge_outside_the_allowed_targets_is_a_400_though_the_model_is_allowed(api):
+    response = api.post("/api/v1/eval", json=judged("judge.example.com:8000"))
+    assert response.status_code == 400
+    assert "judge.example.com" in response.json()["message"] and "10.0.0.0/8" in response.json()["message"]
+    assert api.manager.submitted == []
+
+
+def test_an_allowed_judge_is_planned_into_each_task_without_its_key(api):
+    api.post("/api/v1/eval", json=judged("models.internal:8000"))
+    ((request, plan),) = api.manager.submitted
+    (task,) = plan.tasks
+    (judge,) = task.task_config["judge"]["models"]
+    assert judge["api_url"] == "http://models.internal:8000/v1" and "api_key" not in judge
+    assert request.judge_api_keys() == ["sk-judge-key"]
+    # The service's timeout and retry bounds hold for the judge's requests too.
+    assert judge["generation_config"]["timeout"] == api.args.eval_timeout_s

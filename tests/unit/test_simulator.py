@@ -424,3 +424,23 @@ def test_a_capacity_limited_simulator_serves_c_at_once_and_queues_the_rest_in_or
     for i, latency in enumerate(latencies_ms):
         served_in_round = i // 2 + 1  # requests 0-1 in the first 100 ms, 2-3 in the second, 4-5 in the third
         assert 100 * served_in_round <= latency < 100 * served_in_round + 60, latencies_ms
+
+
+def _judge_prompt(gold: str, pred: str) -> str:
+    """evalscope's default judge prompt, with the reply format its output contract appends."""
+    from evalscope.metrics.judge.llm_judge import DEFAULT_PROMPT_TEMPLATE
+
+    prompt = DEFAULT_PROMPT_TEMPLATE.replace("{question}", "What is 6 x 7?").replace("{gold}", gold)
+    return prompt.replace("{pred}", pred) + '\n\nReply with a single JSON object:\n- "verdict": one of A, B'
+
+
+@pytest.mark.parametrize("verdicts, pred, expected", [
+    ("fair", "Six sevens make 42. The answer is \\boxed{42}.", "A"),
+    ("fair", "The answer is \\boxed{41}.", "B"),
+    ("harsh", "Six sevens make 42. The answer is \\boxed{42}.", "B"),
+])
+def test_as_an_llm_judge_it_replies_evalscopes_verdict_format(verdicts, pred, expected):
+    from serve_app.simulator.answers import judge_verdict
+
+    assert json.loads(judge_verdict(_judge_prompt("42", pred), verdicts)) == {"verdict": expected}
+    assert judge_verdict("What is 6 x 7?", verdicts) is None  # any other prompt is the model's to answer

@@ -39,3 +39,10 @@ def test_perf_load_parameters_block_and_the_rest_is_listed():
 def test_the_fields_it_ignores_or_blocks_on_are_the_requests_own():
     for kind, model in (("eval", EvalRequest), ("perf", PerfRequest)):
         assert (_IGNORED[kind] | _BLOCKING[kind]) <= set(model.model_fields), kind
+
+
+def test_another_judge_makes_two_evals_not_comparable():
+    judge = {"strategy": "llm", "models": [{"model_id": "j1", "api_url": "http://j/v1", "api_key": "**********"}]}
+    other_judge = {**judge, "models": [{**judge["models"][0], "model_id": "j2"}]}
+    assert [d.blocking for d in differences("eval", {**EVAL, "judge": judge}, {**EVAL, "judge": other_judge})] == [True]
+    assert differences("eval", {**EVAL, "judge": judge}, {**EVAL, "judge": judge}) == []

@@ -6,7 +6,8 @@ from evalscope.config import TaskConfig
 from serve_app.config import ServiceArgs
 from serve_app.errors import RequestError
 from serve_app.eval.benchmarks import known_benchmarks
-from serve_app.eval.plan import normalize_api_url, plan_eval
+from serve_app.eval.plan import plan_eval
+from serve_app.targets import normalize_api_url
 from serve_app.schemas import EvalRequest
 from tests.conftest import SAMPLES
 

@@ -1,24 +1,45 @@
 """Resuming an eval: which jobs may, the request it runs again, and the files a dataset takes over."""
 
 import pytest
-from pydantic import SecretStr
 
 from serve_app.eval.resume import NotResumable, dataset_files, resume_request
 from serve_app.eval.runner import _take_over_predictions
+from serve_app.errors import RequestError
 from serve_app.jobs.store import JobRecord
+from serve_app.schemas import ResumeRequest
 
 REQUEST = {"model": "m", "datasets": ["gsm8k"], "api_url": "http://h:1/v1", "api_key": "**********", "limit": 5}
 
 
-def job(status="cancelled", kind="eval") -> JobRecord:
-    return JobRecord(id="job-0123456789ab", kind=kind, status=status, model="m", request=REQUEST, output_dir="/o",
+JUDGED = {**REQUEST, "judge": {"strategy": "llm", "models": [
+    {"model_id": "j1", "api_url": "http://j:1/v1", "api_key": "**********"},
+    {"model_id": "j2", "api_url": "http://j:2/v1", "api_key": "**********"}]}}
+
+
+def job(status="cancelled", kind="eval", request=REQUEST) -> JobRecord:
+    return JobRecord(id="job-0123456789ab", kind=kind, status=status, model="m", request=request, output_dir="/o",
                      created_at=0.0)
 
 
 def test_the_resumed_request_is_the_jobs_own_with_the_key_given_again():
-    request = resume_request(job("interrupted"), SecretStr("sk-new"))
+    request = resume_request(job("interrupted"), ResumeRequest(api_key="sk-new"))
     assert (request.datasets, request.limit, request.resume_from) == (["gsm8k"], 5, "job-0123456789ab")
     assert request.api_key.get_secret_value() == "sk-new"
+
+
+def test_a_judged_eval_resumes_with_each_judges_key_given_again_in_order():
+    request = resume_request(job(request=JUDGED), ResumeRequest(api_key="k", judge_api_keys=["sk-j1", "EMPTY"]))
+    assert request.judge_api_keys() == ["sk-j1", "EMPTY"]
+    assert [model.model_id for model in request.judge.models] == ["j1", "j2"]
+
+
+@pytest.mark.parametrize("request_, keys, message", [
+    (JUDGED, ["sk-j1"], "had 2 judge model(s) and 1 judge_api_keys were given"),
+    (REQUEST, ["sk-j1"], "had 0 judge model(s) and 1 judge_api_keys were given"),
+])
+def test_judge_keys_that_do_not_match_the_judges_are_a_400(request_, keys, message):
+    with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resume_request(job(request=request_), ResumeRequest(judge_api_keys=keys))
 
 
 @pytest.mark.parametrize("status, kind, message", [
@@ -28,7 +49,7 @@ def test_the_resumed_request_is_the_jobs_own_with_the_key_given_again():
 ])
 def test_only_an_eval_that_did_not_finish_resumes(status, kind, message):
     with pytest.raises(NotResumable, match=message):
-        resume_request(job(status, kind), SecretStr("k"))
+        resume_request(job(status, kind), ResumeRequest(api_key="k"))
 
 
 def write(path, lines):

@@ -82,8 +82,9 @@ def test_simulator_timing_is_seen_by_the_lean_reader():
         assert record.success and record.completion_tokens == 6
         assert record.first_chunk_latency >= 0.014  # the simulator waits 15 ms; the reader never sees it early
         assert len(record.inter_chunk_latency) == 5
-        # Token i is due at 15 + 4 i ms: a late gap is followed by a short one, so the span is what holds.
-        assert 0.015 < sum(record.inter_chunk_latency) < 0.040
+        # Token i is due at 15 + 4 i ms: a late gap is followed by a short one, so the span is what holds (20 ms;
+        # bounded loosely above, as a busy machine delays the reader's wake-ups, never the simulator's deadlines).
+        assert 0.015 < sum(record.inter_chunk_latency) < 0.100
 
 
 def test_http_errors_fail_the_request_with_the_status():
