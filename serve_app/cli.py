@@ -37,6 +37,7 @@ from serve_app.gates import (
 from serve_app.gates import number as shown_number  # `number` names signal numbers below
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4
+JUDGE_API_KEY_ENV = "EVALSCOPE_SERVE_JUDGE_API_KEY"
 
 
 class UsageError(ValueError):
@@ -126,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--retries", type=int, help="attempts per model request (1: no retry)")
     evaluate.add_argument("--work-dir")
     evaluate.add_argument("--dataset-args", type=json.loads, help="JSON, e.g. '{\"gsm8k\": {\"few_shot_num\": 0}}'")
+    evaluate.add_argument("--judge", type=json.loads,
+                          help="LLM-as-judge scoring, JSON as the request's judge, e.g. '{\"strategy\": \"llm\", "
+                               "\"models\": [{\"model_id\": \"qwen\", \"api_url\": \"http://judge:8000/v1\"}]}'; "
+                               f"a judge without an api_key gets ${JUDGE_API_KEY_ENV} when it is set")
     evaluate.add_argument("--min-score", action="append", default=[], metavar="DATASET=SCORE",
                           help="fail (exit 2) when a dataset scores below this")
     evaluate.add_argument("--max-drop", action="append", default=[], metavar="DATASET=SCORE",
@@ -338,6 +343,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         generation = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                       "timeout": args.request_timeout, "retries": args.retries}
         fields["generation_config"] = {k: v for k, v in generation.items() if v is not None} or None
+        fields["judge"] = _judge(args.judge)
     else:
         fields = {name: getattr(args, name) for name in (
             "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
@@ -349,6 +355,16 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         fields["search"] = _search(args)
     fields.update(model=args.model, api_key=args.api_key)
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _judge(judge: Any) -> Any:
+    """--judge, each judge without a key given $EVALSCOPE_SERVE_JUDGE_API_KEY (a key on a command line shows in
+    the process list)."""
+    key = os.environ.get(JUDGE_API_KEY_ENV)
+    if not key or not isinstance(judge, dict) or not isinstance(judge.get("models"), list):
+        return judge  # the service names what is wrong with it
+    return {**judge, "models": [{"api_key": key, **model} if isinstance(model, dict) else model
+                                for model in judge["models"]]}
 
 
 def _gates(args: argparse.Namespace) -> list[Gate]:

@@ -25,6 +25,17 @@ def test_eval_flags_become_a_valid_request_with_timeouts_and_retries():
     assert request.api_key.get_secret_value() == "sk-cli"
 
 
+def test_a_judge_flag_becomes_the_requests_judge_with_its_key_from_the_environment(monkeypatch):
+    monkeypatch.setenv("EVALSCOPE_SERVE_JUDGE_API_KEY", "sk-judge-env")
+    args = _parser().parse_args([
+        "eval", "--model", "m", "--api-url", "http://h:1/v1", "--datasets", "gsm8k", "--judge",
+        '{"strategy": "llm", "models": [{"model_id": "q", "api_url": "http://j:2/v1"}, '
+        '{"model_id": "r", "api_url": "http://j:3/v1", "api_key": "sk-own"}]}',
+    ])
+    request = EvalRequest.model_validate(_request(args))
+    assert request.judge.strategy == "llm" and request.judge_api_keys() == ["sk-judge-env", "sk-own"]
+
+
 def test_perf_flags_become_a_valid_request_and_unset_flags_stay_out():
     args = _parser().parse_args([
         "perf", "--model", "m", "--url", "http://h:1/v1/chat/completions", "--number", "10", "20",
