@@ -14,6 +14,11 @@ class RunError(RuntimeError):
     """A run failed after it started (target errors, a dead worker): answered with 500 and the reason."""
 
 
+class JobEndedUnfinished(RunError):
+    """A job a caller waited on was cancelled or interrupted by a restart rather than failing on its own (answered
+    with 409: not a failure of the run, and not one a client should retry under the same key)."""
+
+
 class PartialRunError(RunError):
     """Part of a run failed and part succeeded: the job fails, and keeps the result of the part that succeeded."""
 

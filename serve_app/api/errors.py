@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.auth import OPEN_PATHS
 from serve_app.compare.jobs import JobNotSucceeded
-from serve_app.errors import RequestError, RunError, StorageError
+from serve_app.errors import JobEndedUnfinished, RequestError, RunError, StorageError
 from serve_app.eval.resume import NotResumable
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
 from serve_app.schemas import NOT_SUPPORTED_YET, ErrorResponse
@@ -83,6 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unwritable(request: Request, exc: StorageError) -> JSONResponse:
         logger.error("storage: %s", exc)
         return _respond(request, 507 if exc.full else 500, str(exc), exc)
+
+    @app.exception_handler(JobEndedUnfinished)
+    async def _unfinished(request: Request, exc: JobEndedUnfinished) -> JSONResponse:
+        return _respond(request, 409, str(exc))
 
     @app.exception_handler(RunError)
     async def _failed(request: Request, exc: RunError) -> JSONResponse:

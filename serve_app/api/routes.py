@@ -19,7 +19,7 @@ from serve_app.assets import offline_report
 from serve_app.auth import caller
 from serve_app.compare.jobs import compare_jobs
 from serve_app.compare.perf import DEFAULT_TOLERANCE
-from serve_app.errors import RunError
+from serve_app.errors import JobEndedUnfinished, RunError
 from serve_app.eval.resume import resume_request
 from serve_app.jobs.store import TERMINAL, JobRecord, JobSummary, LatestScore
 from serve_app.paths import JOB_LOG
@@ -72,7 +72,8 @@ class Backend(Protocol):
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "Invalid parameters"},
-    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
+    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body, or the job waited on "
+          "was cancelled or interrupted by a restart (submit it again under a new key)"},
     429: {"model": ErrorResponse, "description": "Too many jobs running and queued; see Retry-After"},
     500: {"model": ErrorResponse, "description": "The run failed, or the outputs root cannot be written"},
     507: {"model": ErrorResponse, "description": "The outputs root is full"},
@@ -140,6 +141,8 @@ async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool,
         return JSONResponse(status_code=202, content=job_view(job).model_dump(mode="json"),
                             headers={"Location": f"/api/v1/jobs/{job.id}"})
     job = await backend.wait(job.id, caller(request))
+    if job.status in ("cancelled", "interrupted"):
+        raise JobEndedUnfinished(f"job {job.id} was {job.status}" + (f": {job.error}" if job.error else ""))
     if job.status != "succeeded":
         raise RunError(job.error or f"the job ended {job.status}")
     return JSONResponse(content=job.result)

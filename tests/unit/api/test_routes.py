@@ -2,6 +2,7 @@
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -173,6 +174,22 @@ def test_cancel_stops_the_run_and_a_finished_job_cannot_be_cancelled(tmp_path):
     assert again.status_code == 409
     log = api.get(f"/api/v1/jobs/{job['job_id']}/log").json()
     assert any("cancelled" in line for line in log["lines"]) and log["total"] == len(log["lines"])
+
+
+def test_a_synchronous_submission_whose_job_is_cancelled_answers_409_naming_the_job(tmp_path):
+    slow = ManagerBackend(tmp_path, make_run=lambda kind, r: FakeRun(kind, total=500, step_s=0.01))
+    api = client(slow)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(api.post, "/api/v1/perf", json=PERF)
+        deadline = time.monotonic() + 10
+        while not slow.runs or slow.runs[0].done == 0:
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.01)
+        (job,) = api.get("/api/v1/jobs").json()["jobs"]
+        assert api.post(f"/api/v1/jobs/{job['job_id']}/cancel").status_code == 200
+        answer = waiting.result(timeout=10)
+    assert answer.status_code == 409
+    assert answer.json()["message"].startswith(f"job {job['job_id']} was cancelled")
 
 
 def test_job_list_filters_and_pages_newest_first(backend):
