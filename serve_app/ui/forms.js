@@ -145,7 +145,9 @@ async function renderForm(container, context, { kind, title, model, fields, intr
     h("div", { class: "actions" }, submit), status);
   container.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, title)), intro, form, aside || "");
 
-  const key = idempotencyKey(); // one per form shown: submitting twice (a double click, a retry) starts one job
+  // One key per body: the same body sent twice (a double click, a retry after a lost answer) starts one job, and a
+  // body corrected after a 400 is a new submission (the service answers 409 to a key reused with another body).
+  let sent = { body: null, key: null };
   async function send(event) {
     event.preventDefault();
     status.replaceChildren();
@@ -158,10 +160,12 @@ async function renderForm(container, context, { kind, title, model, fields, intr
       status.replaceChildren(errorBox(error.message));
       return;
     }
+    const text = JSON.stringify(payload);
+    if (sent.body !== text) sent = { body: text, key: idempotencyKey() };
     submit.disabled = true;
     try {
       const response = await request(`/api/v1/${kind}?wait=false`, { method: "POST", body: payload,
-        headers: { "Idempotency-Key": key } });
+        headers: { "Idempotency-Key": sent.key } });
       const job = await response.json();
       form.elements.api_key.value = "";
       location.hash = `#/jobs/${job.job_id}`;

@@ -8,7 +8,7 @@ import {
 } from "./dom.js";
 
 const LOG_POLL_MS = 2000;
-const REPORT_RETRY_MS = 2000;
+const REPORT_RETRY_MS = 1000;
 const REPORT_WAIT_MS = 120_000;
 const RECONNECT_MS = 2000;
 // The summary metrics shown first for each perf test point (every other one follows in its table).
