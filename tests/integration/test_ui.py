@@ -1,0 +1,176 @@
+"""The web UI at /ui in a real headless Chromium with no way off this machine: a perf test submitted through its form
+followed to its report, two evals compared with a verdict, the leaderboard and a model's history, and the token
+prompt when auth is on. Screenshots of each page go to the `screenshots` directory (named in the test output)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from serve_app.api import create_api
+from serve_app.principals import Principal
+from tests.conftest import SAMPLES
+from tests.unit.fakes import FakeRun, ManagerBackend
+from tests.unit.live_server import serving
+from tests.integration.browser import offline_page
+
+# evalscope's report charts: plotly.js draws .main-svg layers into each .plotly-graph-div.
+CHARTS = ".plotly-graph-div"
+DRAWN_CHARTS = ".plotly-graph-div:has(.main-svg)"
+A_SECRET_KEY = "sk-typed-into-the-form-4f1c"
+
+
+def status_of(page: Page):
+    return page.locator(".page-head h1 .badge")
+
+
+def expect_report_drawn(page: Page, screenshot: Path) -> None:
+    """The job page's embedded report, with every one of its charts drawn by the service's plotly.js."""
+    report = page.frame_locator("iframe.report")
+    expect(report.locator(DRAWN_CHARTS).first).to_be_visible(timeout=60_000)
+    # The report's scripts add charts as they run: done when every chart is drawn, twice in a row.
+    deadline, counts = time.monotonic() + 30, []
+    while True:
+        counts.append((report.locator(CHARTS).count(), report.locator(DRAWN_CHARTS).count()))
+        charts, drawn = counts[-1]
+        if charts == drawn > 0 and counts[-2:-1] == [counts[-1]]:
+            break
+        assert time.monotonic() < deadline, f"(charts, drawn) went {counts}"
+        time.sleep(0.25)
+    page.locator("iframe.report").scroll_into_view_if_needed()
+    page.screenshot(path=screenshot)  # of the window: a full-page one leaves the frame blank
+
+
+def test_a_perf_test_started_from_the_form_is_followed_to_its_report(service, simulator, browser, screenshots):
+    page, seen = offline_page(browser)
+    page.goto(str(service.base_url.join("/ui#/new/perf")))
+    page.fill("#field-model", "simulator")
+    page.fill("#field-url", simulator.chat_url)
+    page.fill("#field-api_key", A_SECRET_KEY)
+    page.fill("#field-dataset_path", "perf/openqa.jsonl")
+    page.fill("#field-number", "8")
+    page.fill("#field-parallel", "2")
+    page.fill("#field-max_tokens", "4")
+    page.screenshot(path=screenshots / "perf-form.png", full_page=True)
+    page.get_by_role("button", name="Start the perf test").click()
+
+    page.wait_for_url(re.compile(r"#/jobs/job-[0-9a-f]{12}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    expect(status_of(page)).to_have_text("succeeded", timeout=60_000)  # followed over the event stream
+    expect(page.locator(".live .progress-text")).to_contain_text("100% · 8 / 8")
+    point = page.locator("[data-point='parallel_2_number_8']")
+    expect(point).to_contain_text("Req Throughput (req/s)")
+    page.screenshot(path=screenshots / "perf-job.png", full_page=True)
+    expect_report_drawn(page, screenshots / "perf-report.png")
+
+    # The key went to the service once: not shown, not kept by the page, not stored by the service.
+    assert A_SECRET_KEY not in page.content()
+    assert A_SECRET_KEY not in page.evaluate("JSON.stringify([sessionStorage, localStorage, document.cookie])")
+    assert service.get(f"/api/v1/jobs/{job_id}").json()["request"]["api_key"] == "**********"
+
+    page.goto(str(service.base_url.join("/ui#/jobs?kind=perf")))
+    row = page.locator(f"tr[data-job='{job_id}']")
+    expect(row.locator(".badge")).to_have_text("succeeded")
+    page.screenshot(path=screenshots / "jobs.png", full_page=True)
+    # A perf report follows its result by a few seconds: the page asked again meanwhile (a 404 that says so).
+    assert set(seen.failed_requests) <= {str(service.base_url.join(f"/api/v1/jobs/{job_id}/report"))}
+    assert seen.script_errors == []
+    page.close()
+
+
+def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(service, simulator, browser, screenshots):
+    model = f"ui-{uuid.uuid4().hex[:8]}"  # so that the leaderboard row and history are this test's
+    body = {"model": model, "api_url": simulator.base_url, "datasets": ["iquiz"], "limit": 2,
+            "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}}}
+    baseline, candidate = (_evaluated(service, body) for _ in range(2))  # one after the other: history goes by time
+    page, seen = offline_page(browser)
+
+    page.goto(str(service.base_url.join(f"/ui#/compare?baseline={baseline}&candidate={candidate}")))
+    expect(page.locator(".verdict-card h2")).to_have_text("Verdict: no significant change")
+    pooled = page.locator("tr[data-dataset='iquiz'][data-subset='']")
+    expect(pooled).to_contain_text("1.0000")  # both scores, over the same 4 samples (2 per subset)
+    expect(pooled.locator("td").nth(2)).to_have_text("4")
+    expect(page.locator(".chart .main-svg").first).to_be_visible()
+    assert page.locator(".chart:has(.main-svg)").count() == 2  # the scores and the difference with its interval
+    page.screenshot(path=screenshots / "compare.png", full_page=True)
+
+    page.goto(str(service.base_url.join(f"/ui#/jobs/{candidate}")))
+    expect(status_of(page)).to_have_text("succeeded")
+    expect(page.get_by_role("table").first).to_contain_text("iquiz")
+    page.screenshot(path=screenshots / "eval-job.png", full_page=True)
+    expect_report_drawn(page, screenshots / "eval-report.png")
+
+    page.goto(str(service.base_url.join(f"/ui#/leaderboard?models={model}")))
+    row = page.locator(f"tr[data-model='{model}']")
+    expect(row.get_by_role("link", name="1.0000")).to_have_attribute("href", f"#/jobs/{candidate}")
+    page.screenshot(path=screenshots / "leaderboard.png", full_page=True)
+
+    row.get_by_role("link", name=model).click()
+    expect(page.locator("main table tbody tr")).to_have_count(2)
+    expect(page.locator("main table tbody tr").first).to_contain_text(candidate)
+    expect(page.locator(".chart .main-svg").first).to_be_visible()  # scores over time
+    page.screenshot(path=screenshots / "history.png", full_page=True)
+    assert seen.failed_requests == {} and seen.script_errors == []
+    page.close()
+
+
+def _evaluated(service, body) -> str:
+    job_id = service.post("/api/v1/eval", params={"wait": "false"}, json=body).json()["job_id"]
+    service.get(f"/api/v1/jobs/{job_id}/events")  # follows the job to its end
+    assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    return job_id
+
+
+def test_with_auth_on_the_ui_asks_for_the_token_once_per_tab_and_sends_it_on_every_call(browser, tmp_path,
+                                                                                         screenshots):
+    # The API over the job manager with runs that count for ~2 s: tokens and the UI need no Ray.
+    backend = ManagerBackend(tmp_path, make_run=lambda kind, request: FakeRun(kind, total=20, step_s=0.1))
+    with serving(create_api(backend, tokens={"team-a-token": Principal("team-a")})) as base:
+        page, seen = offline_page(browser)
+        sent = []
+        page.on("request", lambda request: "/api/v1/" in request.url
+                and sent.append(request.headers.get("authorization")))
+        page.goto(f"{base}/ui")
+        dialog = page.locator("#token-dialog")
+        expect(dialog).to_be_visible()
+        page.screenshot(path=screenshots / "token-prompt.png")
+        dialog.locator("input").fill("not-a-token")
+        dialog.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#token-error")).to_have_text("The service refused that token. Check it and try again.")
+        dialog.locator("input").fill("team-a-token")
+        dialog.get_by_role("button", name="Sign in").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#who")).to_contain_text("Signed in as team-a")
+        expect(page.locator("main .empty")).to_have_text("No jobs yet: start an eval or a perf test.")
+
+        job = httpx.post(f"{base}/api/v1/perf?wait=false", headers={"Authorization": "Bearer team-a-token"},
+                         json={"model": "m", "url": "http://127.0.0.1:9/v1/chat/completions", "number": 4}).json()
+        page.goto(f"{base}/ui#/jobs/{job['job_id']}")
+        # Its events come over fetch() with the token (EventSource could not send it).
+        expect(status_of(page)).to_have_text("running")
+        expect(status_of(page)).to_have_text("succeeded", timeout=15_000)
+        expect(page.locator(".live .progress-text")).to_contain_text("100% · 20 / 20")
+        page.screenshot(path=screenshots / "job-with-auth.png", full_page=True)
+
+        page.reload()  # the token stays with the tab
+        expect(page.locator("main h1")).to_contain_text(job["job_id"])
+        assert dialog.is_hidden()
+        assert page.evaluate("localStorage.length") == 0
+        refused = [header for header in sent if header != "Bearer team-a-token"]
+        # Only the call that found auth on, and its retry with the refused token: every other call carried it.
+        assert refused == [None, "Bearer not-a-token"]
+
+        other_tab = browser.new_page()  # another tab asks again
+        other_tab.goto(f"{base}/ui")
+        expect(other_tab.locator("#token-dialog")).to_be_visible()
+        other_tab.close()
+        page.get_by_role("button", name="Sign out").click()
+        expect(dialog).to_be_visible()
+        assert page.evaluate("sessionStorage.length") == 0
+        assert seen.script_errors == []
+        page.close()
