@@ -126,7 +126,7 @@ function perfSections(metrics) {
         ...curves.map((curve) => chart(["baseline", "candidate"].map((role) => ({
           type: "scatter", mode: "lines+markers", name: role, x: curve.map((row) => row.percentile), y: curve.map((row) => row[role]),
           line: { color: role === "baseline" ? BASELINE_COLOR : CANDIDATE_COLOR } })),
-        { title: { text: `${curve[0].metric} by percentile`, font: { size: 13 } } }, 300))),
+        { title: { text: `${curve[0].metric} by percentile`, font: { size: 13 } }, xaxis: { type: "category" } }, 300))),
       h("details", {}, h("summary", {}, "Every percentile"), metricTable(rows.filter((row) => row.percentile !== null))));
   });
 }

@@ -5,6 +5,8 @@
 import { ApiError, getJson, idempotencyKey, request } from "./api.js";
 import { errorBox, h, table } from "./dom.js";
 
+const SECRET_MASK = "**********"; // how the service shows a stored request's credential headers
+
 let openapi = null;
 
 function schemaOf(name) {
@@ -95,6 +97,14 @@ function setPath(target, path, value) {
   target[last] = value;
 }
 
+function parseJson(text, label) {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${label}: not valid JSON (${error.message})`);
+  }
+}
+
 /** The request body from the form: empty fields left out (the service's defaults apply). */
 function body(form, fields) {
   const result = {};
@@ -114,20 +124,62 @@ function body(form, fields) {
       if (numbers.some((number) => !Number.isInteger(number))) throw new Error(`${field.label}: whole numbers, comma-separated`);
       value = numbers.length === 1 ? numbers[0] : numbers;
     }
-    if (field.kind === "json") {
-      try {
-        value = JSON.parse(text);
-      } catch (error) {
-        throw new Error(`${field.label}: not valid JSON (${error.message})`);
-      }
-    }
+    if (field.kind === "json") value = parseJson(text, field.label);
     setPath(result, field.path, value);
   }
   return result;
 }
 
+function getPath(source, path) {
+  return path.split(".").reduce((value, part) => (value === null || value === undefined ? undefined : value[part]), source);
+}
+
+function deepMerge(target, extra) {
+  for (const [name, value] of Object.entries(extra)) {
+    const both = [target[name], value].every((v) => v && typeof v === "object" && !Array.isArray(v));
+    target[name] = both ? deepMerge(target[name], value) : value;
+  }
+  return target;
+}
+
+// Not carried into a new run: keys (never stored; their masks are not keys), the job a run resumed, debug output.
+const NOT_CARRIED = new Set(["api_key", "resume_from", "debug"]);
+
+/** An earlier job's request in the form: the fields it shows, and every other field that is not the default in
+ * "Other request fields" (credential headers, masked in the stored request, are left out). */
+function fill(form, fields, schema, requestBody) {
+  for (const field of fields) {
+    const value = getPath(requestBody, field.path);
+    const element = form.elements[field.path];
+    if (field.kind === "password" || value === undefined || value === null) continue;
+    if (field.kind === "checkbox") element.checked = Boolean(value);
+    else if (field.kind === "json") element.value = Object.keys(value).length ? JSON.stringify(value) : "";
+    else element.value = Array.isArray(value) ? value.join(", ") : String(value);
+  }
+  const shown = new Set(fields.map((field) => field.path));
+  const rest = {};
+  const collect = (value, path) => {
+    if (shown.has(path) || NOT_CARRIED.has(path) || value === null) return;
+    if (path === "headers") value = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== SECRET_MASK));
+    const nested = value && typeof value === "object" && !Array.isArray(value) && [...shown].some((p) => p.startsWith(`${path}.`));
+    if (nested) {
+      for (const [name, inner] of Object.entries(value)) collect(inner, `${path}.${name}`);
+      return;
+    }
+    const fallback = fieldSchema(schema, path).default;
+    const empty = value && typeof value === "object" && !Object.keys(value).length;
+    if (!empty && JSON.stringify(value) !== JSON.stringify(fallback)) setPath(rest, path, value);
+  };
+  for (const [name, value] of Object.entries(requestBody)) collect(value, name);
+  if (!Object.keys(rest).length) return;
+  form.elements.extra.value = JSON.stringify(rest, null, 1);
+  form.elements.extra.rows = Math.min(12, form.elements.extra.value.split("\n").length);
+  form.querySelector("details").open = true;
+}
+
 async function renderForm(container, context, { kind, title, model, fields, intro, aside }) {
   const schema = await schemaOf(model);
+  const from = context.params.get("from");
   const status = h("div", { "aria-live": "polite" });
   const row = (field) => {
     const spec = fieldSchema(schema, field.path);
@@ -144,6 +196,12 @@ async function renderForm(container, context, { kind, title, model, fields, intr
         h("small", {}, "Merged into the request body: any field the API documents (see /docs)."))),
     h("div", { class: "actions" }, submit), status);
   container.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, title)), intro, form, aside || "");
+  if (from) {
+    const earlier = await getJson(`/api/v1/jobs/${encodeURIComponent(from)}`, { signal: context.signal });
+    fill(form, fields, schema, earlier.request);
+    intro.append(h("span", { class: "notice" }, ` Filled in from ${from}; give its API key again (keys are never `
+      + "stored)."));
+  }
 
   // One key per body: the same body sent twice (a double click, a retry after a lost answer) starts one job, and a
   // body corrected after a 400 is a new submission (the service answers 409 to a key reused with another body).
@@ -155,7 +213,7 @@ async function renderForm(container, context, { kind, title, model, fields, intr
     try {
       payload = body(form, fields);
       const extra = form.elements.extra.value.trim();
-      if (extra) Object.assign(payload, JSON.parse(extra));
+      if (extra) deepMerge(payload, parseJson(extra, "Other request fields"));
     } catch (error) {
       status.replaceChildren(errorBox(error.message));
       return;

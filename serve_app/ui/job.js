@@ -11,6 +11,7 @@ const LOG_POLL_MS = 2000;
 const REPORT_RETRY_MS = 1000;
 const REPORT_WAIT_MS = 120_000;
 const RECONNECT_MS = 2000;
+const RESUMABLE = new Set(["failed", "cancelled", "interrupted"]);
 // The summary metrics shown first for each perf test point (every other one follows in its table).
 const PERF_HEADLINE = ["Req Throughput (req/s)", "Output Throughput (tok/s)", "Success Requests", "Failed Requests",
   "Avg Latency (s)", "Avg TTFT (ms)", "Avg TPOT (ms)", "Avg ITL (ms)"];
@@ -38,10 +39,12 @@ export async function renderJob(container, context, jobId) {
       h("h1", {}, h("span", { class: "mono" }, job.job_id), " ", statusBadge(job.status)),
       h("div", { class: "actions" },
         active ? h("button", { class: "danger", onclick: cancel }, "Cancel") : "",
+        resumeForm(),
         h("button", { onclick: () => download(`/api/v1/jobs/${job.job_id}/artifacts`, `${job.job_id}.zip`)
           .catch((error) => actionError.replaceChildren(errorBox(error.message))) }, "Download artifacts"),
         job.status === "succeeded"
-          ? h("a", { class: "button", href: "#/compare" + query({ baseline: job.job_id }) }, "Compare with…") : ""));
+          ? h("a", { class: "button", href: "#/compare" + query({ baseline: job.job_id }) }, "Compare with…") : "",
+        h("a", { class: "button", href: `#/new/${job.kind}` + query({ from: job.job_id }) }, "Run again…")));
     parts.meta.replaceChildren(facts([
       ["Kind", job.kind], ["Model", modelLink(job.model)], ["Owner", job.owner],
       ["Created", timeCell(job.created_at)], ["Started", job.started_at && timeCell(job.started_at)],
@@ -58,6 +61,26 @@ export async function renderJob(container, context, jobId) {
     } catch (error) {
       actionError.replaceChildren(errorBox(error.message));
     }
+  }
+
+  // A failed, cancelled or interrupted eval runs again as a new job that reuses its predictions; the key is asked
+  // again because it was never stored, and is sent with that one call.
+  function resumeForm() {
+    if (job.kind !== "eval" || !RESUMABLE.has(job.status)) return "";
+    const key = h("input", { type: "password", name: "api_key", autocomplete: "off", "data-lpignore": "true",
+      placeholder: "API key (given again)", "aria-label": "API key for the resumed run" });
+    return h("form", { class: "actions", onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const response = await request(`/api/v1/jobs/${job.job_id}/resume?wait=false`, { method: "POST",
+          body: key.value ? { api_key: key.value } : {} });
+        key.value = "";
+        location.hash = `#/jobs/${(await response.json()).job_id}`;
+      } catch (error) {
+        actionError.replaceChildren(errorBox(`Not resumed: ${error.message}`));
+      }
+    } }, key, h("button", { type: "submit", title: "Runs it again as a new job; only the samples it lacked are asked" },
+      "Resume"));
   }
 
   function showLive() {
