@@ -1,6 +1,8 @@
 """The web UI at /ui in a real headless Chromium with no way off this machine: a perf test submitted through its form
-followed to its report, two evals compared with a verdict, the leaderboard and a model's history, and the token
-prompt when auth is on. Screenshots of each page go to the `screenshots` directory (named in the test output)."""
+followed to its report, two evals compared with a verdict, the leaderboard and a model's history, the token prompt
+when auth is on, and a failed eval resumed and a job run again from its form. Screenshots of each page go to the
+`screenshots` directory (named in the test output). The last two run the API over the job manager with stand-in
+runs (tests/unit/fakes.py): what they check needs no Ray."""
 
 from __future__ import annotations
 
@@ -173,4 +175,43 @@ def test_with_auth_on_the_ui_asks_for_the_token_once_per_tab_and_sends_it_on_eve
         expect(dialog).to_be_visible()
         assert page.evaluate("sessionStorage.length") == 0
         assert seen.script_errors == []
+        page.close()
+
+
+def test_a_failed_eval_is_resumed_with_its_key_given_again_and_a_job_runs_again_from_its_form(browser, tmp_path,
+                                                                                                screenshots):
+    def runs(kind, request):  # the first eval fails; what follows succeeds
+        return FakeRun(kind, failure=RuntimeError("the endpoint went away") if not backend.runs else None)
+
+    backend = ManagerBackend(tmp_path, make_run=runs)
+    with serving(create_api(backend)) as base:
+        failed = httpx.post(f"{base}/api/v1/eval?wait=false", json={
+            "model": "m", "api_url": "http://127.0.0.1:9/v1", "datasets": ["gsm8k"], "limit": 3,
+            "generation_config": {"top_p": 0.5}}).json()["job_id"]
+        page, seen = offline_page(browser)
+        page.goto(f"{base}/ui#/jobs/{failed}")
+        expect(status_of(page)).to_have_text("failed")
+        expect(page.locator(".live .error-box")).to_contain_text("the endpoint went away")
+        page.get_by_label("API key for the resumed run").fill(A_SECRET_KEY)
+        page.get_by_role("button", name="Resume").click()
+        expect(page).not_to_have_url(re.compile(failed))
+        expect(status_of(page)).to_have_text("succeeded")
+        resumed = page.url.rsplit("/", 1)[1]
+        assert httpx.get(f"{base}/api/v1/jobs/{resumed}").json()["request"]["resume_from"] == failed
+
+        page.get_by_role("link", name="Run again…").click()
+        expect(page.locator("#field-model")).to_have_value("m")
+        expect(page.locator("#field-datasets")).to_have_value("gsm8k")
+        expect(page.locator("#field-limit")).to_have_value("3")
+        expect(page.locator("#field-api_key")).to_have_value("")  # never stored, so never filled in
+        # What the form has no field for comes along as JSON; the resumed job's link to its predecessor does not.
+        assert '"top_p": 0.5' in page.locator("#field-extra").input_value()
+        assert "resume_from" not in page.locator("#field-extra").input_value()
+        page.screenshot(path=screenshots / "run-again.png", full_page=True)
+        page.get_by_role("button", name="Start the eval").click()
+        expect(status_of(page)).to_have_text("succeeded")
+        again = httpx.get(f"{base}/api/v1/jobs/{page.url.rsplit('/', 1)[1]}").json()["request"]
+        original = httpx.get(f"{base}/api/v1/jobs/{failed}").json()["request"]
+        assert again == original
+        assert A_SECRET_KEY not in page.content() and seen.script_errors == []
         page.close()
