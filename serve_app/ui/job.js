@@ -109,13 +109,18 @@ export async function renderJob(container, context, jobId) {
   while (ACTIVE.has(job.status) && !context.signal.aborted) {
     try {
       await followJob(job.job_id, (event) => {
+        const moved = event.status !== job.status;
         job = { ...job, status: event.status, progress: event.progress, error: event.error ?? job.error };
-        showHead();
+        if (moved) showHead(); // not on every progress event: a click on Cancel would land on a replaced button
         showLive();
       }, context.signal);
       job = await getJson(`/api/v1/jobs/${job.job_id}`, { signal: context.signal });
     } catch (error) {
       if (context.signal.aborted) return;
+      if (error instanceof ApiError && error.status < 500) { // gone, or not this caller's: trying again will not help
+        parts.live.append(errorBox(error.message));
+        return;
+      }
       parts.live.append(errorBox(`Lost the job's event stream (${error.message}); reconnecting…`));
       await new Promise((resolve) => context.after(RECONNECT_MS, resolve));
     }
@@ -222,7 +227,9 @@ async function showReport(job, section, context) {
 function openInNewTab(html) {
   // A blob page has no base of its own: the report's script URLs are this service's, below its origin.
   const based = html.replace(/<head[^>]*>/i, (head) => `${head}<base href="${location.origin}/">`);
-  window.open(URL.createObjectURL(new Blob([based], { type: "text/html" })), "_blank", "noopener");
+  const page = URL.createObjectURL(new Blob([based], { type: "text/html" }));
+  window.open(page, "_blank", "noopener");
+  setTimeout(() => URL.revokeObjectURL(page), 60_000);
 }
 
 async function followLog(jobId, element, context, running) {

@@ -6,7 +6,7 @@ import {
 } from "./dom.js";
 
 const PAGE_SIZE = 25;
-const REFRESH_MS = 3000;
+const REFRESH_MS = 2000;
 
 export async function renderJobs(container, context) {
   const params = context.params;
@@ -16,7 +16,7 @@ export async function renderJobs(container, context) {
   };
   const offset = Number(params.get("offset")) || 0;
   const me = await whoAmI();
-  const picked = new Set();
+  const picked = new Map(); // job id -> created_at, kept across refreshes
 
   const applyFilters = (event) => {
     event.preventDefault();
@@ -36,8 +36,8 @@ export async function renderJobs(container, context) {
     Object.values(filters).some(Boolean) ? h("a", { href: "#/jobs", class: "button" }, "Clear") : "");
 
   const compareButton = h("button", { class: "primary", disabled: true, onclick: () => {
-    const [baseline, candidate] = [...picked].sort((a, b) => a.created.localeCompare(b.created)); // older first
-    location.hash = "#/compare" + query({ baseline: baseline.id, candidate: candidate.id });
+    const [baseline, candidate] = [...picked.keys()].sort((a, b) => picked.get(a).localeCompare(picked.get(b)));
+    location.hash = "#/compare" + query({ baseline, candidate }); // the older job is the baseline
   } }, "Compare selected");
   const listing = h("div", { class: "listing" });
   const pager = h("div", { class: "pager" });
@@ -48,27 +48,27 @@ export async function renderJobs(container, context) {
     filterForm, listing, pager);
 
   const pickBox = (job) => h("input", {
-    type: "checkbox", "aria-label": `select ${job.job_id}`, checked: [...picked].some((p) => p.id === job.job_id),
+    type: "checkbox", "aria-label": `select ${job.job_id}`, checked: picked.has(job.job_id),
     onchange: (event) => {
-      const entry = [...picked].find((p) => p.id === job.job_id);
-      if (event.target.checked && !entry) picked.add({ id: job.job_id, created: job.created_at });
-      if (!event.target.checked && entry) picked.delete(entry);
+      if (event.target.checked) picked.set(job.job_id, job.created_at);
+      else picked.delete(job.job_id);
       compareButton.disabled = picked.size !== 2;
       compareButton.title = picked.size === 2 ? "" : "Pick two succeeded jobs of one kind";
     },
   });
   const columns = [
     { label: "", cell: pickBox, class: "narrow" },
-    { label: "Status", cell: (job) => statusBadge(job.status) },
+    { label: "Status", cell: (job) => statusBadge(job.status), live: true },
     { label: "Job", cell: (job) => jobLink(job.job_id) },
     { label: "Kind", cell: (job) => job.kind },
     { label: "Model", cell: (job) => modelLink(job.model) },
     me.admin ? { label: "Owner", cell: (job) => job.owner } : null,
-    { label: "Progress", cell: (job) => progressBar(job.progress, job.status), class: "wide" },
+    { label: "Progress", cell: (job) => progressBar(job.progress, job.status), class: "wide", live: true },
     { label: "Created", cell: (job) => timeCell(job.created_at) },
-    { label: "Duration", cell: (job) => formatDuration(job.started_at, job.finished_at) },
+    { label: "Duration", cell: (job) => formatDuration(job.started_at, job.finished_at), live: true },
   ].filter(Boolean);
 
+  let shown = ""; // the ids listed, in order: while they stay, only the live cells are redrawn (not under a click)
   async function refresh() {
     let page;
     try {
@@ -77,6 +77,16 @@ export async function renderJobs(container, context) {
       if (!context.signal.aborted) listing.replaceChildren(errorBox(error.message));
       return;
     }
+    const ids = page.jobs.map((job) => job.job_id).join(" ");
+    if (ids && ids === shown) {
+      for (const [index, row] of [...listing.querySelectorAll("tbody tr")].entries()) {
+        const job = page.jobs[index];
+        row.dataset.status = job.status;
+        columns.forEach((column, cell) => column.live && row.cells[cell].replaceChildren(column.cell(job)));
+      }
+      return;
+    }
+    shown = ids;
     listing.replaceChildren(table(columns, page.jobs, {
       empty: Object.values(filters).some(Boolean) ? "No job matches these filters." : "No jobs yet: start an eval or "
         + "a perf test.",
