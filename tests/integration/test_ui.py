@@ -130,8 +130,8 @@ def _evaluated(service, body) -> str:
 
 def test_with_auth_on_the_ui_asks_for_the_token_once_per_tab_and_sends_it_on_every_call(browser, tmp_path,
                                                                                          screenshots):
-    # The API over the job manager with runs that count for ~2 s: tokens and the UI need no Ray.
-    backend = ManagerBackend(tmp_path, make_run=lambda kind, request: FakeRun(kind, total=20, step_s=0.1))
+    # The API over the job manager with a run that counts for a minute unless cancelled: no Ray needed.
+    backend = ManagerBackend(tmp_path, make_run=lambda kind, request: FakeRun(kind, total=600, step_s=0.1))
     with serving(create_api(backend, tokens={"team-a-token": Principal("team-a")})) as base:
         page, seen = offline_page(browser)
         sent = []
@@ -150,17 +150,25 @@ def test_with_auth_on_the_ui_asks_for_the_token_once_per_tab_and_sends_it_on_eve
         expect(page.locator("#who")).to_contain_text("Signed in as team-a")
         expect(page.locator("main .empty")).to_have_text("No jobs yet: start an eval or a perf test.")
 
-        job = httpx.post(f"{base}/api/v1/perf?wait=false", headers={"Authorization": "Bearer team-a-token"},
-                         json={"model": "m", "url": "http://127.0.0.1:9/v1/chat/completions", "number": 4}).json()
-        page.goto(f"{base}/ui#/jobs/{job['job_id']}")
-        # Its events come over fetch() with the token (EventSource could not send it).
-        expect(status_of(page)).to_have_text("running")
-        expect(status_of(page)).to_have_text("succeeded", timeout=15_000)
-        expect(page.locator(".live .progress-text")).to_contain_text("100% · 20 / 20")
+        job_id = httpx.post(f"{base}/api/v1/perf?wait=false", headers={"Authorization": "Bearer team-a-token"},
+                            json={"model": "m", "url": "http://127.0.0.1:9/v1/chat/completions"}).json()["job_id"]
+        row = page.locator(f"tr[data-job='{job_id}']")
+        expect(row.locator(".badge")).to_have_text("running")  # the list is live: no reload
+        row.get_by_role("link", name=job_id).click()
+        # Its events come over fetch() with the token (EventSource could not send it): the progress moves.
+        progress = page.locator(".live .progress-text")
+        expect(progress).to_contain_text(" / 600")
+        before = progress.inner_text()
+        expect(progress).not_to_have_text(before)
         page.screenshot(path=screenshots / "job-with-auth.png", full_page=True)
+        page.once("dialog", lambda confirm: confirm.accept())
+        page.get_by_role("button", name="Cancel").click()
+        expect(status_of(page)).to_have_text("cancelled")
+        page.go_back()
+        expect(row.locator(".badge")).to_have_text("cancelled")
 
         page.reload()  # the token stays with the tab
-        expect(page.locator("main h1")).to_contain_text(job["job_id"])
+        expect(row.locator(".badge")).to_have_text("cancelled")
         assert dialog.is_hidden()
         assert page.evaluate("localStorage.length") == 0
         refused = [header for header in sent if header != "Bearer team-a-token"]
