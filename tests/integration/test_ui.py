@@ -25,6 +25,9 @@ from tests.integration.browser import offline_page
 CHARTS = ".plotly-graph-div"
 DRAWN_CHARTS = ".plotly-graph-div:has(.main-svg)"
 A_SECRET_KEY = "sk-typed-into-the-form-4f1c"
+CHART_TIMEOUT_MS = 30_000
+# Playwright's 5 s default is short for a page that waits on the service while a 2-core box runs Ray beside it.
+expect.set_options(timeout=15_000)
 
 
 def status_of(page: Page):
@@ -97,8 +100,8 @@ def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(serv
     pooled = page.locator("tr[data-dataset='iquiz'][data-subset='']")
     expect(pooled).to_contain_text("1.0000")  # both scores, over the same 4 samples (2 per subset)
     expect(pooled.locator("td").nth(2)).to_have_text("4")
-    expect(page.locator(".chart .main-svg").first).to_be_visible()
-    assert page.locator(".chart:has(.main-svg)").count() == 2  # the scores and the difference with its interval
+    # The scores, and the difference with its interval (plotly.js, 3.5 MB, may take a while to load on a busy box).
+    expect(page.locator(".chart:has(.main-svg)")).to_have_count(2, timeout=CHART_TIMEOUT_MS)
     page.screenshot(path=screenshots / "compare.png", full_page=True)
 
     page.goto(str(service.base_url.join(f"/ui#/jobs/{candidate}")))
@@ -115,7 +118,7 @@ def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(serv
     row.get_by_role("link", name=model).click()
     expect(page.locator("main table tbody tr")).to_have_count(2)
     expect(page.locator("main table tbody tr").first).to_contain_text(candidate)
-    expect(page.locator(".chart .main-svg").first).to_be_visible()  # scores over time
+    expect(page.locator(".chart:has(.main-svg)")).to_have_count(1, timeout=CHART_TIMEOUT_MS)  # scores over time
     page.screenshot(path=screenshots / "history.png", full_page=True)
     assert seen.failed_requests == {} and seen.script_errors == []
     page.close()
