@@ -1,14 +1,15 @@
 """The web UI at /ui in a real headless Chromium with no way off this machine: a perf test submitted through its form
 followed to its report, two evals compared with a verdict, the leaderboard and a model's history, the token prompt
-when auth is on, and a failed eval resumed and a job run again from its form. Screenshots of each page go to the
-`screenshots` directory (named in the test output). The last two run the API over the job manager with stand-in
-runs (tests/unit/fakes.py): what they check needs no Ray."""
+when auth is on, a failed eval resumed and a job run again from its form, and two perf tests compared against a tolerance. Screenshots of each page go to the
+`screenshots` directory (named in the test output). The last three run the API over the job manager with
+stand-in runs (tests/unit/fakes.py): what they check needs no Ray."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from serve_app.api import create_api
 from serve_app.principals import Principal
+from serve_app.schemas import PerfPointResult, PerfResponse
 from tests.conftest import SAMPLES
 from tests.unit.fakes import FakeRun, ManagerBackend
 from tests.unit.live_server import serving
@@ -72,6 +74,10 @@ def test_a_perf_test_started_from_the_form_is_followed_to_its_report(service, si
     expect(point).to_contain_text("Req Throughput (req/s)")
     page.screenshot(path=screenshots / "perf-job.png", full_page=True)
     expect_report_drawn(page, screenshots / "perf-report.png")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download artifacts").click()
+    assert download.value.suggested_filename == f"{job_id}.zip"
+    assert "perf_report.html" in zipfile.ZipFile(download.value.path()).namelist()
 
     # The key went to the service once: not shown, not kept by the page, not stored by the service.
     assert A_SECRET_KEY not in page.content()
@@ -120,6 +126,11 @@ def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(serv
     expect(page.locator("main table tbody tr").first).to_contain_text(candidate)
     expect(page.locator(".chart:has(.main-svg)")).to_have_count(1, timeout=CHART_TIMEOUT_MS)  # scores over time
     page.screenshot(path=screenshots / "history.png", full_page=True)
+
+    page.goto(str(service.base_url.join("/ui#/new/eval")))  # its benchmarks come from GET /api/v1/benchmarks
+    page.locator("main table").get_by_role("button", name="iquiz", exact=True).click()
+    expect(page.locator("#field-datasets")).to_have_value("iquiz")
+    page.screenshot(path=screenshots / "eval-form.png", full_page=True)
     assert seen.failed_requests == {} and seen.script_errors == []
     page.close()
 
@@ -225,4 +236,53 @@ def test_a_failed_eval_is_resumed_with_its_key_given_again_and_a_job_runs_again_
         original = httpx.get(f"{base}/api/v1/jobs/{failed}").json()["request"]
         assert again == original
         assert A_SECRET_KEY not in page.content() and seen.script_errors == []
+        page.close()
+
+
+class MeasuredRun(FakeRun):
+    """A perf run whose one test point took `latency_s` a request."""
+
+    def __init__(self, latency_s: float):
+        super().__init__("perf")
+        self.latency_s = latency_s
+
+    async def execute(self) -> PerfResponse:
+        await super().execute()
+        latency = self.latency_s
+        point = PerfPointResult(
+            metrics={"Req Throughput (req/s)": 1 / latency, "Avg Latency (s)": latency, "Total Requests": 4},
+            percentiles=[{"Percentiles": row, "Latency (s)": latency * factor, "TTFT (ms)": 250 * latency * factor}
+                         for row, factor in (("50%", 1), ("90%", 1.5), ("99%", 2))],
+            shards=[])
+        return PerfResponse(output_dir=str(self.output_dir), results={"parallel_1_number_4": point})
+
+
+def test_two_perf_tests_picked_in_the_list_compare_against_a_tolerance(browser, tmp_path, screenshots):
+    latencies = iter([0.1, 0.13])  # the candidate is 30 % slower
+    backend = ManagerBackend(tmp_path, make_run=lambda kind, request: MeasuredRun(next(latencies)))
+    with serving(create_api(backend)) as base:
+        body = {"model": "m", "url": "http://127.0.0.1:9/v1/chat/completions", "number": 4}
+        baseline, candidate = (httpx.post(f"{base}/api/v1/perf", json=body, params={"wait": "false"}).json()["job_id"]
+                               for _ in range(2))
+        page, seen = offline_page(browser)
+        page.goto(f"{base}/ui#/jobs")
+        compare = page.get_by_role("button", name="Compare selected")
+        for job_id in (candidate, baseline):  # picked in any order: the older one is the baseline
+            expect(page.locator(f"tr[data-job='{job_id}'] .badge")).to_have_text("succeeded")
+            page.get_by_label(f"select {job_id}").check()
+        compare.click()
+
+        expect(page.locator(".verdict-card h2")).to_have_text("Verdict: worse")
+        assert page.url.endswith(f"#/compare?baseline={baseline}&candidate={candidate}")
+        latency = page.locator("[data-point='parallel_1_number_4'] tr", has_text="Avg Latency (s)").first
+        expect(latency).to_contain_text("+30 %")
+        expect(latency.locator(".verdict")).to_have_text("worse")
+        # The change of each directed metric, and the TTFT and latency curves by percentile.
+        expect(page.locator(".chart:has(.main-svg)")).to_have_count(3, timeout=CHART_TIMEOUT_MS)
+        page.screenshot(path=screenshots / "compare-perf.png", full_page=True)
+
+        page.get_by_label("Perf tolerance").fill("50%")
+        page.get_by_role("button", name="Compare", exact=True).click()
+        expect(page.locator(".verdict-card h2")).to_have_text("Verdict: within tolerance")
+        assert seen.failed_requests == {} and seen.script_errors == []
         page.close()
