@@ -249,15 +249,24 @@ export function renderEvalForm(container, context) {
     };
     const usable = benchmarks.filter((benchmark) => !benchmark.refused)
       .sort((a, b) => Number(b.staged) - Number(a.staged) || a.name.localeCompare(b.name));
+    const columns = [
+      { label: "Name", cell: (b) => h("button", { type: "button", class: "link", onclick: () => add(b.name) }, b.name) },
+      { label: "", cell: (b) => b.pretty_name },
+      { label: "Category", cell: (b) => b.category },
+      { label: "Samples", cell: (b) => b.samples ?? "–", class: "number" },
+      { label: "Staged", cell: (b) => (b.staged ? "yes" : "") },
+    ];
+    const list = h("div", { class: "scroll" }, table(columns, usable));
+    const search = h("input", { type: "search", placeholder: "find a benchmark", "aria-label": "find a benchmark",
+      oninput: () => {
+        const words = search.value.toLowerCase().trim();
+        const found = usable.filter((b) => `${b.name} ${b.pretty_name} ${b.category} ${b.tags.join(" ")}`.toLowerCase()
+          .includes(words));
+        list.replaceChildren(table(columns, found, { empty: "No benchmark matches." }));
+      } });
     aside.replaceChildren(h("h2", {}, "Benchmarks"),
       h("p", { class: "muted" }, `${usable.length} this service runs; staged ones need no dataset hub. Click one to add it.`),
-      table([
-        { label: "Name", cell: (b) => h("button", { type: "button", class: "link", onclick: () => add(b.name) }, b.name) },
-        { label: "", cell: (b) => b.pretty_name },
-        { label: "Category", cell: (b) => b.category },
-        { label: "Samples", cell: (b) => b.samples ?? "–", class: "number" },
-        { label: "Staged", cell: (b) => (b.staged ? "yes" : "") },
-      ], usable));
+      search, list);
   }).catch((error) => context.signal.aborted || aside.replaceChildren(errorBox(error.message)));
   return done;
 }

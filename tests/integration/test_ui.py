@@ -128,6 +128,7 @@ def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(serv
     page.screenshot(path=screenshots / "history.png", full_page=True)
 
     page.goto(str(service.base_url.join("/ui#/new/eval")))  # its benchmarks come from GET /api/v1/benchmarks
+    page.get_by_label("find a benchmark").fill("iquiz")
     page.locator("main table").get_by_role("button", name="iquiz", exact=True).click()
     expect(page.locator("#field-datasets")).to_have_value("iquiz")
     page.screenshot(path=screenshots / "eval-form.png", full_page=True)
