@@ -66,7 +66,9 @@ export async function request(path, { method = "GET", body, headers = {}, signal
     const response = await fetch(url(path), {
       method,
       signal,
-      headers: { ...authorization(), ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...headers },
+      headers: {
+        ...authorization(), ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...headers,
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 401) {
@@ -131,5 +133,6 @@ export async function download(path, filename) {
 
 /** A key per submission, so that a retried or double-clicked submit starts one job (crypto.randomUUID needs https). */
 export function idempotencyKey() {
-  return "ui-" + Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return "ui-" + Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

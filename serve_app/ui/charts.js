@@ -32,7 +32,8 @@ export const CANDIDATE_COLOR = "#2f6fdd";
 export function chart(traces, layout = {}, height = 320) {
   const element = h("div", { class: "chart", style: `height: ${height}px` });
   loadPlotly()
-    .then((Plotly) => Plotly.newPlot(element, traces, { ...LAYOUT, ...layout }, { displaylogo: false, responsive: true }))
+    .then((Plotly) => Plotly.newPlot(element, traces, { ...LAYOUT, ...layout },
+      { displaylogo: false, responsive: true }))
     .catch((error) => element.replaceChildren(h("p", { class: "empty" }, `Chart not drawn: ${error.message}`)));
   return element;
 }

@@ -9,15 +9,19 @@ import {
 
 // Percentile curves drawn per test point: the latencies a regression shows in first.
 const CURVES = ["TTFT (ms)", "ITL (ms)", "TPOT (ms)", "Latency (s)"];
+const VERDICT_COLORS = { worse: "#c62828", better: "#2e7d32" };
 
 export async function renderCompare(container, context) {
   const params = context.params;
   const chosen = { baseline: params.get("baseline") || "", candidate: params.get("candidate") || "",
     tolerance: params.get("tolerance") || "" };
   const recent = h("datalist", { id: "succeeded-jobs" });
-  const field = (name, label, placeholder) => h("div", { class: "field" }, h("label", { for: `compare-${name}` }, label),
-    h("input", { id: `compare-${name}`, name, value: chosen[name], placeholder, list: name === "tolerance" ? null : "succeeded-jobs",
-      required: name !== "tolerance", class: name === "tolerance" ? "" : "mono" }));
+  const field = (name, label, placeholder) => {
+    const job = name !== "tolerance";
+    return h("div", { class: "field" }, h("label", { for: `compare-${name}` }, label),
+      h("input", { id: `compare-${name}`, name, value: chosen[name], placeholder, list: job ? "succeeded-jobs" : null,
+        required: job, class: job ? "mono" : "" }));
+  };
   const form = h("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
     location.hash = "#/compare" + query(Object.fromEntries(new FormData(event.target)));
@@ -33,7 +37,8 @@ export async function renderCompare(container, context) {
   }).catch(() => {}); // suggestions only: the form works without them
 
   if (!chosen.baseline || !chosen.candidate) {
-    result.replaceChildren(h("p", { class: "muted" }, "Pick two succeeded jobs of one kind, or select two in the jobs list."));
+    result.replaceChildren(h("p", { class: "muted" },
+      "Pick two succeeded jobs of one kind, or select two in the jobs list."));
     return;
   }
   result.replaceChildren(h("p", { class: "muted" }, "Comparing…"));
@@ -51,7 +56,9 @@ export async function renderCompare(container, context) {
       h("h2", {}, "Verdict: ", verdictBadge(comparison.verdict)),
       comparison.reasons.length ? h("ul", {}, comparison.reasons.map((reason) => h("li", {}, reason))) : "",
       h("p", { class: "muted" }, comparison.kind === "eval"
-        ? `Per dataset and subset, the score difference over the samples both jobs scored, with a ${Math.round(100 * comparison.confidence)} % paired bootstrap interval (${comparison.resamples} resamples).`
+        ? "Per dataset and subset, the score difference over the samples both jobs scored, with a "
+          + `${Math.round(100 * comparison.confidence)} % paired bootstrap interval `
+          + `(${comparison.resamples} resamples).`
         : `Per test point and metric, the change against a tolerance of ${formatNumber(comparison.tolerance_pct)} %.`)),
     h("div", { class: "columns" }, jobCard("Baseline", baseline, comparison.baseline),
       jobCard("Candidate", candidate, comparison.candidate)),
@@ -62,8 +69,8 @@ export async function renderCompare(container, context) {
 function jobCard(role, job, jobId) {
   if (!job) return h("section", { class: "card" }, h("h2", {}, role), jobLink(jobId));
   return h("section", { class: "card" }, h("h2", {}, role, " ", jobLink(job.job_id)), facts([
-    ["Model", modelLink(job.model)], ["Kind", job.kind], ["Owner", job.owner], ["Finished", formatTime(job.finished_at)],
-    ["Endpoint", job.request.api_url || job.request.url],
+    ["Model", modelLink(job.model)], ["Kind", job.kind], ["Owner", job.owner],
+    ["Finished", formatTime(job.finished_at)], ["Endpoint", job.request.api_url || job.request.url],
   ]));
 }
 
@@ -72,7 +79,8 @@ function differences(rows) {
     { label: "Field", cell: (row) => row.field, class: "mono" },
     { label: "Baseline", cell: (row) => JSON.stringify(row.baseline) },
     { label: "Candidate", cell: (row) => JSON.stringify(row.candidate) },
-    { label: "", cell: (row) => (row.blocking ? h("span", { class: "badge status-failed" }, "changes what is measured") : "") },
+    { label: "", cell: (row) => (row.blocking
+      ? h("span", { class: "badge status-failed" }, "changes what is measured") : "") },
   ], rows, { empty: "None: both jobs asked for the same thing (model and endpoint aside)." }));
 }
 
@@ -96,15 +104,18 @@ function evalSections(scores) {
     ], scores, { rowAttributes: (row) => ({ dataset: { dataset: row.dataset, subset: row.subset ?? "" } }) })),
     h("div", { class: "columns" },
       h("section", { class: "card" }, h("h2", {}, "Score per dataset"), chart([
-        { type: "bar", name: "baseline", x: pooled.map(label), y: pooled.map((row) => row.baseline_score), marker: { color: BASELINE_COLOR } },
-        { type: "bar", name: "candidate", x: pooled.map(label), y: pooled.map((row) => row.candidate_score), marker: { color: CANDIDATE_COLOR } },
+        { type: "bar", name: "baseline", x: pooled.map(label), y: pooled.map((row) => row.baseline_score),
+          marker: { color: BASELINE_COLOR } },
+        { type: "bar", name: "candidate", x: pooled.map(label), y: pooled.map((row) => row.candidate_score),
+          marker: { color: CANDIDATE_COLOR } },
       ], { barmode: "group", yaxis: { title: "score", rangemode: "tozero" } })),
       h("section", { class: "card" }, h("h2", {}, "Difference with its interval"), chart([{
         type: "scatter", mode: "markers", name: "candidate − baseline", x: withInterval.map((row) => row.difference),
         y: withInterval.map(label), marker: { color: CANDIDATE_COLOR, size: 9 },
         error_x: { type: "data", symmetric: false, array: withInterval.map((row) => row.ci_high - row.difference),
           arrayminus: withInterval.map((row) => row.difference - row.ci_low) },
-      }], { xaxis: { title: "difference", zeroline: true, zerolinewidth: 2 }, yaxis: { automargin: true }, showlegend: false }))),
+      }], { xaxis: { title: "difference", zeroline: true, zerolinewidth: 2 }, yaxis: { automargin: true },
+        showlegend: false }))),
   ];
 }
 
@@ -116,18 +127,23 @@ function perfSections(metrics) {
     const directed = summary.filter((row) => row.worse_when && typeof row.difference_pct === "number");
     const curves = CURVES.map((metric) => rows.filter((row) => row.metric === metric && row.percentile))
       .filter((curve) => curve.length);
-    return h("section", { class: "card", dataset: { point } }, h("h2", {}, "Test point ", h("span", { class: "mono" }, point)),
+    return h("section", { class: "card", dataset: { point } },
+      h("h2", {}, "Test point ", h("span", { class: "mono" }, point)),
       metricTable(summary),
       h("div", { class: "columns" },
         directed.length ? chart([{ type: "bar", orientation: "h", y: directed.map((row) => row.metric),
           x: directed.map((row) => row.difference_pct),
-          marker: { color: directed.map((row) => ({ worse: "#c62828", better: "#2e7d32" })[row.verdict] || BASELINE_COLOR) } }],
-        { title: { text: "Change (%), red: worse", font: { size: 13 } }, yaxis: { automargin: true }, showlegend: false }, 360) : "",
+          marker: { color: directed.map((row) => VERDICT_COLORS[row.verdict] || BASELINE_COLOR) } }],
+        { title: { text: "Change (%), red: worse", font: { size: 13 } }, yaxis: { automargin: true },
+          showlegend: false }, 360) : "",
         ...curves.map((curve) => chart(["baseline", "candidate"].map((role) => ({
-          type: "scatter", mode: "lines+markers", name: role, x: curve.map((row) => row.percentile), y: curve.map((row) => row[role]),
+          type: "scatter", mode: "lines+markers", name: role, x: curve.map((row) => row.percentile),
+          y: curve.map((row) => row[role]),
           line: { color: role === "baseline" ? BASELINE_COLOR : CANDIDATE_COLOR } })),
-        { title: { text: `${curve[0].metric} by percentile`, font: { size: 13 } }, xaxis: { type: "category" } }, 300))),
-      h("details", {}, h("summary", {}, "Every percentile"), metricTable(rows.filter((row) => row.percentile !== null))));
+        { title: { text: `${curve[0].metric} by percentile`, font: { size: 13 } }, xaxis: { type: "category" } },
+        300))),
+      h("details", {}, h("summary", {}, "Every percentile"),
+        metricTable(rows.filter((row) => row.percentile !== null))));
   });
 }
 

@@ -65,7 +65,8 @@ const PERF_FIELDS = [
   { path: "slo.tpot_ms", label: "SLO: TPOT (ms)", kind: "number", step: "any", advanced: true },
   { path: "slo.itl_ms", label: "SLO: ITL (ms)", kind: "number", step: "any", advanced: true },
   { path: "slo.e2e_ms", label: "SLO: end to end (ms)", kind: "number", step: "any", advanced: true },
-  { path: "extra_args", label: "Extra body fields (JSON)", kind: "json", advanced: true, placeholder: '{"ignore_eos": true}' },
+  { path: "extra_args", label: "Extra body fields (JSON)", kind: "json", advanced: true,
+    placeholder: '{"ignore_eos": true}' },
 ];
 
 function input(field, spec) {
@@ -80,7 +81,8 @@ function input(field, spec) {
     case "checkbox":
       return h("input", { ...common, type: "checkbox", checked: field.checked ?? spec.default === true });
     case "select":
-      return h("select", common, (spec.enum || []).map((value) => h("option", { value, selected: value === spec.default }, value)));
+      return h("select", common,
+        (spec.enum || []).map((value) => h("option", { value, selected: value === spec.default }, value)));
     case "json":
       return h("textarea", { ...common, rows: 3, placeholder: field.placeholder, spellcheck: "false" });
     case "number":
@@ -121,7 +123,9 @@ function body(form, fields) {
     if (field.kind === "names") value = text.split(",").map((name) => name.trim()).filter(Boolean);
     if (field.kind === "numbers") {
       const numbers = text.split(",").map((part) => Number(part.trim()));
-      if (numbers.some((number) => !Number.isInteger(number))) throw new Error(`${field.label}: whole numbers, comma-separated`);
+      if (numbers.some((number) => !Number.isInteger(number))) {
+        throw new Error(`${field.label}: whole numbers, comma-separated`);
+      }
       value = numbers.length === 1 ? numbers[0] : numbers;
     }
     if (field.kind === "json") value = parseJson(text, field.label);
@@ -131,7 +135,7 @@ function body(form, fields) {
 }
 
 function getPath(source, path) {
-  return path.split(".").reduce((value, part) => (value === null || value === undefined ? undefined : value[part]), source);
+  return path.split(".").reduce((value, part) => value?.[part], source);
 }
 
 function deepMerge(target, extra) {
@@ -161,7 +165,8 @@ function fill(form, fields, schema, requestBody) {
   const collect = (value, path) => {
     if (shown.has(path) || NOT_CARRIED.has(path) || value === null) return;
     if (path === "headers") value = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== SECRET_MASK));
-    const nested = value && typeof value === "object" && !Array.isArray(value) && [...shown].some((p) => p.startsWith(`${path}.`));
+    const nested = value && typeof value === "object" && !Array.isArray(value)
+      && [...shown].some((shownPath) => shownPath.startsWith(`${path}.`));
     if (nested) {
       for (const [name, inner] of Object.entries(value)) collect(inner, `${path}.${name}`);
       return;
@@ -184,13 +189,16 @@ async function renderForm(container, context, { kind, title, model, fields, intr
   const row = (field) => {
     const spec = fieldSchema(schema, field.path);
     return h("div", { class: `field ${field.kind === "checkbox" ? "check" : ""}` },
-      h("label", { for: `field-${field.path}` }, field.label, field.required ? h("span", { class: "required" }, " *") : ""),
+      h("label", { for: `field-${field.path}` }, field.label,
+        field.required ? h("span", { class: "required" }, " *") : ""),
       input(field, spec), spec.description ? h("small", {}, spec.description) : "");
   };
-  const submit = h("button", { type: "submit", class: "primary" }, `Start ${kind === "eval" ? "the eval" : "the perf test"}`);
+  const submit = h("button", { type: "submit", class: "primary" },
+    `Start ${kind === "eval" ? "the eval" : "the perf test"}`);
   const form = h("form", { class: "job-form", novalidate: false, onsubmit: send },
     h("div", { class: "grid" }, fields.filter((field) => !field.advanced).map(row)),
-    h("details", {}, h("summary", {}, "More options"), h("div", { class: "grid" }, fields.filter((field) => field.advanced).map(row)),
+    h("details", {}, h("summary", {}, "More options"),
+      h("div", { class: "grid" }, fields.filter((field) => field.advanced).map(row)),
       h("div", { class: "field" }, h("label", { for: "field-extra" }, "Other request fields (JSON)"),
         h("textarea", { name: "extra", id: "field-extra", rows: 3, spellcheck: "false", placeholder: '{"seed": 7}' }),
         h("small", {}, "Merged into the request body: any field the API documents (see /docs)."))),
@@ -250,7 +258,8 @@ export function renderEvalForm(container, context) {
     const usable = benchmarks.filter((benchmark) => !benchmark.refused)
       .sort((a, b) => Number(b.staged) - Number(a.staged) || a.name.localeCompare(b.name));
     const columns = [
-      { label: "Name", cell: (b) => h("button", { type: "button", class: "link", onclick: () => add(b.name) }, b.name) },
+      { label: "Name",
+        cell: (b) => h("button", { type: "button", class: "link", onclick: () => add(b.name) }, b.name) },
       { label: "", cell: (b) => b.pretty_name },
       { label: "Category", cell: (b) => b.category },
       { label: "Samples", cell: (b) => b.samples ?? "–", class: "number" },
@@ -265,7 +274,8 @@ export function renderEvalForm(container, context) {
         list.replaceChildren(table(columns, found, { empty: "No benchmark matches." }));
       } });
     aside.replaceChildren(h("h2", {}, "Benchmarks"),
-      h("p", { class: "muted" }, `${usable.length} this service runs; staged ones need no dataset hub. Click one to add it.`),
+      h("p", { class: "muted" },
+        `${usable.length} this service runs; staged ones need no dataset hub. Click one to add it.`),
       search, list);
   }).catch((error) => context.signal.aborted || aside.replaceChildren(errorBox(error.message)));
   return done;

@@ -88,7 +88,8 @@ export async function renderJob(container, context, jobId) {
     parts.live.replaceChildren(
       h("h2", {}, "Progress"),
       progressBar(progress, job.status),
-      facts([["Phase", progress.phase], ["Done", progress.total ? `${progress.done} of ${progress.total}` : progress.done],
+      facts([["Phase", progress.phase],
+        ["Done", progress.total ? `${progress.done} of ${progress.total}` : progress.done],
         ["Rate", ACTIVE.has(job.status) && progress.req_per_s ? `${formatNumber(progress.req_per_s)} /s` : null]]),
       job.error ? errorBox(job.error) : "");
   }
@@ -133,7 +134,8 @@ function outcome(job) {
   const result = job.result;
   if (!result) return [];
   if (job.kind === "eval") return [evalScores(result)];
-  return [perfSearch(result.search), ...Object.entries(result.results || {}).map(([point, outcome]) => perfPoint(point, outcome))];
+  const points = Object.entries(result.results || {}).map(([point, measured]) => perfPoint(point, measured));
+  return [perfSearch(result.search), ...points];
 }
 
 function evalScores(result) {
@@ -142,10 +144,14 @@ function evalScores(result) {
     rows.push({ dataset, subset: "all", score, num: result.result?.[dataset]?.num });
     const metric = result.result?.[dataset]?.metrics?.[0];
     for (const category of metric?.categories || []) {
-      for (const subset of category.subsets || []) rows.push({ dataset, subset: subset.name, score: subset.score, num: subset.num });
+      for (const subset of category.subsets || []) {
+        rows.push({ dataset, subset: subset.name, score: subset.score, num: subset.num });
+      }
     }
   }
-  for (const [dataset, reason] of Object.entries(result.failures || {})) rows.push({ dataset, subset: "", failure: reason });
+  for (const [dataset, reason] of Object.entries(result.failures || {})) {
+    rows.push({ dataset, subset: "", failure: reason });
+  }
   return h("section", { class: "card" }, h("h2", {}, "Scores"), table([
     { label: "Dataset", cell: (row) => (row.subset === "all" || row.failure ? h("strong", {}, row.dataset) : "") },
     { label: "Subset", cell: (row) => row.subset },
@@ -157,7 +163,8 @@ function evalScores(result) {
 
 function perfSearch(search) {
   if (!search) return "";
-  return h("section", { class: "card" }, h("h2", {}, "Capacity search"), h("p", { class: "verdict-line" }, search.verdict),
+  return h("section", { class: "card" }, h("h2", {}, "Capacity search"),
+    h("p", { class: "verdict-line" }, search.verdict),
     table([
       { label: "Probe", cell: (probe) => probe.point, class: "mono" },
       { label: `Load (${search.vary})`, cell: (probe) => formatNumber(probe.load), class: "number" },
@@ -176,8 +183,9 @@ function perfPoint(point, outcome) {
   const goodput = outcome.goodput;
   return h("section", { class: "card", dataset: { point } },
     h("h2", {}, "Test point ", h("span", { class: "mono" }, point)),
-    goodput ? h("p", {}, `${formatNumber(goodput.good)} good requests (${formatNumber(100 * goodput.good_fraction)} %), `
-      + `goodput ${formatNumber(goodput.goodput_req_per_s)} req/s`) : "",
+    goodput ? h("p", {}, `${formatNumber(goodput.good)} good requests `
+      + `(${formatNumber(100 * goodput.good_fraction)} %), goodput ${formatNumber(goodput.goodput_req_per_s)} req/s`)
+      : "",
     h("div", { class: "columns" },
       table([{ label: "Metric", cell: (name) => name }, { label: "Value", cell: (name) => formatNumber(metrics[name]),
         class: "number" }], names),
@@ -199,7 +207,8 @@ async function showReport(job, section, context) {
     section.replaceChildren();
     return;
   }
-  section.replaceChildren(h("div", { class: "card" }, h("h2", {}, "Report"), h("p", { class: "muted" }, "Loading the report…")));
+  section.replaceChildren(h("div", { class: "card" }, h("h2", {}, "Report"),
+    h("p", { class: "muted" }, "Loading the report…")));
   let html;
   const deadline = Date.now() + REPORT_WAIT_MS;
   for (;;) {

@@ -72,7 +72,8 @@ export async function renderJobs(container, context) {
   async function refresh() {
     let page;
     try {
-      page = await getJson("/api/v1/jobs" + query({ ...filters, limit: PAGE_SIZE, offset }), { signal: context.signal });
+      page = await getJson("/api/v1/jobs" + query({ ...filters, limit: PAGE_SIZE, offset }),
+        { signal: context.signal });
     } catch (error) {
       if (!context.signal.aborted) listing.replaceChildren(errorBox(error.message));
       return;
@@ -93,7 +94,8 @@ export async function renderJobs(container, context) {
       rowAttributes: (job) => ({ dataset: { job: job.job_id, status: job.status } }),
     }));
     const last = Math.min(offset + PAGE_SIZE, page.total);
-    const pageLink = (label, to) => h("a", { class: "button", href: "#/jobs" + query({ ...filters, offset: to }) }, label);
+    const pageLink = (label, to) => h("a", { class: "button", href: "#/jobs" + query({ ...filters, offset: to }) },
+      label);
     pager.replaceChildren(
       offset > 0 ? pageLink("← Newer", Math.max(0, offset - PAGE_SIZE)) : "",
       h("span", { class: "muted" }, page.total ? `${offset + 1}–${last} of ${page.total}` : ""),

@@ -12,7 +12,8 @@ export async function renderLeaderboard(container, context) {
     event.preventDefault();
     location.hash = "#/leaderboard" + query(Object.fromEntries(new FormData(event.target)));
   } },
-  h("input", { name: "datasets", value: chosen.datasets, placeholder: "datasets, comma-separated", "aria-label": "datasets" }),
+  h("input", { name: "datasets", value: chosen.datasets, placeholder: "datasets, comma-separated",
+    "aria-label": "datasets" }),
   h("input", { name: "models", value: chosen.models, placeholder: "models, comma-separated", "aria-label": "models" }),
   h("button", { type: "submit" }, "Filter"));
   const board = h("div");
@@ -58,7 +59,8 @@ export async function renderHistory(container, context, model) {
   } },
   h("select", { name: "kind", "aria-label": "kind" }, ["", "eval", "perf"].map((kind) =>
     h("option", { value: kind, selected: chosen.kind === kind }, kind || "any kind"))),
-  h("label", { class: "check" }, h("input", { type: "checkbox", name: "mine", checked: chosen.mine === "true" }), " only mine"));
+  h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "mine", checked: chosen.mine === "true" }), " only mine"));
   const history = await getJson(`/api/v1/models/${encodeURIComponent(model)}/history`
     + query({ ...chosen, limit: HISTORY_PAGE, offset }), { signal: context.signal });
   const evals = history.jobs.filter((job) => job.scores);
@@ -66,7 +68,8 @@ export async function renderHistory(container, context, model) {
   const oldestFirst = [...evals].reverse();
   container.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "History of ", h("span", { class: "mono" }, model)),
-      h("div", { class: "actions" }, h("a", { class: "button", href: "#/jobs?" + new URLSearchParams({ model }) }, "All its jobs"))),
+      h("div", { class: "actions" },
+        h("a", { class: "button", href: "#/jobs" + query({ model }) }, "All its jobs"))),
     h("p", { class: "muted" }, `${history.total} succeeded job(s), newest first.`),
     form,
     datasets.length && evals.length > 1 ? h("section", { class: "card" }, h("h2", {}, "Scores over time"),
@@ -81,8 +84,10 @@ export async function renderHistory(container, context, model) {
       { label: "Scores / key metrics", cell: summary },
     ], history.jobs, { empty: "No succeeded job of this model." }),
     h("div", { class: "pager" },
-      offset > 0 ? h("a", { class: "button", href: here({ offset: Math.max(0, offset - HISTORY_PAGE) }) }, "← Newer") : "",
-      offset + HISTORY_PAGE < history.total ? h("a", { class: "button", href: here({ offset: offset + HISTORY_PAGE }) }, "Older →") : ""));
+      offset > 0
+        ? h("a", { class: "button", href: here({ offset: Math.max(0, offset - HISTORY_PAGE) }) }, "← Newer") : "",
+      offset + HISTORY_PAGE < history.total
+        ? h("a", { class: "button", href: here({ offset: offset + HISTORY_PAGE }) }, "Older →") : ""));
 }
 
 function summary(job) {

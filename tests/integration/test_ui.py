@@ -1,8 +1,8 @@
 """The web UI at /ui in a real headless Chromium with no way off this machine: a perf test submitted through its form
 followed to its report, two evals compared with a verdict, the leaderboard and a model's history, the token prompt
-when auth is on, a failed eval resumed and a job run again from its form, and two perf tests compared against a tolerance. Screenshots of each page go to the
-`screenshots` directory (named in the test output). The last three run the API over the job manager with
-stand-in runs (tests/unit/fakes.py): what they check needs no Ray."""
+when auth is on, a failed eval resumed and a job run again from its form, and two perf tests compared against a
+tolerance. Screenshots of each page go to the `screenshots` directory (named in the test output). The last three
+run the API over the job manager with stand-in runs (tests/unit/fakes.py): what they check needs no Ray."""
 
 from __future__ import annotations
 
