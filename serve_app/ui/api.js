@@ -11,9 +11,9 @@ export class ApiError extends Error {
   }
 }
 
-export const url = (path) => ROOT + path;
+const url = (path) => ROOT + path;
 
-export function signedIn() {
+function signedIn() {
   return sessionStorage.getItem(TOKEN_KEY) !== null;
 }
 
