@@ -4,11 +4,21 @@ what a page did there: requests that failed and uncaught script errors."""
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+# Playwright's 5 s default is short for a page that waits on the service while a 2-core box runs Ray beside it.
+expect.set_options(timeout=15_000)
+# plotly.js (3.5 MB) may take longer still to load and draw.
+CHART_TIMEOUT_MS = 30_000
+# evalscope's report charts: plotly.js draws .main-svg layers into each .plotly-graph-div.
+REPORT_CHARTS = ".plotly-graph-div"
+DRAWN_REPORT_CHARTS = ".plotly-graph-div:has(.main-svg)"
 
 
 def launch_chromium():
@@ -52,3 +62,26 @@ def offline_page(browser: Browser) -> tuple[Page, Visit]:
             and seen.failed_requests.update({response.url: f"HTTP {response.status}"}))
     page.on("pageerror", lambda error: seen.script_errors.append(str(error)))
     return page, seen
+
+
+def status_of(page: Page):
+    """The status badge of the web UI's job page."""
+    return page.locator(".page-head h1 .badge")
+
+
+def expect_report_drawn(page: Page, screenshot: Path) -> None:
+    """The web UI's job page has evalscope's report embedded, every one of its charts drawn by the service's
+    plotly.js; a screenshot of the window shows it (a full-page one leaves the frame blank)."""
+    report = page.frame_locator("iframe.report")
+    expect(report.locator(DRAWN_REPORT_CHARTS).first).to_be_visible(timeout=60_000)
+    # The report's scripts add charts as they run: done when every chart is drawn, twice in a row.
+    deadline, counts = time.monotonic() + 30, []
+    while True:
+        counts.append((report.locator(REPORT_CHARTS).count(), report.locator(DRAWN_REPORT_CHARTS).count()))
+        charts, drawn = counts[-1]
+        if charts == drawn > 0 and counts[-2:-1] == [counts[-1]]:
+            break
+        assert time.monotonic() < deadline, f"(charts, drawn) went {counts}"
+        time.sleep(0.25)
+    page.locator("iframe.report").scroll_into_view_if_needed()
+    page.screenshot(path=screenshot)

@@ -1,56 +1,26 @@
 """The web UI at /ui in a real headless Chromium with no way off this machine: a perf test submitted through its form
-followed to its report, two evals compared with a verdict, the leaderboard and a model's history, the token prompt
-when auth is on, a failed eval resumed and a job run again from its form, and two perf tests compared against a
-tolerance. Screenshots of each page go to the `screenshots` directory (named in the test output). The last three
-run the API over the job manager with stand-in runs (tests/unit/fakes.py): what they check needs no Ray."""
+followed to its report, the token prompt when auth is on, a failed eval resumed and a job run again from its form,
+two perf tests compared against a tolerance, and the eval form's benchmarks (two evals compared, the leaderboard and
+a model's history: test_compare.py, on the evals it runs anyway). Screenshots of each page go to the `screenshots`
+directory (named in the test output). All but the first run the API over the job manager with stand-in runs
+(tests/unit/fakes.py): what they check needs no Ray."""
 
 from __future__ import annotations
 
 import re
-import time
-import uuid
 import zipfile
-from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from serve_app.api import create_api
 from serve_app.principals import Principal
 from serve_app.schemas import PerfPointResult, PerfResponse
-from tests.conftest import SAMPLES
 from tests.unit.fakes import FakeRun, ManagerBackend
 from tests.unit.live_server import serving
-from tests.integration.browser import offline_page
+from tests.integration.browser import CHART_TIMEOUT_MS, expect_report_drawn, offline_page, status_of
 
-# evalscope's report charts: plotly.js draws .main-svg layers into each .plotly-graph-div.
-CHARTS = ".plotly-graph-div"
-DRAWN_CHARTS = ".plotly-graph-div:has(.main-svg)"
 A_SECRET_KEY = "sk-typed-into-the-form-4f1c"
-CHART_TIMEOUT_MS = 30_000
-# Playwright's 5 s default is short for a page that waits on the service while a 2-core box runs Ray beside it.
-expect.set_options(timeout=15_000)
-
-
-def status_of(page: Page):
-    return page.locator(".page-head h1 .badge")
-
-
-def expect_report_drawn(page: Page, screenshot: Path) -> None:
-    """The job page's embedded report, with every one of its charts drawn by the service's plotly.js."""
-    report = page.frame_locator("iframe.report")
-    expect(report.locator(DRAWN_CHARTS).first).to_be_visible(timeout=60_000)
-    # The report's scripts add charts as they run: done when every chart is drawn, twice in a row.
-    deadline, counts = time.monotonic() + 30, []
-    while True:
-        counts.append((report.locator(CHARTS).count(), report.locator(DRAWN_CHARTS).count()))
-        charts, drawn = counts[-1]
-        if charts == drawn > 0 and counts[-2:-1] == [counts[-1]]:
-            break
-        assert time.monotonic() < deadline, f"(charts, drawn) went {counts}"
-        time.sleep(0.25)
-    page.locator("iframe.report").scroll_into_view_if_needed()
-    page.screenshot(path=screenshot)  # of the window: a full-page one leaves the frame blank
 
 
 def test_a_perf_test_started_from_the_form_is_followed_to_its_report(service, simulator, browser, screenshots):
@@ -92,55 +62,6 @@ def test_a_perf_test_started_from_the_form_is_followed_to_its_report(service, si
     assert set(seen.failed_requests) <= {str(service.base_url.join(f"/api/v1/jobs/{job_id}/report"))}
     assert seen.script_errors == []
     page.close()
-
-
-def test_two_evals_compared_in_the_browser_with_the_leaderboard_and_history(service, simulator, browser, screenshots):
-    model = f"ui-{uuid.uuid4().hex[:8]}"  # so that the leaderboard row and history are this test's
-    body = {"model": model, "api_url": simulator.base_url, "datasets": ["iquiz"], "limit": 2,
-            "dataset_args": {"iquiz": {"local_path": str(SAMPLES / "iquiz")}}}
-    baseline, candidate = (_evaluated(service, body) for _ in range(2))  # one after the other: history goes by time
-    page, seen = offline_page(browser)
-
-    page.goto(str(service.base_url.join(f"/ui#/compare?baseline={baseline}&candidate={candidate}")))
-    expect(page.locator(".verdict-card h2")).to_have_text("Verdict: no significant change")
-    pooled = page.locator("tr[data-dataset='iquiz'][data-subset='']")
-    expect(pooled).to_contain_text("1.0000")  # both scores, over the same 4 samples (2 per subset)
-    expect(pooled.locator("td").nth(2)).to_have_text("4")
-    # The scores, and the difference with its interval (plotly.js, 3.5 MB, may take a while to load on a busy box).
-    expect(page.locator(".chart:has(.main-svg)")).to_have_count(2, timeout=CHART_TIMEOUT_MS)
-    page.screenshot(path=screenshots / "compare.png", full_page=True)
-
-    page.goto(str(service.base_url.join(f"/ui#/jobs/{candidate}")))
-    expect(status_of(page)).to_have_text("succeeded")
-    expect(page.get_by_role("table").first).to_contain_text("iquiz")
-    page.screenshot(path=screenshots / "eval-job.png", full_page=True)
-    expect_report_drawn(page, screenshots / "eval-report.png")
-
-    page.goto(str(service.base_url.join(f"/ui#/leaderboard?models={model}")))
-    row = page.locator(f"tr[data-model='{model}']")
-    expect(row.get_by_role("link", name="1.0000")).to_have_attribute("href", f"#/jobs/{candidate}")
-    page.screenshot(path=screenshots / "leaderboard.png", full_page=True)
-
-    row.get_by_role("link", name=model).click()
-    expect(page.locator("main table tbody tr")).to_have_count(2)
-    expect(page.locator("main table tbody tr").first).to_contain_text(candidate)
-    expect(page.locator(".chart:has(.main-svg)")).to_have_count(1, timeout=CHART_TIMEOUT_MS)  # scores over time
-    page.screenshot(path=screenshots / "history.png", full_page=True)
-
-    page.goto(str(service.base_url.join("/ui#/new/eval")))  # its benchmarks come from GET /api/v1/benchmarks
-    page.get_by_label("find a benchmark").fill("iquiz")
-    page.locator("main table").get_by_role("button", name="iquiz", exact=True).click()
-    expect(page.locator("#field-datasets")).to_have_value("iquiz")
-    page.screenshot(path=screenshots / "eval-form.png", full_page=True)
-    assert seen.failed_requests == {} and seen.script_errors == []
-    page.close()
-
-
-def _evaluated(service, body) -> str:
-    job_id = service.post("/api/v1/eval", params={"wait": "false"}, json=body).json()["job_id"]
-    service.get(f"/api/v1/jobs/{job_id}/events")  # follows the job to its end
-    assert service.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded"
-    return job_id
 
 
 def test_with_auth_on_the_ui_asks_for_the_token_once_per_tab_and_sends_it_on_every_call(browser, tmp_path,
@@ -285,5 +206,18 @@ def test_two_perf_tests_picked_in_the_list_compare_against_a_tolerance(browser, 
         page.get_by_label("Perf tolerance").fill("50%")
         page.get_by_role("button", name="Compare", exact=True).click()
         expect(page.locator(".verdict-card h2")).to_have_text("Verdict: within tolerance")
+        assert seen.failed_requests == {} and seen.script_errors == []
+        page.close()
+
+
+def test_the_eval_form_adds_benchmarks_found_in_the_services_list(browser, tmp_path, screenshots):
+    with serving(create_api(ManagerBackend(tmp_path))) as base:  # GET /api/v1/benchmarks: evalscope's metadata
+        page, seen = offline_page(browser)
+        page.goto(f"{base}/ui#/new/eval")
+        page.fill("#field-datasets", "gsm8k")
+        page.get_by_label("find a benchmark").fill("iquiz")
+        page.locator("main table").get_by_role("button", name="iquiz", exact=True).click()
+        expect(page.locator("#field-datasets")).to_have_value("gsm8k, iquiz")
+        page.screenshot(path=screenshots / "eval-form.png", full_page=True)
         assert seen.failed_requests == {} and seen.script_errors == []
         page.close()
