@@ -1,6 +1,6 @@
 """The API docs people open in a browser render with no internet access: /docs and /redoc, opened in a real headless
 Chromium (Debian's) whose requests to anything but this machine fail. The job reports are drawn offline in the web
-UI's job page (test_ui.py)."""
+UI's job page (test_ui.py: a perf report; test_compare.py: an eval report)."""
 
 from __future__ import annotations
 
