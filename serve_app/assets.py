@@ -36,6 +36,14 @@ _FILES = dict(_ASSETS.values())
 # Open without a token like the pages that load them: a <script> or <link> tag cannot send one.
 ASSET_PATHS = frozenset(_FILES)
 
+# The web UI (serve_app/ui, package data): a static app with no build step, which calls the JSON API itself.
+UI_PREFIX = "/ui"
+UI_DIR = Path(__file__).with_name("ui")
+UI_PAGE = UI_DIR / "index.html"
+UI_FILES = {f"{UI_PREFIX}/{file.name}": file for file in sorted(UI_DIR.iterdir()) if file.suffix in (".js", ".css")}
+# The page and its scripts hold no data (they fetch it with the token the user types), so they load without one.
+UI_PATHS = frozenset({UI_PREFIX, f"{UI_PREFIX}/", *UI_FILES})
+
 
 def asset_url(name: str, root_path: str = "") -> str:
     """Where the browser finds asset `name`, below `root_path` (the application's mount point, no trailing /)."""

@@ -1,5 +1,5 @@
-"""Optional bearer-token auth for every route but /health and the API docs (with the files they load), which stay
-open; each token stands for a principal, whose jobs are the ones it sees (serve_app.principals)."""
+"""Optional bearer-token auth for every route but /health, the API docs and the web UI's page (with the files they
+load), which stay open; each token stands for a principal, whose jobs are the ones it sees (serve_app.principals)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.assets import ASSET_PATHS
+from serve_app.assets import ASSET_PATHS, UI_PATHS
 from serve_app.principals import ANONYMOUS, Principal, parse_tokens
 from serve_app.schemas import ErrorResponse
 
@@ -32,7 +32,8 @@ def caller(request: Request) -> Principal:
 
 
 # Everything else needs a token: denying by default also guards any route added later.
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}) | ASSET_PATHS
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS |= ASSET_PATHS | UI_PATHS
 
 
 def require_tokens(app: FastAPI, tokens: dict[str, Principal]) -> None:

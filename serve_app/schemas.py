@@ -739,3 +739,11 @@ class ModelHistory(BaseModel):
     total: int = Field(description="Over all pages.")
     limit: int
     offset: int
+
+
+class CallerView(BaseModel):
+    """Who the service takes the caller for: the web UI shows it, and offers the owner filter to an admin."""
+
+    principal: str = Field(description="The principal of the caller's token (auth off: default).")
+    admin: bool = Field(description="Sees, filters and acts on every principal's jobs.")
+    auth: bool = Field(description="The service requires a bearer token.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serve_app.api import pages
+from serve_app.api import pages, ui
 from serve_app.api.body_limit import BodyLimit
 from serve_app.api.errors import document_errors, install_error_handlers
 from serve_app.api.routes import Backend, router
@@ -27,12 +27,14 @@ def create_api(
     )
     app.state.backend = backend
     app.state.debug = debug
+    app.state.auth = bool(tokens)
     install_error_handlers(app)
     document_errors(app, authenticated=bool(tokens))
     require_tokens(app, tokens or {})
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(ui.router)
     return app
 
 

@@ -27,6 +27,7 @@ from serve_app.principals import Principal
 from serve_app.schemas import (
     BenchmarkCatalogue,
     BenchmarkInfo,
+    CallerView,
     Comparison,
     ErrorResponse,
     EvalRequest,
@@ -146,6 +147,13 @@ async def _submit(body: EvalRequest | PerfRequest, request: Request, wait: bool,
     if job.status != "succeeded":
         raise RunError(job.error or f"the job ended {job.status}")
     return JSONResponse(content=job.result)
+
+
+@router.get("/api/v1/me", response_model=CallerView, tags=["jobs"])
+async def whoami(request: Request) -> CallerView:
+    """The principal the caller's token stands for, whether it is an admin, and whether tokens are required."""
+    who = caller(request)
+    return CallerView(principal=who.name, admin=who.admin, auth=request.app.state.auth)
 
 
 @router.get("/api/v1/benchmarks", response_model=BenchmarkCatalogue, tags=["eval"])

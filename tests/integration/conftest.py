@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,7 +21,11 @@ from serve_app.config import ServiceArgs
 from serve_app.jobs.actor import job_manager
 from serve_app.perf.placement import placement_name
 from tests.conftest import RAY_FOR_TESTS, SAMPLES, free_port, wait_until_healthy
+from tests.integration.browser import launch_chromium
 from tests.integration.faulty_target import FaultyTarget
+
+# Where the browser tests' screenshots go: this variable's directory, or one under pytest's basetemp.
+SCREENSHOTS_ENV = "UI_SCREENSHOTS_DIR"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +57,30 @@ def service(tmp_path_factory):
         yield client
     serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, unable to reach anything off this machine (tests/integration/browser.py)."""
+    yield from launch_chromium()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory, pytestconfig) -> Path:
+    """A directory for screenshots of the pages the browser tests open, named at the end of the test output."""
+    directory = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path_factory.getbasetemp() / "ui-screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    pytestconfig.stash[_SCREENSHOTS] = directory
+    return directory
+
+
+_SCREENSHOTS = pytest.StashKey[Path]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if _SCREENSHOTS in config.stash:
+        terminalreporter.write_line(f"screenshots of the web UI: {config.stash[_SCREENSHOTS]} (${SCREENSHOTS_ENV} "
+                                    "sets another directory)")
 
 
 @pytest.fixture(scope="session")
