@@ -33,7 +33,7 @@ def test_perf_flags_become_a_valid_request_and_unset_flags_stay_out():
     body = _request(args)
     assert body == {"model": "m", "url": "http://h:1/v1/chat/completions", "number": [10, 20], "parallel": [2, 4],
                     "total_timeout": 15.0}
-    assert PerfRequest.model_validate(body).sweep() == [(2, 10), (4, 20)]
+    assert PerfRequest.model_validate(body).sweep() == [(2, 10, -1), (4, 20, -1)]
 
 
 def test_a_fractional_limit_stays_a_fraction_and_one_point_zero_means_everything():
