@@ -20,13 +20,15 @@ def write_perf_report(output_dir: str, api: str, series: LoadSeries | None = Non
     print_to_job_log(output_dir, "report")
     from evalscope.perf.utils.report.generate_report import gen_perf_html_report
 
-    path = gen_perf_html_report(output_dir, {}, argparse.Namespace(api=api))
-    if path and series is not None:
-        report = Path(path)
-        page = report.read_text(encoding="utf-8")
+    # Written under another name and renamed once complete: the report route serves the file as soon as it exists.
+    draft = gen_perf_html_report(output_dir, {}, argparse.Namespace(api=api), output_html_name=".perf_report.html")
+    if not draft:
+        return draft
+    if series is not None:
+        page = Path(draft).read_text(encoding="utf-8")
         anchor = next(anchor for anchor in _ANCHORS if anchor in page)
-        report.write_text(page.replace(anchor, load_section(series) + anchor, 1), encoding="utf-8")
-    return path
+        Path(draft).write_text(page.replace(anchor, load_section(series) + anchor, 1), encoding="utf-8")
+    return str(Path(draft).replace(Path(output_dir) / "perf_report.html"))
 
 
 def load_section(series: LoadSeries) -> str:

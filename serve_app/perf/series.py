@@ -3,6 +3,7 @@ the HTML report draws (serve_app.perf.report)."""
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from serve_app.gates import perf_value
@@ -12,6 +13,11 @@ from serve_app.schemas import LoadSeries, PerfPointResult
 LATENCIES = ("TTFT (ms)", "TPOT (ms)", "ITL (ms)", "Latency (s)")
 PERCENTILES = ("50%", "90%", "99%")
 THROUGHPUT = "Req Throughput (req/s)"
+
+
+def _finite(value: float | None) -> float | None:
+    """A percentile with no value (evalscope's NaN: no streamed reply with a second token, say) is null in JSON."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 class _Point(Protocol):
@@ -27,7 +33,7 @@ def load_series(points: list[_Point], results: dict[str, PerfPointResult], load:
     outcomes = [results[point.name] for point in ran]
     tables = [outcome.model_dump(include={"metrics", "percentiles"}) for outcome in outcomes]
     metrics: dict[str, list[float | None]] = {
-        f"{column}@{row}": [perf_value(table, column, row) for table in tables]
+        f"{column}@{row}": [_finite(perf_value(table, column, row)) for table in tables]
         for column in LATENCIES for row in PERCENTILES
     }
     metrics[THROUGHPUT] = [outcome.metrics.get(THROUGHPUT) for outcome in outcomes]
