@@ -24,7 +24,7 @@ class ShardPlan:
     warmup: int  # requests sent first and left out of the results
     seed: int
     dataset_offset: int  # where this shard starts cycling the prompt set, so shards do not send identical sequences
-    shards: int = 1  # of the point: the shard's arrivals are its share of the point's schedule (serve_app.perf.arrivals)
+    shards: int = 1  # of the point: the shard sends its share of the point's schedule (serve_app.perf.arrivals)
     point_warmup: int = 0  # the point's, which the schedule is dealt from
     point_number: int = 0
     shape: LoadShape = LoadShape()

@@ -28,8 +28,6 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_IS_WARMUP, BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
-from serve_app.perf.arrivals import shard_offsets
-from serve_app.perf.plan import UNLIMITED_RATE
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
 from serve_app.perf.saturation import MIN_OBSERVED_S, behind_schedule, in_flight_trend
@@ -304,8 +302,8 @@ _SEND_CODES = (_send_request.__code__, _send_request_open_loop.__code__)
 
 def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
     """A task factory: evalscope's dispatch (closed and open loop) keeps the task of every request it sent until the
-    test point ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its own, but
-    evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
+    test point ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its
+    own, but evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
     Cancelling the future cancels the request; every other coroutine gets a plain task."""
     task = asyncio.Task(coroutine, loop=loop, **kwargs)
     if getattr(coroutine, "cr_code", None) not in _SEND_CODES:

@@ -388,7 +388,8 @@ async def _clock_offset(actor: ray.actor.ActorHandle) -> float:
     return best_offset
 
 
-def point_saturation(saturation: Saturation | None, point: PointPlan, stats: list[ShardStats]) -> PointSaturation | None:
+def point_saturation(saturation: Saturation | None, point: PointPlan,
+                     stats: list[ShardStats]) -> PointSaturation | None:
     """The point's saturation as its result says it: the merged judgement, and what the shards did not send."""
     if saturation is None:
         return None
