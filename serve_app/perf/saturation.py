@@ -18,29 +18,32 @@ MIN_ARRIVAL_RATIO = 0.95
 MIN_OBSERVED_S = 2.0
 MIN_OBSERVED_ARRIVALS = 20
 # In-flight counts sampled over the send window for the trend.
-TREND_SAMPLES = 50
+TREND_SAMPLES = 60
+MIN_IN_FLIGHT_RISE = 8.0
 
 
 @dataclass(frozen=True)
 class InFlightTrend:
-    start: float  # mean in flight over the first fifth of the samples
-    end: float  # ... and over the last fifth
+    start: float  # mean in flight over the first third of the samples
+    end: float  # ... and over the last third
     per_s: float  # least-squares slope
 
     @property
     def growing(self) -> bool:
-        """The rise over the window is more than noise: at least 3 requests and half the starting level."""
-        return self.end - self.start >= max(3.0, 0.5 * self.start) and self.per_s > 0
+        """In flight at least doubled, by at least MIN_IN_FLIGHT_RISE requests. A target that keeps up holds a
+        steady level (Little's law: rate x latency) that fluctuates by about its square root; one that does not
+        gains the excess arrivals every second, without bound."""
+        return self.end - self.start >= max(MIN_IN_FLIGHT_RISE, self.start) and self.per_s > 0
 
 
 def in_flight_trend(times: np.ndarray, in_flight: np.ndarray) -> InFlightTrend:
     """The trend of in-flight counts sampled at `times` (s), once the first requests have completed (before that
     the count only fills up to its steady level)."""
-    if len(times) < 5:
+    if len(times) < 6:
         return InFlightTrend(0.0, 0.0, 0.0)
-    fifth = max(1, len(times) // 5)
+    third = len(times) // 3
     slope = float(np.polyfit(times, in_flight, 1)[0]) if np.ptp(times) > 0 else 0.0
-    return InFlightTrend(float(np.mean(in_flight[:fifth])), float(np.mean(in_flight[-fifth:])), slope)
+    return InFlightTrend(float(np.mean(in_flight[:third])), float(np.mean(in_flight[-third:])), slope)
 
 
 def sampled_in_flight(sent: np.ndarray, completed: np.ndarray, samples: int = TREND_SAMPLES):

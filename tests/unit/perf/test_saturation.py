@@ -4,7 +4,7 @@ target keeps up."""
 import numpy as np
 import pytest
 
-from serve_app.perf.saturation import assess, behind_schedule
+from serve_app.perf.saturation import assess, behind_schedule, in_flight_trend
 
 RATE = 50.0
 SERVICE_S = 0.1
@@ -74,3 +74,18 @@ def test_live_a_shard_is_behind_only_with_enough_evidence():
 
 def test_fewer_than_two_sends_are_not_judged():
     assert assess(SCHEDULE, SCHEDULE[:1], SCHEDULE[:1] + 0.1) is None
+
+
+def live_samples(rate: float, slots: int, seconds: float, seed: int):
+    """What a shard's watch sees: in flight every 0.25 s from the first completion, for Poisson arrivals at `rate`."""
+    sent = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, int(rate * seconds * 2)))
+    sent = sent[sent < seconds]
+    done = np.sort(served(sent, slots))
+    times = np.arange(done[0], seconds, 0.25)
+    return times, np.searchsorted(sent, times, "right") - np.searchsorted(done, times, "right")
+
+
+def test_live_a_target_at_half_its_capacity_is_never_called_growing_and_one_at_twice_always_is():
+    # 4 slots of 0.1 s: 40 req/s. What the watch sees 2.5 s in, over 200 seeds of Poisson arrivals.
+    assert not any(in_flight_trend(*live_samples(20, 4, 2.5, seed)).growing for seed in range(200))
+    assert all(in_flight_trend(*live_samples(80, 4, 2.5, seed)).growing for seed in range(200))
