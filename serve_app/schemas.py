@@ -385,6 +385,8 @@ class PerfRequest(_Request):
     def _sweep_lists_pair_up(self) -> PerfRequest:
         if isinstance(self.rate, list) and isinstance(self.parallel, list):
             raise ValueError("sweep either parallel or rate, not both: one of them must be a single value")
+        if self.open_loop and isinstance(self.parallel, list):
+            raise ValueError("an open loop sweeps rate: parallel is one cap on what is in flight, not a list")
         swept = "parallel" if isinstance(self.parallel, list) else "rate" if isinstance(self.rate, list) else None
         if swept and isinstance(self.number, list) and len(self.number) != len(getattr(self, swept)):
             raise ValueError(f"number and {swept} lists must have the same length (got {len(self.number)} and "

@@ -84,6 +84,7 @@ def test_invalid_input_is_a_400_naming_the_field(backend, path, body, fragment):
         ({"open_loop": True}, "open_loop shape arrivals at a rate: give a rate (req/s)"),
         ({"arrival": "constant", "ramp_up_s": 5}, "arrival, ramp_up_s shape arrivals at a rate: give a rate (req/s)"),
         ({"rate": [5, 10], "parallel": [1, 2]}, "sweep either parallel or rate, not both"),
+        ({"rate": 5, "open_loop": True, "parallel": [1, 2]}, "an open loop sweeps rate: parallel is one cap"),
         ({"rate": [5, 10], "number": [100, 200, 300]}, "number and rate lists must have the same length (got 3 and 2)"),
         ({"rate": 5, "burstiness": 0.5}, "burstiness is the shape of gamma arrivals: it needs arrival: gamma"),
         ({"rate": 5, "ramp_up_s": 10, "duration_s": 10}, "ramp_up_s (10) must be shorter than duration_s (10)"),
