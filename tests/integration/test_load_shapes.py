@@ -30,10 +30,11 @@ def test_an_open_loop_rate_sweep_of_evenly_spaced_arrivals_is_sent_on_schedule_a
     for rate, point in ((20, "rate_20_number_30"), (40, "rate_40_number_60")):
         outcome = result["results"][point]
         assert [shard["parallel"] for shard in outcome["shards"]] == [None, None]  # an open loop without a cap
-        # The two shards' arrivals, pooled, are one stream every 1/rate s: each send within 30 ms of its slot.
+        # The two shards' arrivals, pooled, are one stream every 1/rate s: shards in phase would put every other
+        # send half a gap (25 ms at 20 req/s) from its slot; a busy event loop only delays a few by tens of ms.
         sent = send_times(result["output_dir"], point)
-        slots = sent[0] + np.arange(len(sent)) / rate
-        assert np.percentile(np.abs(sent - slots), 90) < 0.03, np.round(sent - slots, 3)
+        late = np.abs(sent - (sent[0] + np.arange(len(sent)) / rate))
+        assert np.median(late) < 0.01 and np.percentile(late, 90) < 0.05, np.round(late, 3)
         saturation = outcome["saturation"]
         assert not saturation["saturated"] and saturation["not_sent"] == 0
         assert abs(saturation["achieved_req_per_s"] - rate) < 0.05 * rate
