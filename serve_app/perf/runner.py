@@ -14,7 +14,7 @@ import json
 import netrc
 import time
 import urllib.request
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 from evalscope.perf.arguments import Arguments
@@ -90,6 +90,7 @@ class ShardRunner:
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self._writer: RecordWriter | None = None  # the running (or last) point's record file
         self.stopped: str | None = None  # why the run stopped early (stop_on_saturation), if it did
+        self.schedule: np.ndarray | None = None  # with a rate: each request's send offset from the start
 
     @property
     def completed(self) -> int:
@@ -100,11 +101,23 @@ class ShardRunner:
         """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
         self.requests = asyncio.run(self._collect_requests())
         asyncio.run(self._probe())
+        self.requests = self._scheduled(self.requests)
         # Everything allocated so far (evalscope, pandas, transformers... imported; the request bodies) is
         # long-lived: freezing it keeps the collector from walking it mid-test, which stalled the event loop for
         # 100+ ms at a time. Here rather than in `run`, so the start instant need not leave room for a collection.
         gc.collect()
         gc.freeze()
+
+    def _scheduled(self, requests: list[tuple[dict, bool]]) -> list[tuple[dict, bool]]:
+        """With a rate, the requests as evalscope's open-loop strategy takes a replayed trace: each body carries its
+        send offset from the start (and its warm-up flag, so warm-up and measured requests share one schedule); the
+        strategy sends each at its offset and records warm-up ones as warm-up. A copy per request (the strategy
+        pops those keys, and bodies are shared), made here rather than in the timed window."""
+        self.schedule = self.spec.plan.arrival_offsets()
+        if self.schedule is None:
+            return requests
+        return [({**body, BODY_META_ARRIVAL_OFFSET: offset, **({BODY_META_IS_WARMUP: True} if is_warmup else {})},
+                 False) for (body, is_warmup), offset in zip(requests, self.schedule.tolist())]
 
     async def _collect_requests(self) -> list[tuple[dict, bool]]:
         """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
@@ -163,13 +176,12 @@ class ShardRunner:
         cpu_start = time.process_time()
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
         async with _http_client(self.args, self.api_plugin) as client:
-            schedule = self.spec.plan.arrival_offsets()
+            schedule = self.schedule
             sends = None if schedule is None else _PacedClient(client, self.spec.plan.parallel)
             if sends is None:
                 strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
             else:
-                strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue,
-                                            _replay(_scheduled(self.requests, schedule)))
+                strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue, _replay(self.requests))
             collector = asyncio.create_task(self._collect(queue, writer))
             try:
                 dispatch = asyncio.create_task(strategy.run())
@@ -256,20 +268,9 @@ def _environment_sets_proxy_or_netrc() -> bool:
     return True
 
 
-async def _replay(requests: Iterable[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:
+async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:
     for item in requests:
         yield item
-
-
-def _scheduled(requests: list[tuple[dict, bool]], schedule: np.ndarray) -> Iterator[tuple[dict, bool]]:
-    """The requests as evalscope's open-loop strategy takes a replayed trace: each body carries its send offset from
-    the start (and its warm-up flag, so warm-up and measured requests share one schedule); the strategy sends each
-    at its offset and records warm-up ones as warm-up. A copy per request, as the strategy pops those keys and
-    bodies are shared."""
-    for (body, is_warmup), offset in zip(requests, schedule.tolist()):
-        meta = {BODY_META_ARRIVAL_OFFSET: offset, BODY_META_IS_WARMUP: True} if is_warmup else \
-            {BODY_META_ARRIVAL_OFFSET: offset}
-        yield {**body, **meta}, False
 
 
 class _PacedClient:

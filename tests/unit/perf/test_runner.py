@@ -73,7 +73,7 @@ def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
 def test_a_shard_sends_each_request_at_its_scheduled_offset_warm_up_first(tmp_path, arrival):
     (plan,) = plan_shards(parallel=2, number=30, rate=100.0, shards=1, warmup=3, seed=7, shape=LoadShape(arrival))
     runner = ShardRunner(spec(plan=plan, work_dir=str(tmp_path)))  # unreachable: each request fails at once
-    runner.requests = asyncio.run(runner._collect_requests())
+    runner.requests = runner._scheduled(asyncio.run(runner._collect_requests()))  # prepare() without the probe
     start_at = time.time() + 0.2
     stats = runner.run(start_at=start_at)
     sent = sorted(start - start_at for batch in read_batches([Path(stats.records_path)], ["start_time"])
