@@ -92,7 +92,7 @@ def eval_job(simulator) -> dict:
 
 def perf_job(simulator) -> dict:
     return {"model": "simulator", "url": simulator.chat_url, "dataset_path": "perf/openqa.jsonl", "max_tokens": 4,
-            "number": 8, "parallel": 2}
+            "number": [4, 8], "parallel": [1, 2]}  # a sweep: its report also draws the metrics against the load
 
 
 @pytest.mark.parametrize("kind,body", [("eval", eval_job), ("perf", perf_job)], ids=["eval", "perf"])
@@ -105,3 +105,5 @@ def test_job_reports_draw_their_charts_offline(service, simulator, browser, tmp_
     seen = visit(browser, report, tmp_path / "report.png", DRAWN_CHARTS, CHARTS)
     assert seen.failed_requests == {} and seen.script_errors == []
     assert seen.elements[DRAWN_CHARTS] == seen.elements[CHARTS] > 0, f"charts missing, see {tmp_path / 'report.png'}"
+    if kind == "perf":
+        assert 'id="chart-load-ttft"' in service.get(f"/api/v1/jobs/{job_id}/report").text

@@ -69,9 +69,10 @@ def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
     assert asyncio.run(trust_env(True)) is True
 
 
-@pytest.mark.parametrize("arrival", ["poisson", "constant"])
-def test_a_shard_sends_each_request_at_its_scheduled_offset_warm_up_first(tmp_path, arrival):
-    (plan,) = plan_shards(parallel=2, number=30, rate=100.0, shards=1, warmup=3, seed=7, shape=LoadShape(arrival))
+@pytest.mark.parametrize("shape", [LoadShape(), LoadShape("constant"), LoadShape("gamma", 0.5),
+                                   LoadShape("poisson", ramp_up_s=0.2)], ids=["poisson", "constant", "gamma", "ramp"])
+def test_a_shard_sends_each_request_at_its_scheduled_offset_warm_up_first(tmp_path, shape):
+    (plan,) = plan_shards(parallel=2, number=30, rate=100.0, shards=1, warmup=3, seed=7, shape=shape)
     runner = ShardRunner(spec(plan=plan, work_dir=str(tmp_path)))  # unreachable: each request fails at once
     runner.requests = runner._scheduled(asyncio.run(runner._collect_requests()))  # prepare() without the probe
     start_at = time.time() + 0.2
