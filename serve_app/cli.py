@@ -142,7 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--api")
     perf.add_argument("--number", type=int, nargs="+")
     perf.add_argument("--parallel", type=int, nargs="+")
-    perf.add_argument("--rate", type=float)
+    perf.add_argument("--rate", type=float, nargs="+",
+                      help="arrivals per second (several: a rate sweep, paired with --number)")
+    perf.add_argument("--open-loop", action="store_true", default=None,
+                      help="send arrivals on schedule whatever is still in flight (--parallel then caps it, if given)")
+    perf.add_argument("--arrival", choices=["poisson", "constant", "gamma"], help="how arrivals are spaced")
+    perf.add_argument("--burstiness", type=float, help="gamma's shape with --arrival gamma (1 is Poisson)")
+    perf.add_argument("--ramp-up-s", type=float, help="raise the rate linearly from ~0 over these first seconds")
+    perf.add_argument("--stop-on-saturation", action="store_true", default=None,
+                      help="end a test point early once the target falls behind the load")
     perf.add_argument("--dataset")
     perf.add_argument("--dataset-path")
     perf.add_argument("--max-tokens", type=int)
@@ -346,9 +354,9 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         fields["judge"] = _judge(args.judge)
     else:
         fields = {name: getattr(args, name) for name in (
-            "url", "api", "rate", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
-            "total_timeout", "duration_s")}
-        for name in ("number", "parallel"):
+            "url", "api", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
+            "total_timeout", "duration_s", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")}
+        for name in ("number", "parallel", "rate"):
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values
         fields["slo"] = slo_limits(args.slo) or None
@@ -455,7 +463,20 @@ def _search(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _summary(kind: str, result: dict) -> str:
     search = f"\n{result['search']['verdict']}" if result.get("search") else ""
-    return _table(*ci_reports.result_table(kind, result)) + search + f"\noutputs: {result['output_dir']}"
+    saturation = "".join(f"\n{_saturation_line(point, outcome['saturation'])}"
+                         for point, outcome in result.get("results", {}).items() if outcome.get("saturation"))
+    return (_table(*ci_reports.result_table(kind, result)) + saturation + search
+            + f"\noutputs: {result['output_dir']}")
+
+
+def _saturation_line(point: str, saturation: dict) -> str:
+    """Whether a rate point's target kept up, with the figures it was judged on."""
+    figures = (f"{saturation['achieved_req_per_s']:.4g} of {saturation['requested_req_per_s']:.4g} req/s sent, "
+               f"in flight {saturation['in_flight_start']:.3g} -> {saturation['in_flight_end']:.3g}")
+    if not saturation["saturated"]:
+        return f"{point}: kept up ({figures})"
+    not_sent = f"; {saturation['not_sent']} requests not sent" if saturation["not_sent"] else ""
+    return f"{point}: saturated ({figures}{not_sent}): {'; '.join(saturation['reasons'])}"
 
 
 def _table(headers: list[str], rows: list[tuple]) -> str:

@@ -30,7 +30,7 @@ def check_perf_limits(request: PerfRequest, args: ServiceArgs) -> None:
     _at_most("number", max(numbers), args.max_number, "max_number")
     _at_most("warmup", request.warmup, args.max_number, "max_number")
     _at_most("parallel", max(parallels), args.max_parallel, "max_parallel")
-    _at_most("rate", request.rate, args.max_rate, "max_rate")
+    _at_most("rate", max(request.rates()), args.max_rate, "max_rate")
     for field in ("total_timeout", "connect_timeout", "read_timeout"):
         _at_most(field, getattr(request, field), args.request_timeout_s, "request_timeout_s")
     if request.search is not None:

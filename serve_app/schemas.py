@@ -54,7 +54,6 @@ EndpointUrl = Annotated[
 # "extra inputs are not permitted".
 NOT_SUPPORTED_YET = {
     "multi_turn": "evalscope's multi-turn chat load is not supported by this service yet",
-    "open_loop": "open-loop arrivals are not supported by this service yet (rate sends Poisson arrivals closed-loop)",
     "eval_type": "the service evaluates OpenAI-compatible chat endpoints only (evalscope's openai_api)",
 }
 
@@ -327,11 +326,29 @@ class PerfRequest(_Request):
     url: EndpointUrl = Field(description="Complete endpoint URL, e.g. http://host:port/v1/chat/completions.")
     api: Literal[PERF_APIS] = Field("openai", description="evalscope API plugin that shapes requests and responses.")
     api_key: SecretStr | None = Field(None, description="Bearer key for the endpoint; never echoed or stored.")
-    number: int | list[int] = Field(1000, description="Requests to send (a list sweeps, paired with parallel).")
-    parallel: int | list[int] = Field(1, description="Concurrent requests (a list sweeps, paired with number).")
+    number: int | list[int] = Field(
+        1000, description="Requests to send (a list sweeps, paired with a parallel or rate list).")
+    parallel: int | list[int] = Field(
+        1, description="Concurrent requests (a list sweeps, paired with number). With open_loop: a cap on what is in "
+        "flight, only if given.")
     # A float default (defaults skip validation): evalscope's Arguments declares float, and an int in the merged
     # point's arguments made every dump of them warn.
-    rate: float = Field(-1.0, description="Open-loop arrival rate in requests/s (Poisson); -1 = as fast as allowed.")
+    rate: float | list[float] = Field(
+        -1.0, description="Arrival rate in requests/s, shaped by `arrival` and `ramp_up_s`; -1 = as fast as the "
+        "parallel slots allow. A list sweeps, paired with number (not with a parallel list).")
+    open_loop: bool = Field(
+        False, description="Send arrivals on schedule whether or not earlier requests finished (evalscope's open "
+        "loop); needs a rate; parallel then caps what is in flight only if given.")
+    arrival: Literal["poisson", "constant", "gamma"] = Field(
+        "poisson", description="How arrivals are spaced at `rate`: Poisson, evenly, or gamma with `burstiness`.")
+    burstiness: float | None = Field(
+        None, gt=0, description="gamma's shape (arrival: gamma): 1 is Poisson, below 1 burstier, above 1 steadier.")
+    ramp_up_s: float | None = Field(
+        None, gt=0, description="Raise the rate linearly from ~0 to `rate` over the first ramp_up_s seconds of each "
+        "test point.")
+    stop_on_saturation: bool = Field(
+        False, description="End a test point early (the rest of its requests not sent) once the target is saturated: "
+        "arrivals fall behind schedule or the requests in flight keep growing.")
     dataset: str = Field(
         "openqa",
         min_length=1,
@@ -421,10 +438,18 @@ class PerfRequest(_Request):
 
     @field_validator("rate")
     @classmethod
-    def _rate_positive_or_unlimited(cls, rate: float) -> float:
-        if rate != -1 and rate <= 0:
+    def _rate_positive_or_unlimited(cls, rate: float | list[float]) -> float | list[float]:
+        if isinstance(rate, list):
+            if not rate:
+                raise ValueError("must not be an empty list")
+            if any(r <= 0 for r in rate):
+                raise ValueError("every rate of a sweep must be > 0")
+        elif rate != -1 and rate <= 0:
             raise ValueError("must be > 0, or -1 for unlimited")
         return rate
+
+    def rates(self) -> list[float]:
+        return self.rate if isinstance(self.rate, list) else [self.rate]
 
     @field_serializer("headers")
     def _mask_credentials(self, headers: dict[str, str], info: SerializationInfo) -> dict[str, str]:
@@ -447,9 +472,29 @@ class PerfRequest(_Request):
 
     @model_validator(mode="after")
     def _sweep_lists_pair_up(self) -> PerfRequest:
-        if isinstance(self.number, list) and isinstance(self.parallel, list):
-            if len(self.number) != len(self.parallel):
-                raise ValueError("number and parallel lists must have the same length")
+        if isinstance(self.rate, list) and isinstance(self.parallel, list):
+            raise ValueError("sweep either parallel or rate, not both: one of them must be a single value")
+        if self.open_loop and isinstance(self.parallel, list):
+            raise ValueError("an open loop sweeps rate: parallel is one cap on what is in flight, not a list")
+        swept = "parallel" if isinstance(self.parallel, list) else "rate" if isinstance(self.rate, list) else None
+        if swept and isinstance(self.number, list) and len(self.number) != len(getattr(self, swept)):
+            raise ValueError(f"number and {swept} lists must have the same length (got {len(self.number)} and "
+                             f"{len(getattr(self, swept))})")
+        return self
+
+    @model_validator(mode="after")
+    def _a_load_shape_needs_a_rate(self) -> PerfRequest:
+        rate_search = self.search is not None and self.search.vary == "rate"
+        if self.rate == -1 and not rate_search:
+            shaped = [name for name in ("open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
+                      if name in self.model_fields_set and getattr(self, name) not in (False, None)]
+            if shaped:
+                raise ValueError(f"{', '.join(shaped)} shape arrivals at a rate: give a rate (req/s)")
+        if self.burstiness is not None and self.arrival != "gamma":
+            raise ValueError("burstiness is the shape of gamma arrivals: it needs arrival: gamma")
+        if self.ramp_up_s is not None and self.duration_s is not None and self.ramp_up_s >= self.duration_s:
+            raise ValueError(f"ramp_up_s ({self.ramp_up_s:g}) must be shorter than duration_s ({self.duration_s:g}): "
+                             "the point would end before reaching its rate")
         return self
 
     @model_validator(mode="after")
@@ -461,6 +506,8 @@ class PerfRequest(_Request):
         if isinstance(self.number, list) or isinstance(self.parallel, list):
             raise ValueError("a search chooses the load itself: number (the most requests per probe) and parallel "
                              "are single values")
+        if isinstance(self.rate, list):
+            raise ValueError("a search chooses the load itself: rate is a single value")
         if self.search.vary == "rate" and self.rate != -1:
             raise ValueError("rate is what this search varies: leave it unset")
         if self.duration_s is not None:
@@ -475,14 +522,27 @@ class PerfRequest(_Request):
             raise ValueError(f"slo {', '.join(token_limits)} need stream: true (only e2e_ms holds without a stream)")
         return self
 
-    def sweep(self) -> list[tuple[int, int]]:
-        """The (parallel, number) test points, in order; a scalar pairs with every list entry."""
+    @property
+    def sweeps_rate(self) -> bool:
+        """Points are named and drawn by rate (evalscope's rate_<r>_number_<n>): a rate sweep, or an open loop."""
+        return isinstance(self.rate, list) or self.open_loop
+
+    @property
+    def parallel_cap(self) -> int | None:
+        """The single parallel of a point: in an open loop, a cap only when given."""
+        if self.open_loop and "parallel" not in self.model_fields_set:
+            return None
+        return self.parallel if isinstance(self.parallel, int) else None
+
+    def sweep(self) -> list[tuple[int | None, int, float]]:
+        """The (parallel, number, rate) test points, in order; a scalar pairs with every list entry. parallel None:
+        no cap on what is in flight (an open loop that does not give one)."""
         parallels = self.parallel if isinstance(self.parallel, list) else None
+        rates = self.rate if isinstance(self.rate, list) else None
         numbers = self.number if isinstance(self.number, list) else None
-        length = len(parallels or numbers or [0])
-        parallels = parallels or [self.parallel] * length
-        numbers = numbers or [self.number] * length
-        return list(zip(parallels, numbers))
+        length = len(parallels or rates or numbers or [0])
+        return list(zip(parallels or [self.parallel_cap] * length, numbers or [self.number] * length,
+                        rates or [self.rate] * length))
 
 
 class HealthResponse(BaseModel):
@@ -532,7 +592,7 @@ class Goodput(BaseModel):
 
 class ShardSummary(BaseModel):
     shard: int
-    parallel: int
+    parallel: int | None = Field(description="Its cap on requests in flight; null: none (an open loop without one).")
     number: int
     rate: float
     requests: int = Field(description="Requests this shard completed (succeeded or failed).")
@@ -547,6 +607,39 @@ class ShardSummary(BaseModel):
     worker_started_at: float = Field(
         0.0, description="Unix time that process was started: before the job when it was a warm worker."
     )
+    sent: int | None = Field(None, description="With a rate: measured requests that went out.")
+    stopped: str | None = Field(None, description="Why it stopped sending early (stop_on_saturation), if it did.")
+
+
+class PointSaturation(BaseModel):
+    """Did the target keep up with the load? Judged over the merged send and completion times of every shard."""
+
+    saturated: bool = Field(description="Arrivals went out under 95 % of the scheduled rate, or the requests in "
+                                        "flight kept growing.")
+    requested_req_per_s: float = Field(description="The schedule's rate over the requests that went out (with a "
+                                                   "ramp, its average over the ramp too).")
+    achieved_req_per_s: float = Field(description="The rate they went out at.")
+    in_flight_start: float = Field(description="Mean requests in flight over the first fifth of the send window "
+                                               "(from the first completion).")
+    in_flight_end: float = Field(description="... and over its last fifth.")
+    in_flight_trend_per_s: float = Field(description="Least-squares slope of the requests in flight.")
+    reasons: list[str] = Field(description="Why it is saturated, in words; empty when it is not.")
+    stopped_early: bool = Field(description="stop_on_saturation ended the point: the rest of its requests were not "
+                                            "sent, those in flight were abandoned.")
+    not_sent: int = Field(description="Measured requests of the point that never went out (stopped early, or "
+                                      "duration_s ran out).")
+
+
+class LoadSeries(BaseModel):
+    """Each metric against the load, one entry per test point in load order: what the report draws."""
+
+    load: Literal["parallel", "rate"] = Field(description="What the points vary.")
+    loads: list[float] = Field(description="The load of each point (concurrent requests or req/s).")
+    points: list[str] = Field(description="Each point's key in `results`.")
+    metrics: dict[str, list[float | None]] = Field(
+        description="Per metric, its value at each point: latency percentiles named as the gates name them (TTFT "
+        "(ms)@50%, TPOT (ms)@90%, ITL (ms)@99%, Latency (s)@99%, ...), Req Throughput (req/s), with a rate "
+        "Requested (req/s) and Achieved (req/s) (arrivals), with an slo Goodput (req/s) and Good fraction.")
 
 
 class PerfPointResult(BaseModel):
@@ -554,6 +647,7 @@ class PerfPointResult(BaseModel):
     percentiles: list[dict[str, Any]] = Field(description="evalscope's benchmark_percentile.json rows.")
     shards: list[ShardSummary] = Field(description="How the test point was split and what each shard did.")
     goodput: Goodput | None = Field(None, description="With an slo: how many requests met it, over all shards.")
+    saturation: PointSaturation | None = Field(None, description="With a rate: whether the target kept up.")
 
 
 class SearchProbe(BaseModel):
@@ -563,6 +657,8 @@ class SearchProbe(BaseModel):
     good_fraction: float
     goodput_req_per_s: float
     achieved_req_per_s: float = Field(description="Requests completed per second of the probe (evalscope's).")
+    saturated: bool = Field(False, description="The target did not keep up with the probe's rate (see the point's "
+                                               "saturation): such a probe fails whatever its good fraction.")
 
 
 class SearchResult(BaseModel):
@@ -582,6 +678,7 @@ class PerfResponse(BaseModel):
         "a search's probes are keyed parallel_<p>_number_<n> or rate_<r>_number_<n>, in the order they ran"
     )
     search: SearchResult | None = Field(None, description="With a search: the capacity found, and every probe.")
+    series: LoadSeries | None = Field(None, description="With two points or more: each metric against the load.")
 
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]

@@ -20,9 +20,28 @@ from serve_app.schemas import NOT_SUPPORTED_YET, ErrorResponse
 logger = logging.getLogger("serve_app.api")
 
 
+# Union branches pydantic names in an error's location (`rate.float`, `rate.list[float]`) for fields that take a
+# value or a list of them (a sweep).
+_SWEEP_BRANCHES = ("int", "float", "list[int]", "list[float]")
+
+
+def _without_sweep_branches(errors: list[dict]) -> list[dict]:
+    """A scalar that fails a field taking a value or a list reads as that field's error, not also as "not a list"."""
+    kept = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if loc and loc[-1] in _SWEEP_BRANCHES:
+            if error.get("type") == "list_type" and any(tuple(other.get("loc", ()))[:-1] == loc[:-1]
+                                                        for other in errors if other is not error):
+                continue
+            error = {**error, "loc": loc[:-1]}
+        kept.append(error)
+    return kept
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     problems = []
-    for error in exc.errors():
+    for error in _without_sweep_branches(exc.errors()):
         location = ".".join(str(part) for part in error.get("loc", ())[1:]) or "body"
         message = error.get("msg", "invalid value")
         if error.get("type") == "json_invalid":

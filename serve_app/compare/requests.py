@@ -16,8 +16,11 @@ _BLOCKING = {
     "eval": {"datasets", "limit", "repeats", "dataset_args", "judge"},  # another judge scores differently
     "perf": {"number", "parallel", "rate", "max_tokens", "min_tokens", "dataset", "dataset_path", "tokenizer_path",
              "min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "extra_args", "seed",
-             "stream", "api", "duration_s", "search"},
+             "stream", "api", "duration_s", "search", "open_loop", "arrival", "burstiness", "ramp_up_s",
+             "stop_on_saturation"},
 }
+# Fields added after jobs were stored without them: such a job ran with these values.
+_ADDED_LATER = {"eval": {}, "perf": {"open_loop": False, "arrival": "poisson", "stop_on_saturation": False}}
 # Where a dataset was read from may differ (another copy of the same samples); the pairing counts what differs.
 _NOT_BLOCKING_LEAVES = {"local_path"}
 
@@ -33,7 +36,7 @@ class Difference:
 def differences(kind: str, baseline: dict[str, Any], candidate: dict[str, Any]) -> list[Difference]:
     """The request fields (secrets masked, as stored) that differ between two jobs of `kind`."""
     ignored, blocking = _IGNORED[kind], _BLOCKING[kind]
-    base, cand = _flatten(baseline), _flatten(candidate)
+    base, cand = (_flatten({**_ADDED_LATER[kind], **request}) for request in (baseline, candidate))
     found = []
     for field in sorted(set(base) | set(cand)):
         top, leaf = field.split(".")[0], field.split(".")[-1]

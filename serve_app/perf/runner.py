@@ -20,20 +20,24 @@ import numpy as np
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
-from evalscope.perf.core.strategies import ClosedLoopStrategy
+from evalscope.perf.core.strategies import ClosedLoopStrategy, OpenLoopStrategy
 from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
 from evalscope.perf.plugin import ApiRegistry
 from evalscope.perf.utils.benchmark_util import BenchmarkData
-from evalscope.perf.utils.body_meta import BODY_META_PREFIX
+from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_IS_WARMUP, BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
+from serve_app.perf.saturation import MIN_OBSERVED_S, behind_schedule, in_flight_trend
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
 
 # Distinct bodies remembered for sharing: bounds the memo when every body differs (random prompts).
 _SHARED_BODIES = 10_000
+# How often a shard that may stop on saturation looks at its sends and what is in flight.
+_WATCH_INTERVAL_S = 0.25
 
 
 class ShardError(RuntimeError):
@@ -42,14 +46,16 @@ class ShardError(RuntimeError):
 
 def build_arguments(spec: ShardSpec) -> Arguments:
     plan = spec.plan
+    parallel = plan.parallel or -1  # evalscope's "no cap" (its open loop sets -1 itself)
     args = Arguments(
         model=spec.model,
         url=spec.url,
         api=spec.api,
         api_key=spec.api_key,
         number=plan.number,
-        parallel=plan.parallel,
+        parallel=parallel,
         rate=plan.rate,
+        open_loop=plan.open_loop,
         warmup_num=plan.warmup,
         seed=plan.seed,
         dataset_offset=plan.dataset_offset,
@@ -67,7 +73,7 @@ def build_arguments(spec: ShardSpec) -> Arguments:
         **spec.evalscope_args,
     )
     # Arguments stores sweepable fields as lists; one run uses scalars, as evalscope's run_one_benchmark does.
-    args.number, args.parallel, args.rate = plan.number, plan.parallel, plan.rate
+    args.number, args.parallel, args.rate = plan.number, parallel, plan.rate
     return args
 
 
@@ -83,6 +89,8 @@ class ShardRunner:
         self.requests: list[tuple[dict, bool]] = []
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self._writer: RecordWriter | None = None  # the running (or last) point's record file
+        self.stopped: str | None = None  # why the run stopped early (stop_on_saturation), if it did
+        self.schedule: np.ndarray | None = None  # with a rate: each request's send offset from the start
 
     @property
     def completed(self) -> int:
@@ -93,11 +101,23 @@ class ShardRunner:
         """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
         self.requests = asyncio.run(self._collect_requests())
         asyncio.run(self._probe())
+        self.requests = self._scheduled(self.requests)
         # Everything allocated so far (evalscope, pandas, transformers... imported; the request bodies) is
         # long-lived: freezing it keeps the collector from walking it mid-test, which stalled the event loop for
         # 100+ ms at a time. Here rather than in `run`, so the start instant need not leave room for a collection.
         gc.collect()
         gc.freeze()
+
+    def _scheduled(self, requests: list[tuple[dict, bool]]) -> list[tuple[dict, bool]]:
+        """With a rate, the requests as evalscope's open-loop strategy takes a replayed trace: each body carries its
+        send offset from the start (and its warm-up flag, so warm-up and measured requests share one schedule); the
+        strategy sends each at its offset and records warm-up ones as warm-up. A copy per request (the strategy
+        pops those keys, and bodies are shared), made here rather than in the timed window."""
+        self.schedule = self.spec.plan.arrival_offsets()
+        if self.schedule is None:
+            return requests
+        return [({**body, BODY_META_ARRIVAL_OFFSET: offset, **({BODY_META_IS_WARMUP: True} if is_warmup else {})},
+                 False) for (body, is_warmup), offset in zip(requests, self.schedule.tolist())]
 
     async def _collect_requests(self) -> list[tuple[dict, bool]]:
         """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
@@ -141,14 +161,14 @@ class ShardRunner:
         path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
         self._writer = RecordWriter(path, clock)
         with self._writer as writer:
-            cpu_s = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
+            cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
         write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
-                          records_path=str(path))
+                          records_path=str(path), sent=sent, stopped=self.stopped)
 
-    async def _dispatch(self, start_mono: float, writer: RecordWriter) -> float:
+    async def _dispatch(self, start_mono: float, writer: RecordWriter) -> tuple[float, int | None]:
         """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
-        reading the replies."""
+        reading the replies, and how many measured requests went out (None: not counted, without a rate)."""
         asyncio.get_running_loop().set_task_factory(_send_tasks_released_when_done)
         delay = start_mono - time.perf_counter()
         if delay > 0:
@@ -156,17 +176,51 @@ class ShardRunner:
         cpu_start = time.process_time()
         queue: asyncio.Queue[BenchmarkData] = asyncio.Queue()
         async with _http_client(self.args, self.api_plugin) as client:
-            # evalscope draws the Poisson arrival intervals from numpy's global generator (this process is the
-            # shard's own): seeding it makes each shard's arrivals reproducible and unlike the other shards'.
-            np.random.seed(self.spec.plan.seed)
-            strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
+            schedule = self.schedule
+            sends = None if schedule is None else _PacedClient(client, self.spec.plan.parallel)
+            if sends is None:
+                strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
+            else:
+                strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue, _replay(self.requests))
             collector = asyncio.create_task(self._collect(queue, writer))
             try:
-                await strategy.run()
+                dispatch = asyncio.create_task(strategy.run())
+                if sends is not None and self.spec.plan.stop_on_saturation:
+                    await self._watch(dispatch, sends, schedule, time.perf_counter())
+                await dispatch
+                await queue.join()
+            except asyncio.CancelledError:
+                if self.stopped is None:  # cancelled from outside, not by the watch
+                    raise
                 await queue.join()
             finally:
                 collector.cancel()
-        return time.process_time() - cpu_start
+        sent = None if sends is None else max(0, sends.sent - self.spec.plan.warmup)
+        return time.process_time() - cpu_start, sent
+
+    async def _watch(self, dispatch: asyncio.Task, sends: _PacedClient, schedule: np.ndarray, start: float) -> None:
+        """Stop sending once this shard sees the target saturated (serve_app.perf.saturation); requests still in
+        flight are abandoned, not recorded: waiting for them is what the stop saves the target from."""
+        times: list[float] = []
+        in_flight: list[float] = []
+        while not dispatch.done():
+            await asyncio.wait([dispatch], timeout=_WATCH_INTERVAL_S)
+            elapsed = time.perf_counter() - start
+            due = int(np.searchsorted(schedule, elapsed, "right"))
+            if sends.done:  # before the first completion the count only fills up to its steady level
+                times.append(elapsed)
+                in_flight.append(sends.sent - sends.done)
+            trend = in_flight_trend(np.array(times), np.array(in_flight))
+            if behind_schedule(elapsed, due, sends.sent):
+                self.stopped = (f"stopped on saturation after {elapsed:.1f} s: {sends.sent} of the {due} requests "
+                                "due had gone out")
+            elif elapsed >= MIN_OBSERVED_S and trend.growing:
+                self.stopped = (f"stopped on saturation after {elapsed:.1f} s: requests in flight grew from "
+                                f"{trend.start:.3g} to {trend.end:.3g}")
+            if self.stopped and not dispatch.done():
+                print(self.stopped)
+                dispatch.cancel()
+                return
 
     async def _collect(self, queue: asyncio.Queue[BenchmarkData], writer: RecordWriter) -> None:
         while True:
@@ -219,13 +273,41 @@ async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict
         yield item
 
 
+class _PacedClient:
+    """evalscope's HTTP client as the open-loop strategy sees it: a request waits for one of `cap` slots when capped
+    (`parallel` bounds what is in flight, so an arrival beyond it goes out late), and sends and completions are
+    counted for the saturation watch."""
+
+    def __init__(self, client: AioHttpClient, cap: int | None) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(cap) if cap else None
+        self.sent = 0
+        self.done = 0
+
+    async def post(self, body: dict) -> BenchmarkData:
+        if self._slots is None:
+            return await self._send(body)
+        async with self._slots:
+            return await self._send(body)
+
+    async def _send(self, body: dict) -> BenchmarkData:
+        self.sent += 1
+        try:
+            return await self._client.post(body)
+        finally:
+            self.done += 1
+
+
+_SEND_CODES = (_send_request.__code__, _send_request_open_loop.__code__)
+
+
 def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
-    """A task factory: evalscope's closed-loop dispatch keeps the task of every request it sent until the test point
-    ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its own, but
-    evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
+    """A task factory: evalscope's dispatch (closed and open loop) keeps the task of every request it sent until the
+    test point ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its
+    own, but evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
     Cancelling the future cancels the request; every other coroutine gets a plain task."""
     task = asyncio.Task(coroutine, loop=loop, **kwargs)
-    if getattr(coroutine, "cr_code", None) is not _send_request.__code__:
+    if getattr(coroutine, "cr_code", None) not in _SEND_CODES:
         return task
     mirror = loop.create_future()
     task.add_done_callback(functools.partial(_settle, mirror))

@@ -42,8 +42,11 @@ class CapacitySearch:
     def min_failing(self) -> float | None:
         return min((p.load for p in self.probes if not p.passed), default=None)
 
-    def record(self, load: float, good_fraction: float, throughput: float, latency_s: float) -> Probe:
-        probe = Probe(load, good_fraction, good_fraction >= self.min_goodput, throughput, latency_s)
+    def record(self, load: float, good_fraction: float, throughput: float, latency_s: float,
+               saturated: bool = False) -> Probe:
+        """A probe passes when enough of its requests met the SLO, unless the target did not keep up with its rate
+        (serve_app.perf.saturation): then the load it was measured at is not the load asked for."""
+        probe = Probe(load, good_fraction, good_fraction >= self.min_goodput and not saturated, throughput, latency_s)
         self.probes.append(probe)
         return probe
 

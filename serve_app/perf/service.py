@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -23,13 +24,18 @@ from serve_app.paths import confine_dataset_path, new_run_dir, resolve_dataset_f
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
 from serve_app.perf.placement import ShardPlacement, cpus_free_and_total, placement_name
+from serve_app.perf.arrivals import LoadShape
 from serve_app.perf.plan import UNLIMITED_RATE, ShardPlan, choose_shard_count, plan_shards, unplaceable_message
+from serve_app.perf.saturation import Saturation
 from serve_app.perf.search import CapacitySearch
+from serve_app.perf.series import load_series
 from serve_app.perf.shard import ShardSpec, ShardStats
 from serve_app.schemas import (
+    LoadSeries,
     PerfPointResult,
     PerfRequest,
     PerfResponse,
+    PointSaturation,
     SearchProbe,
     SearchResult,
     ShardSummary,
@@ -47,10 +53,11 @@ class PerfRunError(RunError):
 
 @dataclass(frozen=True)
 class PointPlan:
-    name: str  # parallel_<p>_number_<n>, evalscope's key (with _2, _3, ... for a repeated point)
+    name: str  # parallel_<p>_number_<n> or rate_<r>_number_<n>, evalscope's key (_2, _3, ... for a repeated point)
     shards: list[ShardPlan]
     rate: float = UNLIMITED_RATE  # the whole point's, as evalscope's arguments for it say
     duration_s: float | None = None  # a search's probe also ends after this long
+    load: float = 0.0  # what the report draws it against: its parallel or its rate
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,13 @@ class PerfPlan:
         return sum(shard.number for point in self.points for shard in point.shards)
 
 
-def point_names(sweep: list[tuple[int, int]]) -> list[str]:
-    """evalscope's key of each (parallel, number) point; a point repeated in the sweep runs again under the same key
-    with `_2`, `_3`, ... appended (evalscope itself would overwrite the first), so each run is reported."""
+def point_names(sweep: list[tuple[int | None, int, float]], by_rate: bool = False) -> list[str]:
+    """evalscope's key of each (parallel, number, rate) point (by rate: rate_<r>_number_<n>, as evalscope names an
+    open loop's runs); a point repeated in the sweep runs again under the same key with `_2`, `_3`, ... appended
+    (evalscope itself would overwrite the first), so each run is reported."""
     names, seen = [], Counter()
-    for parallel, number in sweep:
-        key = f"parallel_{parallel}_number_{number}"
+    for parallel, number, rate in sweep:
+        key = f"rate_{rate:g}_number_{number}" if by_rate else f"parallel_{parallel}_number_{number}"
         seen[key] += 1
         names.append(key if seen[key] == 1 else f"{key}_{seen[key]}")
     return names
@@ -82,8 +90,8 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, clu
     dataset_path = resolve_dataset_file(dataset, request.dataset_path, args)
     sweep = [] if request.search else request.sweep()  # a search plans each probe once the last one is measured
     points = [
-        plan_point(name, parallel, number, request.rate, request, args, cluster_cpus, request.duration_s)
-        for name, (parallel, number) in zip(point_names(sweep), sweep)
+        plan_point(name, parallel, number, rate, request, args, cluster_cpus, request.duration_s)
+        for name, (parallel, number, rate) in zip(point_names(sweep, request.sweeps_rate), sweep)
     ]
     tokenizer_path = request.tokenizer_path and str(
         confine_dataset_path("tokenizer_path", request.tokenizer_path, args, "a directory"))
@@ -92,7 +100,7 @@ def plan_perf(request: PerfRequest, args: ServiceArgs, dataset: PerfDataset, clu
 
 def plan_point(
     name: str,
-    parallel: int,
+    parallel: int | None,
     number: int,
     rate: float,
     request: PerfRequest,
@@ -114,8 +122,10 @@ def plan_point(
     )
     warmup = request.warmup if warmup is None else warmup
     seed = 42 if request.seed is None else request.seed
-    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=warmup, seed=seed)
-    return PointPlan(name, plans, rate, duration_s)
+    shape = LoadShape(request.arrival, request.burstiness or 1.0, request.ramp_up_s or 0.0)
+    plans = plan_shards(parallel=parallel, number=number, rate=rate, shards=shards, warmup=warmup, seed=seed,
+                        shape=shape, open_loop=request.open_loop, stop_on_saturation=request.stop_on_saturation)
+    return PointPlan(name, plans, rate, duration_s, load=rate if request.sweeps_rate else parallel or 0)
 
 
 def plan_probe(request: PerfRequest, args: ServiceArgs, cluster_cpus: float, load: float) -> PointPlan:
@@ -128,14 +138,15 @@ def plan_probe(request: PerfRequest, args: ServiceArgs, cluster_cpus: float, loa
         number = max(request.number, parallel)
         warmup, name = max(request.warmup, parallel), f"parallel_{parallel}_number_{number}"
     else:
-        # Enough slots that they do not bound the rate (evalscope's dispatch waits for a free one): the request's
-        # parallel where given, else the most one shard takes.
-        parallel = request.parallel if "parallel" in request.model_fields_set else args.max_parallel_per_shard
+        # Enough slots that they do not bound the rate (a late arrival waits for a free one): the request's
+        # parallel where given, else none in an open loop, else the most one shard takes.
+        parallel = request.parallel if "parallel" in request.model_fields_set else (
+            None if request.open_loop else args.max_parallel_per_shard)
         rate, number = load, min(request.number, max(1, math.ceil(load * search.probe_duration_s)))
-        parallel = min(parallel, number)
+        parallel = parallel and min(parallel, number)
         warmup, name = max(request.warmup, math.ceil(load)), f"rate_{load:g}_number_{number}"
-    return plan_point(name, parallel, number, rate, request, args, cluster_cpus, search.probe_duration_s,
-                      warmup)
+    point = plan_point(name, parallel, number, rate, request, args, cluster_cpus, search.probe_duration_s, warmup)
+    return dataclasses.replace(point, load=load)
 
 
 def cluster_cpus(args: ServiceArgs) -> float:
@@ -171,9 +182,11 @@ class PerfRun:
                 results[point.name] = await self._run_point(point)
         else:
             search = await self._search(results)
+        series = load_series(self.plan.points, results, "rate" if self.request.sweeps_rate or (
+            search and search.vary == "rate") else "parallel")
         # The result is complete once merged: the HTML report (seconds) follows on its own.
-        keep_running(self._write_report())
-        return PerfResponse(output_dir=str(self.plan.output_dir), results=results, search=search)
+        keep_running(self._write_report(series))
+        return PerfResponse(output_dir=str(self.plan.output_dir), results=results, search=search, series=series)
 
     async def _search(self, results: dict[str, PerfPointResult]) -> SearchResult:
         """Probe loads, each a test point like any other, until the search has bracketed the capacity."""
@@ -186,20 +199,22 @@ class PerfRun:
             self.plan.points.append(point)  # the progress total: the requests planned so far
             result = results[point.name] = await self._run_point(point)
             throughput = result.metrics.get("Req Throughput (req/s)", 0.0)
+            saturated = bool(result.saturation and result.saturation.saturated)
             probe = search.record(load, result.goodput.good_fraction, throughput,
-                                  result.metrics.get("Avg Latency (s)", 0.0))
+                                  result.metrics.get("Avg Latency (s)", 0.0), saturated)
             probes.append(SearchProbe(
                 point=point.name, load=load, passed=probe.passed, good_fraction=result.goodput.good_fraction,
                 goodput_req_per_s=result.goodput.goodput_req_per_s, achieved_req_per_s=throughput,
+                saturated=saturated,
             ))
         unit = "concurrent requests" if spec.vary == "parallel" else "req/s"
         return SearchResult(vary=spec.vary, max_passing=search.max_passing, min_failing=search.min_failing,
                             probes=probes, verdict=search.verdict(unit))
 
-    async def _write_report(self) -> None:
+    async def _write_report(self, series: LoadSeries | None) -> None:
         worker = self.workers.take_task_worker()
         try:
-            await worker.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api)
+            await worker.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api, series)
         except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
             logger.warning("no perf report for %s: %s", self.plan.output_dir, _reason(exc))
         finally:
@@ -229,7 +244,7 @@ class PerfRun:
                           zip(point.shards, self.workers.shards_on(nodes, live), nodes)]
                 stats = await self._start_together(shards, point, output_dir)
             total = {
-                "parallel": sum(s.plan.parallel for s in shards),
+                "parallel": -1 if shards[0].plan.parallel is None else sum(s.plan.parallel for s in shards),
                 "number": sum(s.plan.number for s in shards),
                 "rate": point.rate,
                 "warmup_num": sum(s.plan.warmup for s in shards),
@@ -238,7 +253,7 @@ class PerfRun:
             # every node); shard 0 merges them from there, so no record passes through the object store.
             self._phase = "reporting"
             record_paths = [stat.records_path for stat in stats]
-            merged = await shards[0].actor.merge.remote(total, str(output_dir), record_paths)
+            merged = await shards[0].actor.merge.remote(total, str(output_dir), record_paths, point.shards)
         except BaseException:
             _kill(shards)  # at once: this is also what stops the traffic when a job is cancelled or fails
             raise
@@ -254,6 +269,7 @@ class PerfRun:
             shards=[_summarize(shard.plan, stat, good) for shard, stat, good in
                     zip(shards, stats, merged["good"] or [None] * len(shards))],
             goodput=merged["goodput"],
+            saturation=point_saturation(merged["saturation"], point, stats),
         )
 
     async def _place(self, point: PointPlan) -> ShardPlacement:
@@ -372,6 +388,25 @@ async def _clock_offset(actor: ray.actor.ActorHandle) -> float:
     return best_offset
 
 
+def point_saturation(saturation: Saturation | None, point: PointPlan,
+                     stats: list[ShardStats]) -> PointSaturation | None:
+    """The point's saturation as its result says it: the merged judgement, and what the shards did not send."""
+    if saturation is None:
+        return None
+    stopped = [f"shard {stat.index}: {stat.stopped}" for stat in stats if stat.stopped]
+    return PointSaturation(
+        saturated=saturation.saturated or bool(stopped),
+        requested_req_per_s=round(saturation.requested_req_per_s, 4),
+        achieved_req_per_s=round(saturation.achieved_req_per_s, 4),
+        in_flight_start=round(saturation.trend.start, 2),
+        in_flight_end=round(saturation.trend.end, 2),
+        in_flight_trend_per_s=round(saturation.trend.per_s, 4),
+        reasons=saturation.reasons() + stopped,
+        stopped_early=bool(stopped),
+        not_sent=sum(plan.number for plan in point.shards) - sum(stat.sent or 0 for stat in stats),
+    )
+
+
 def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSummary:
     return ShardSummary(
         shard=plan.index,
@@ -386,4 +421,6 @@ def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSum
         worker=stats.worker,
         worker_started_at=stats.worker_started_at,
         good=good,
+        sent=stats.sent,
+        stopped=stats.stopped,
     )

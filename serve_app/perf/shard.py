@@ -50,6 +50,8 @@ class ShardStats:
     worker: str = ""  # the Ray actor (process) it ran in
     worker_started_at: float = 0.0  # unix time that process was started
     records_path: str = ""  # the shard's record file, under the point's directory on the shared outputs root
+    sent: int | None = None  # measured requests that went out (with a rate), abandoned ones in flight included
+    stopped: str | None = None  # why it stopped sending early (stop_on_saturation), if it did
 
     @property
     def cpu_ms_per_request(self) -> float:

@@ -13,6 +13,8 @@ from typing import Any
 import ray
 
 from serve_app.jobs.output import print_to_job_log
+from serve_app.perf.plan import ShardPlan, point_schedule
+from serve_app.perf.saturation import assess
 from serve_app.perf.shard import ShardSpec, ShardStats
 from serve_app.worker import JobWorker, where_this_runs
 
@@ -44,16 +46,20 @@ class PerfShard(JobWorker):
         stats = self.runner.run(start_at, clock_offset_s)
         return dataclasses.replace(stats, worker=self.name(), worker_started_at=self.started_at)
 
-    def merge(self, point: dict[str, Any], output_dir: str, record_paths: list[str]) -> dict[str, Any]:
+    def merge(self, point: dict[str, Any], output_dir: str, record_paths: list[str],
+              plans: list[ShardPlan]) -> dict[str, Any]:
         """Pool every shard's record file and let evalscope compute the point's metrics, here rather than in the
-        ingress."""
+        ingress; with a rate, judge the sends of every shard against the point's schedule (`plans`: its shards')."""
         from serve_app.perf.merge import merge_record_files
+        from serve_app.perf.records import send_and_completion_times
 
         args = self.runner.args.model_copy(update=point)
         paths = [Path(path) for path in record_paths]
-        merged = merge_record_files(paths, args, Path(output_dir), self.runner.spec.slo)
+        schedule = point_schedule(plans)
+        saturation = None if schedule is None else assess(schedule, *send_and_completion_times(paths))
+        merged = merge_record_files(paths, args, Path(output_dir), self.runner.spec.slo)  # removes the files
         return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
-                "good": merged.good_per_shard}
+                "good": merged.good_per_shard, "saturation": saturation}
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -44,7 +44,38 @@ def test_perf_flags_become_a_valid_request_and_unset_flags_stay_out():
     body = _request(args)
     assert body == {"model": "m", "url": "http://h:1/v1/chat/completions", "number": [10, 20], "parallel": [2, 4],
                     "total_timeout": 15.0}
-    assert PerfRequest.model_validate(body).sweep() == [(2, 10), (4, 20)]
+    assert PerfRequest.model_validate(body).sweep() == [(2, 10, -1), (4, 20, -1)]
+
+
+def test_load_shape_flags_become_a_rate_sweep_with_its_shape():
+    args = _parser().parse_args([
+        "perf", "--model", "m", "--url", "http://h:1/v1/chat/completions", "--rate", "5", "10", "--number", "50",
+        "100", "--open-loop", "--arrival", "gamma", "--burstiness", "0.5", "--ramp-up-s", "2", "--stop-on-saturation",
+    ])
+    request = PerfRequest.model_validate(_request(args))
+    assert request.sweep() == [(None, 50, 5.0), (None, 100, 10.0)]  # open loop: no cap unless --parallel
+    assert (request.open_loop, request.arrival, request.burstiness, request.ramp_up_s, request.stop_on_saturation) \
+        == (True, "gamma", 0.5, 2.0, True)
+    single = _request(_parser().parse_args(["perf", "--model", "m", "--url", "http://h:1/v1", "--rate", "5"]))
+    assert single["rate"] == 5.0 and "open_loop" not in single
+
+
+def test_the_perf_summary_says_which_rate_points_kept_up_and_which_saturated():
+    from serve_app.cli import _summary
+
+    def point(saturated, reasons, not_sent):
+        return {"metrics": {"Total Requests": 10}, "percentiles": [], "saturation": {
+            "saturated": saturated, "requested_req_per_s": 60.0, "achieved_req_per_s": 59.8 if not reasons else 41.2,
+            "in_flight_start": 2.0, "in_flight_end": 2.1 if not saturated else 85.0, "in_flight_trend_per_s": 0.0,
+            "reasons": reasons, "stopped_early": bool(not_sent), "not_sent": not_sent}}
+
+    text = _summary("perf", {"results": {
+        "rate_20_number_10": point(False, [], 0),
+        "rate_60_number_600": point(True, ["shard 0: stopped on saturation after 2.3 s"], 420),
+    }, "output_dir": "/o"})
+    assert "rate_20_number_10: kept up (59.8 of 60 req/s sent, in flight 2 -> 2.1)" in text
+    assert ("rate_60_number_600: saturated (41.2 of 60 req/s sent, in flight 2 -> 85; 420 requests not sent): "
+            "shard 0: stopped on saturation after 2.3 s") in text
 
 
 def test_a_fractional_limit_stays_a_fraction_and_one_point_zero_means_everything():

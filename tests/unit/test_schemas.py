@@ -52,7 +52,7 @@ def test_perf_defaults_follow_the_seed_api():
         "openqa",
         True,
     )
-    assert request.sweep() == [(1, 1000)]
+    assert request.sweep() == [(1, 1000, -1)]
 
 
 @pytest.mark.parametrize(
@@ -73,8 +73,8 @@ def test_perf_rejects_bad_input(change):
 
 
 def test_perf_sweep_pairs_lists_and_broadcasts_scalars():
-    assert PerfRequest(**PERF, number=[10, 20], parallel=[1, 2]).sweep() == [(1, 10), (2, 20)]
-    assert PerfRequest(**PERF, number=[10, 20], parallel=4).sweep() == [(4, 10), (4, 20)]
+    assert PerfRequest(**PERF, number=[10, 20], parallel=[1, 2]).sweep() == [(1, 10, -1), (2, 20, -1)]
+    assert PerfRequest(**PERF, number=[10, 20], parallel=4).sweep() == [(4, 10, -1), (4, 20, -1)]
 
 
 def test_api_key_never_appears_in_a_dump():

@@ -80,6 +80,28 @@ def test_invalid_input_is_a_400_naming_the_field(backend, path, body, fragment):
     assert not backend.runs
 
 
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"open_loop": True}, "open_loop shape arrivals at a rate: give a rate (req/s)"),
+        ({"arrival": "constant", "ramp_up_s": 5}, "arrival, ramp_up_s shape arrivals at a rate: give a rate (req/s)"),
+        ({"rate": [5, 10], "parallel": [1, 2]}, "sweep either parallel or rate, not both"),
+        ({"rate": 5, "open_loop": True, "parallel": [1, 2]}, "an open loop sweeps rate: parallel is one cap"),
+        ({"rate": [5, 10], "number": [100, 200, 300]}, "number and rate lists must have the same length (got 3 and 2)"),
+        ({"rate": 5, "burstiness": 0.5}, "burstiness is the shape of gamma arrivals: it needs arrival: gamma"),
+        ({"rate": 5, "ramp_up_s": 10, "duration_s": 10}, "ramp_up_s (10) must be shorter than duration_s (10)"),
+        ({"rate": [5, -1]}, "rate: Value error, every rate of a sweep must be > 0"),
+        ({"rate": 5, "arrival": "uniform"}, "arrival: Input should be 'poisson', 'constant' or 'gamma'"),
+        ({"rate": 5, "arrival": "gamma", "burstiness": 0}, "burstiness: Input should be greater than 0"),
+    ],
+)
+def test_impossible_load_shapes_are_a_400_saying_why(backend, change, message):
+    response = client(backend).post("/api/v1/perf", json={**PERF, **change})
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+    assert not backend.runs
+
+
 def test_a_number_json_reads_as_infinity_is_a_400(backend):
     body = b'{"model": "m", "url": "http://127.0.0.1:8801/v1/chat/completions", "rate": 1e400}'
     response = client(backend).post("/api/v1/perf", content=body, headers={"content-type": "application/json"})

@@ -36,6 +36,16 @@ def test_perf_load_parameters_block_and_the_rest_is_listed():
                      "max_prompt_length": True, "temperature": False, "warmup": False, "read_timeout": False}
 
 
+def test_a_load_shape_blocks_and_a_job_stored_before_shapes_existed_ran_the_default_one():
+    stored_before = dict(PERF)  # no open_loop, arrival or stop_on_saturation: Poisson, closed loop, never stopped
+    now = {**PERF, "open_loop": False, "arrival": "poisson", "burstiness": None, "ramp_up_s": None,
+           "stop_on_saturation": False}
+    assert differences("perf", stored_before, now) == []
+    shaped = {**now, "open_loop": True, "arrival": "gamma", "burstiness": 0.5, "ramp_up_s": 5.0}
+    assert {d.field: d.blocking for d in differences("perf", stored_before, shaped)} == {
+        "open_loop": True, "arrival": True, "burstiness": True, "ramp_up_s": True}
+
+
 def test_the_fields_it_ignores_or_blocks_on_are_the_requests_own():
     for kind, model in (("eval", EvalRequest), ("perf", PerfRequest)):
         assert (_IGNORED[kind] | _BLOCKING[kind]) <= set(model.model_fields), kind

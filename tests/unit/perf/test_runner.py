@@ -14,7 +14,9 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
 from serve_app.perf import runner as runner_module
+from serve_app.perf.arrivals import LoadShape
 from serve_app.perf.plan import plan_shards
+from serve_app.perf.records import read_batches
 from serve_app.perf.runner import ShardRunner, _http_client
 from serve_app.perf.shard import ShardSpec
 
@@ -67,31 +69,19 @@ def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
     assert asyncio.run(trust_env(True)) is True
 
 
-@pytest.fixture
-def drawn_intervals(monkeypatch):
-    """Every array of arrival intervals evalscope draws from numpy while the test runs."""
-    drawn = []
-    draw = np.random.exponential
-
-    def recording(*args, **kwargs):
-        intervals = draw(*args, **kwargs)
-        drawn.append(intervals.tolist())
-        return intervals
-
-    monkeypatch.setattr(np.random, "exponential", recording)
-    return drawn
-
-
-def test_the_shard_seed_decides_its_poisson_arrival_times(drawn_intervals):
-    for seed in (7, 7, 8):
-        (plan,) = plan_shards(parallel=2, number=5, rate=1000.0, shards=1, seed=seed)
-        runner = ShardRunner(spec(plan=plan))  # an unreachable target: each request fails at once, still paced
-        runner.requests = asyncio.run(runner._collect_requests())
-        runner.run(start_at=time.time())
-    first, same_seed, other_seed = drawn_intervals
-    assert len(first) == 5
-    assert same_seed == first
-    assert other_seed != first
+@pytest.mark.parametrize("shape", [LoadShape(), LoadShape("constant"), LoadShape("gamma", 0.5),
+                                   LoadShape("poisson", ramp_up_s=0.2)], ids=["poisson", "constant", "gamma", "ramp"])
+def test_a_shard_sends_each_request_at_its_scheduled_offset_warm_up_first(tmp_path, shape):
+    (plan,) = plan_shards(parallel=2, number=30, rate=100.0, shards=1, warmup=3, seed=7, shape=shape)
+    runner = ShardRunner(spec(plan=plan, work_dir=str(tmp_path)))  # unreachable: each request fails at once
+    runner.requests = runner._scheduled(asyncio.run(runner._collect_requests()))  # prepare() without the probe
+    start_at = time.time() + 0.2
+    stats = runner.run(start_at=start_at)
+    sent = sorted(start - start_at for batch in read_batches([Path(stats.records_path)], ["start_time"])
+                  for start in batch.column("start_time").to_pylist())
+    scheduled = plan.arrival_offsets()[3:]  # the warm-up requests go out first and are not recorded
+    assert (stats.requests, stats.sent) == (30, 30)
+    assert np.max(np.abs(np.array(sent) - scheduled)) < 0.05  # on schedule, to the event loop's jitter
 
 
 def test_equal_request_bodies_are_held_once_and_still_sent_as_built():

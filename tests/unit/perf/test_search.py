@@ -84,6 +84,15 @@ def test_the_probe_budget_bounds_the_search_and_the_verdict_says_so():
     assert search.verdict("req/s").endswith("not narrowed to 5% within 3 probes)")
 
 
+def test_a_probe_the_target_could_not_keep_up_with_fails_even_if_its_requests_met_the_slo():
+    # Past 30 req/s the arrivals queue in the load generator's slots: the few that go out are served in time, but
+    # the load measured is not the load asked for, so the saturation judgement fails the probe.
+    search = CapacitySearch(low=10, high=100, min_goodput=0.99, max_probes=8, integer=False)
+    while (load := search.next_load()) is not None:
+        search.record(load, 1.0, min(load, 30.0), SERVICE_S, saturated=load > 30)
+    assert search.max_passing <= 30 < search.min_failing <= search.max_passing * 1.05, search.probes
+
+
 URL = "http://127.0.0.1/v1/chat/completions"
 
 
@@ -94,6 +103,8 @@ URL = "http://127.0.0.1/v1/chat/completions"
     ({"search": {"vary": "parallel", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "number": [10, 20]},
      "number (the most requests per probe) and parallel are single values"),
     ({"search": {"vary": "rate", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "rate": 5}, "leave it unset"),
+    ({"search": {"vary": "parallel", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "rate": [5, 10]},
+     "rate is a single value"),
     ({"search": {"vary": "rate", "low": 1, "high": 8}, "slo": {"e2e_ms": 500}, "duration_s": 5},
      "leave duration_s unset"),
     ({"search": {"vary": "rate", "low": 1, "high": 8, "min_goodput": 1.5}, "slo": {"e2e_ms": 500}},

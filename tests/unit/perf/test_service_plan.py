@@ -55,3 +55,17 @@ def test_a_duration_bounds_every_point_of_a_sweep(tmp_path):
     plan = plan_perf(request(number=[500, 900], parallel=[2, 4], duration_s=30), args, perf_datasets()["openqa"],
                      cluster_cpus=2)
     assert [point.duration_s for point in plan.points] == [30, 30]
+
+
+def test_a_rate_sweep_names_its_points_by_rate_and_an_open_loop_caps_nothing_unless_asked(tmp_path):
+    args = ServiceArgs(outputs_root=tmp_path, samples_root=SAMPLES, max_rate_per_shard=25.0)
+    shaped = dict(rate=[10, 40], number=[50, 200], open_loop=True, arrival="gamma", burstiness=0.5, ramp_up_s=2)
+    plan = plan_perf(request(**shaped), args, perf_datasets()["openqa"], cluster_cpus=16)
+    assert [p.name for p in plan.points] == ["rate_10_number_50", "rate_40_number_200"]
+    assert [p.load for p in plan.points] == [10, 40]
+    assert [len(p.shards) for p in plan.points] == [1, 2]  # 25 req/s a shard at most
+    assert all(s.parallel is None and s.open_loop for p in plan.points for s in p.shards)
+    assert {s.shape.burstiness for s in plan.points[1].shards} == {0.5}
+    assert sum(s.rate for s in plan.points[1].shards) == 40
+    capped = plan_perf(request(**shaped, parallel=6), args, perf_datasets()["openqa"], cluster_cpus=16)
+    assert [sum(s.parallel for s in p.shards) for p in capped.points] == [6, 6]
