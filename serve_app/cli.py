@@ -151,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--ramp-up-s", type=float, help="raise the rate linearly from ~0 over these first seconds")
     perf.add_argument("--stop-on-saturation", action="store_true", default=None,
                       help="end a test point early once the target falls behind the load")
+    perf.add_argument("--multi-turn", action="store_true", default=None,
+                      help="a multi-turn chat load: --number counts conversations, each sent turn by turn with its "
+                           "history (a conversation --dataset: custom_multi_turn, random_multi_turn, ...)")
+    perf.add_argument("--min-turns", type=int, help="--multi-turn: fewest user turns of a random conversation")
+    perf.add_argument("--max-turns", type=int, help="--multi-turn: most user turns of a conversation")
     perf.add_argument("--dataset")
     perf.add_argument("--dataset-path")
     perf.add_argument("--max-tokens", type=int)
@@ -355,7 +360,8 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     else:
         fields = {name: getattr(args, name) for name in (
             "url", "api", "dataset", "dataset_path", "max_tokens", "temperature", "stream", "warmup", "shards",
-            "total_timeout", "duration_s", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")}
+            "total_timeout", "duration_s", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation",
+            "multi_turn", "min_turns", "max_turns")}
         for name in ("number", "parallel", "rate"):
             values = getattr(args, name)
             fields[name] = values[0] if values and len(values) == 1 else values

@@ -53,7 +53,6 @@ EndpointUrl = Annotated[
 # evalscope options a user may carry over that this service does not take yet: a 400 says so rather than only
 # "extra inputs are not permitted".
 NOT_SUPPORTED_YET = {
-    "multi_turn": "evalscope's multi-turn chat load is not supported by this service yet",
     "eval_type": "the service evaluates OpenAI-compatible chat endpoints only (evalscope's openai_api)",
 }
 
@@ -349,6 +348,15 @@ class PerfRequest(_Request):
     stop_on_saturation: bool = Field(
         False, description="End a test point early (the rest of its requests not sent) once the target is saturated: "
         "arrivals fall behind schedule or the requests in flight keep growing.")
+    multi_turn: bool = Field(
+        False, description="A multi-turn chat load (evalscope's multi_turn): each of `parallel` workers holds one "
+        "conversation at a time and sends its turns one after the other, each with the history and the real "
+        "replies so far; `number` counts conversations. Needs a conversation dataset (random_multi_turn, "
+        "custom_multi_turn, share_gpt_*_multi_turn); every conversation runs on one shard.")
+    min_turns: int | None = Field(None, ge=1, description="multi_turn: fewest user turns of a random_multi_turn "
+                                  "conversation (default 1).")
+    max_turns: int | None = Field(None, ge=1, description="multi_turn: most user turns of a conversation (required "
+                                  "by random_multi_turn; longer conversations of a file are cut).")
     dataset: str = Field(
         "openqa",
         min_length=1,
@@ -498,6 +506,24 @@ class PerfRequest(_Request):
         return self
 
     @model_validator(mode="after")
+    def _turns_belong_to_a_multi_turn_load(self) -> PerfRequest:
+        turns = [name for name in ("min_turns", "max_turns") if getattr(self, name) is not None]
+        if not self.multi_turn:
+            if turns:
+                raise ValueError(f"{', '.join(turns)} shape the conversations of a multi_turn load: set multi_turn")
+            return self
+        # A conversation's next turn waits for the reply to the last one: arrivals cannot be scheduled.
+        paced = [name for name in ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation",
+                                   "search") if name in self.model_fields_set and getattr(self, name) not in
+                 (False, None, -1, -1.0, "poisson")]
+        if paced:
+            raise ValueError(f"{', '.join(paced)} schedule requests at a rate; a multi_turn load is paced by its "
+                             "conversations (parallel of them at once)")
+        if self.min_turns is not None and self.max_turns is not None and self.min_turns > self.max_turns:
+            raise ValueError(f"min_turns ({self.min_turns}) is over max_turns ({self.max_turns})")
+        return self
+
+    @model_validator(mode="after")
     def _a_search_needs_an_slo_and_owns_its_load(self) -> PerfRequest:
         if self.search is None:
             return self
@@ -609,6 +635,8 @@ class ShardSummary(BaseModel):
     )
     sent: int | None = Field(None, description="With a rate: measured requests that went out.")
     stopped: str | None = Field(None, description="Why it stopped sending early (stop_on_saturation), if it did.")
+    conversations: int | None = Field(None, description="A multi_turn load: conversations this shard ran to their "
+                                      "end (`requests` counts their turns).")
 
 
 class PointSaturation(BaseModel):
@@ -648,6 +676,10 @@ class PerfPointResult(BaseModel):
     shards: list[ShardSummary] = Field(description="How the test point was split and what each shard did.")
     goodput: Goodput | None = Field(None, description="With an slo: how many requests met it, over all shards.")
     saturation: PointSaturation | None = Field(None, description="With a rate: whether the target kept up.")
+    conversations: dict[str, Any] | None = Field(
+        None, description="A multi_turn load's per-conversation metrics, evalscope's trace_summary.json: "
+        "{n_traces, rows: [{metric (Latency, First-Turn TTFT, TTFAT, Decode TPS, Cache Hit Rate...), mean, min, "
+        "p50, p90, p95, p99, max}]}.")
 
 
 class SearchProbe(BaseModel):

@@ -20,6 +20,7 @@ class PerfDataset:
     hub: bool  # declares a hub source: without local data (a file, or a directory of the hub's files) it downloads
     reads_file: bool  # reads its prompts from `dataset_path`
     needs_tokenizer: bool  # generates random prompts from a tokenizer's vocabulary
+    conversations: bool = False  # yields multi-turn conversations (a multi_turn load), not single prompts
 
 
 def check_perf_dataset(request: PerfRequest) -> PerfDataset:
@@ -35,6 +36,12 @@ def check_perf_dataset(request: PerfRequest) -> PerfDataset:
             f"dataset {request.dataset!r} generates its prompts with a tokenizer: give tokenizer_path, a tokenizer "
             "directory (tokenizer.json, tokenizer_config.json) under the datasets root"
         )
+    if dataset.conversations != request.multi_turn:
+        if request.multi_turn:
+            having = sorted(name for name, other in datasets.items() if other.conversations)
+            raise RequestError(f"dataset {request.dataset!r} yields single prompts; a multi_turn load needs a "
+                               f"conversation dataset: {', '.join(having)}")
+        raise RequestError(f"dataset {request.dataset!r} yields conversations: set multi_turn: true")
     return dataset
 
 
@@ -49,7 +56,9 @@ def _describe_plugins() -> dict[str, dict[str, bool]]:
     import inspect
 
     import evalscope.perf.plugin.datasets  # noqa: F401  (registers the plugins)
-    from evalscope.perf.plugin.datasets.base import DatasetPluginBase
+    from typing import get_args
+
+    from evalscope.perf.plugin.datasets.base import Conversation, DatasetPluginBase
     from evalscope.perf.plugin.datasets.random_dataset import RandomDatasetPlugin
     from evalscope.perf.plugin.registry import DatasetRegistry
 
@@ -69,6 +78,8 @@ def _describe_plugins() -> dict[str, dict[str, bool]]:
             # RandomDatasetPlugin and the trace replays built on it assert a tokenizer; random_embedding and
             # random_rerank raise without one.
             "needs_tokenizer": issubclass(plugin, RandomDatasetPlugin) or name.startswith("random"),
+            # Its build_messages yields conversations (lists of turns), evalscope's mark of a multi-turn dataset.
+            "conversations": get_args(inspect.signature(plugin.build_messages).return_annotation) == (Conversation,),
         }
     return traits
 

@@ -28,6 +28,7 @@ from evalscope.perf.utils.db_util import (
 )
 from evalscope.perf.utils.perf_constants import Metrics, PercentileMetrics
 from evalscope.perf.utils.perf_models import BenchmarkSummary, PercentileResult
+from evalscope.perf.utils.trace_metrics import TraceAccumulator
 from evalscope.utils.logger import get_logger
 
 from serve_app.perf.records import each_record, read_batches, result_table_path
@@ -47,6 +48,7 @@ class MergedPoint:
     percentiles: list[dict[str, Any]]  # evalscope's benchmark_percentile.json
     goodput: Goodput | None = None  # with an SLO
     good_per_shard: list[int] | None = None  # with an SLO: each file's requests that met it
+    conversations: dict[str, Any] | None = None  # a multi_turn load's: evalscope's trace_summary.json
 
     @property
     def duration_s(self) -> float:
@@ -65,6 +67,9 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     accumulator = MetricsAccumulator(concurrency=args.parallel, rate=args.rate)
+    # A multi_turn load's per-conversation metrics, as evalscope's multi-turn benchmark computes them (it holds a few
+    # numbers per turn of each conversation; a single-turn load feeds it nothing).
+    traces = TraceAccumulator()
     good_per_shard = [0] * len(paths)
     db_path = output_dir / "benchmark_data.db"
     db_path.unlink(missing_ok=True)
@@ -73,6 +78,7 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
             for record in each_record(batch):
                 # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
                 accumulator.update(record, api_plugin=None)
+                traces.feed(record)
                 if slo is not None:
                     good_per_shard[index] += is_good(record, slo)
     _concatenate_result_tables([result_table_path(path) for path in paths], db_path)
@@ -87,6 +93,12 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     if percentiles.rows:
         write_json_file(percentiles.to_list(), output_dir / "benchmark_percentile.json")
         logger.info("\nPercentile results:\n" + percentiles.to_table())
+    conversations = None
+    if traces.n_traces:
+        trace_summary = traces.to_summary()
+        conversations = trace_summary.to_dict()
+        write_json_file(conversations, output_dir / "trace_summary.json")
+        logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
     if args.dataset.startswith("speed_benchmark"):
         speed_benchmark_result(str(db_path))
     for path in paths:
@@ -95,7 +107,7 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     for directory in {path.parent for path in paths}:
         with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
             directory.rmdir()
-    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list())
+    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations)
     if slo is None:
         return merged
     point_goodput = goodput(sum(good_per_shard), accumulator.n_total, slo, merged.duration_s)

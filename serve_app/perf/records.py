@@ -49,6 +49,11 @@ SCHEMA = pa.schema([
     ("max_gpu_memory_cost", pa.float64()),
     ("error", pa.string()),
     ("request_id", pa.string()),
+    # A multi_turn load's: the turn's place in its conversation and the conversation's id (evalscope's turn and
+    # per-conversation metrics); 0, false and null otherwise.
+    ("input_num_turns", pa.int64()),
+    ("is_first_turn", pa.bool_()),
+    ("trace_id", pa.string()),
 ])
 
 
@@ -71,6 +76,7 @@ class RecordWriter:
         self._pending_gaps = 0
         self.requests = 0
         self.succeeded = 0
+        self.conversations = 0  # a multi_turn load's conversations that ended (their last turn recorded)
         self._first_start = math.inf
         self._last_completed = -math.inf
 
@@ -79,6 +85,7 @@ class RecordWriter:
         completed = self._clock.to_coordinator(record.completed_time)
         self.requests += 1
         self.succeeded += bool(record.success)
+        self.conversations += record.is_last_turn
         if completed >= start > 0:  # what evalscope counts in the test duration
             self._first_start = min(self._first_start, start)
             self._last_completed = max(self._last_completed, completed)
@@ -87,7 +94,8 @@ class RecordWriter:
             start, completed, record.success, record.is_stream, record.query_latency, record.first_chunk_latency,
             record.time_per_output_token, record.inter_chunk_latency, record.prompt_tokens, record.completion_tokens,
             record.cached_tokens, record.n_decode_chunks, record.max_gpu_memory_cost,
-            record.error[:ERROR_CHARS] if record.error else None, record.request_id,
+            record.error[:ERROR_CHARS] if record.error else None, record.request_id, record.input_num_turns,
+            record.is_first_turn, record.trace_id,
         ))
         self._pending_gaps += len(record.inter_chunk_latency)
         if len(self._pending) >= BATCH_RECORDS or self._pending_gaps >= BATCH_GAPS:

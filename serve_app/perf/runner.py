@@ -20,10 +20,11 @@ import numpy as np
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
-from evalscope.perf.core.strategies import ClosedLoopStrategy, OpenLoopStrategy
+from evalscope.perf.core.strategies import ClosedLoopStrategy, MultiTurnStrategy, OpenLoopStrategy
 from evalscope.perf.core.strategies.closed_loop import _send_request
 from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
-from evalscope.perf.plugin import ApiRegistry
+from evalscope.perf.plugin import ApiRegistry, DatasetRegistry
+from evalscope.perf.plugin.datasets.base import Conversation
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_IS_WARMUP, BODY_META_PREFIX
 
@@ -87,6 +88,7 @@ class ShardRunner:
         plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
         self.requests: list[tuple[dict, bool]] = []
+        self.conversations: list[Conversation] = []  # a multi_turn load's, instead of `requests`
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self._writer: RecordWriter | None = None  # the running (or last) point's record file
         self.stopped: str | None = None  # why the run stopped early (stop_on_saturation), if it did
@@ -94,14 +96,23 @@ class ShardRunner:
 
     @property
     def completed(self) -> int:
-        """Requests recorded so far: read by progress reporting while the shard runs."""
-        return self._writer.requests if self._writer else 0
+        """Requests (a multi_turn load: conversations) recorded so far: read by progress reporting while the shard
+        runs."""
+        if self._writer is None:
+            return 0
+        return self._writer.conversations if self.args.multi_turn else self._writer.requests
 
     def prepare(self) -> None:
-        """Build every request body up front, so the timed part starts with dispatching, and probe the target."""
-        self.requests = asyncio.run(self._collect_requests())
-        asyncio.run(self._probe())
-        self.requests = self._scheduled(self.requests)
+        """Build every request body (or conversation) up front, so the timed part starts with dispatching, and probe
+        the target."""
+        if self.args.multi_turn:
+            self.conversations = self._load_conversations()
+            first_turn = self.api_plugin.build_request([dict(m) for m in self.conversations[0][0].messages])
+            asyncio.run(self._probe(first_turn))
+        else:
+            self.requests = asyncio.run(self._collect_requests())
+            asyncio.run(self._probe(dict(self.requests[0][0]) if self.requests else None))
+            self.requests = self._scheduled(self.requests)
         # Everything allocated so far (evalscope, pandas, transformers... imported; the request bodies) is
         # long-lived: freezing it keeps the collector from walking it mid-test, which stalled the event loop for
         # 100+ ms at a time. Here rather than in `run`, so the start instant need not leave room for a collection.
@@ -133,11 +144,27 @@ class ShardRunner:
             requests.append((body, is_warmup))
         return requests
 
-    async def _probe(self) -> None:
+    def _load_conversations(self) -> list[Conversation]:
+        """The conversations this shard runs, as evalscope's multi-turn benchmark loads them (as many as it sends,
+        warm-up included), drawn from the shard's own seed and starting at its own offset of the dataset, so the
+        shards hold different conversations; each conversation is run by one worker of one shard."""
+        np.random.seed(self.spec.plan.seed)  # random_multi_turn draws turn counts and prompts from numpy's generator
+        wanted = self.spec.plan.dataset_offset + self.args.total_count
+        loaded: list[Conversation] = []
+        for conversation in DatasetRegistry.get_class(self.args.dataset)(self.args).build_messages():
+            if conversation:
+                loaded.append(conversation)
+            if len(loaded) >= wanted:
+                break
+        if not loaded:
+            raise ShardError(f"the dataset {self.args.dataset!r} produced no conversation")
+        start = self.spec.plan.dataset_offset % len(loaded)
+        return loaded[start:] + loaded[:start]
+
+    async def _probe(self, request: dict | None) -> None:
         """One request to the target, so an unreachable endpoint fails in seconds instead of per request."""
         timeout = min(self.spec.connect_timeout_s * 3, self.spec.request_timeout_s)
         probe_args = self.args.model_copy(update={"parallel": 1, "total_timeout": timeout})
-        request = dict(self.requests[0][0]) if self.requests else None
         if request is None:
             raise ShardError("the dataset produced no request")
         self.api_plugin.set_request_max_tokens(request, 1)
@@ -164,7 +191,8 @@ class ShardRunner:
             cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
         write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
-                          records_path=str(path), sent=sent, stopped=self.stopped)
+                          records_path=str(path), sent=sent, stopped=self.stopped,
+                          conversations=writer.conversations if self.args.multi_turn else None)
 
     async def _dispatch(self, start_mono: float, writer: RecordWriter) -> tuple[float, int | None]:
         """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
@@ -178,7 +206,9 @@ class ShardRunner:
         async with _http_client(self.args, self.api_plugin) as client:
             schedule = self.schedule
             sends = None if schedule is None else _PacedClient(client, self.spec.plan.parallel)
-            if sends is None:
+            if self.conversations:
+                strategy = MultiTurnStrategy(self.args, self.api_plugin, client, queue, self.conversations)
+            elif sends is None:
                 strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
             else:
                 strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue, _replay(self.requests))
@@ -228,6 +258,8 @@ class ShardRunner:
             try:
                 if not record.is_warmup:
                     record = self._finalized(record)
+                    if record.trace_id is not None:  # a conversation's id, unique in its shard only
+                        record.trace_id = f"shard-{self.spec.plan.index}/{record.trace_id}"
                     if self.metrics:
                         self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
                                             record.query_latency, record.completion_tokens)

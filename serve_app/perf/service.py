@@ -260,7 +260,7 @@ class PerfRun:
         finally:
             self._live = []
             placement.remove()  # its CPUs go to the next point or job at once; idle shards hold none
-        self._finished += sum(stat.requests for stat in stats)  # what progress counted live, now merged
+        self._finished += sum(stat.done for stat in stats)  # what progress counted live, now merged
         # Idle shards live one metrics report interval more, so their last requests reach Prometheus.
         asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill, shards)
         return PerfPointResult(
@@ -270,6 +270,7 @@ class PerfRun:
                     zip(shards, stats, merged["good"] or [None] * len(shards))],
             goodput=merged["goodput"],
             saturation=point_saturation(merged["saturation"], point, stats),
+            conversations=merged["conversations"],
         )
 
     async def _place(self, point: PointPlan) -> ShardPlacement:
@@ -341,7 +342,7 @@ def evalscope_passthrough(request: PerfRequest, tokenizer_path: str | None) -> d
 
 
 _PASSTHROUGH = {"min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "min_tokens",
-                "extra_args"}
+                "extra_args", "multi_turn", "min_turns", "max_turns"}
 
 
 def _kill(shards: list[_Shard]) -> None:
@@ -423,4 +424,5 @@ def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSum
         good=good,
         sent=stats.sent,
         stopped=stats.stopped,
+        conversations=stats.conversations,
     )

@@ -52,6 +52,12 @@ class ShardStats:
     records_path: str = ""  # the shard's record file, under the point's directory on the shared outputs root
     sent: int | None = None  # measured requests that went out (with a rate), abandoned ones in flight included
     stopped: str | None = None  # why it stopped sending early (stop_on_saturation), if it did
+    conversations: int | None = None  # a multi_turn load's conversations that ended (`requests` counts turns)
+
+    @property
+    def done(self) -> int:
+        """What the job's progress counts: requests, or a multi_turn load's conversations."""
+        return self.requests if self.conversations is None else self.conversations
 
     @property
     def cpu_ms_per_request(self) -> float:

@@ -59,7 +59,7 @@ class PerfShard(JobWorker):
         saturation = None if schedule is None else assess(schedule, *send_and_completion_times(paths))
         merged = merge_record_files(paths, args, Path(output_dir), self.runner.spec.slo)  # removes the files
         return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
-                "good": merged.good_per_shard, "saturation": saturation}
+                "good": merged.good_per_shard, "saturation": saturation, "conversations": merged.conversations}
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -50,8 +50,9 @@ class SimulatorProcess:
         return self.stats()["requests_total"]
 
     def stats(self) -> dict:
-        """requests_total, requests_in_flight, and how many requests carried each top-level body field (body_fields)
-        and each header (headers, by lower-case name)."""
+        """requests_total, requests_in_flight, how many requests carried each top-level body field (body_fields)
+        and each header (headers, by lower-case name), and how many chat requests carried n messages (chat_lengths,
+        keyed by n as a string)."""
         return httpx.get(f"http://127.0.0.1:{self.port}/stats").json()
 
     def stop(self) -> None:

@@ -103,6 +103,7 @@ class _Simulator:
         self.requests_total = 0
         self.body_fields: Counter[str] = Counter()  # how many requests carried each top-level body field
         self.headers: Counter[str] = Counter()  # ... and each header (by lower-case name)
+        self.chat_lengths: Counter[int] = Counter()  # chat requests by how many messages they carried
         self.requests_in_flight = 0
         self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency > 0 else None
         # Filler tokens, JSON-encoded once: first token without, later tokens with their leading space.
@@ -204,6 +205,8 @@ class _Simulator:
                 if not isinstance(body, dict):
                     raise _BadRequest("request body must be a JSON object")
                 self.body_fields.update(body.keys())
+                if chat and isinstance(body.get("messages"), list):
+                    self.chat_lengths[len(body["messages"])] += 1
                 prompt, prompt_tokens = self._parse_chat(body) if chat else self._parse_completion(body)
                 max_tokens = self._max_tokens(body, chat)
                 model = body.get("model")
@@ -352,7 +355,7 @@ class _Simulator:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"requests_total": self.requests_total, "requests_in_flight": self.requests_in_flight,
-             "body_fields": self.body_fields, "headers": self.headers}
+             "body_fields": self.body_fields, "headers": self.headers, "chat_lengths": self.chat_lengths}
         )
 
 

@@ -52,6 +52,29 @@ def test_sharded_sweep_sends_exactly_the_requested_load(service, simulator):
     assert SECRET not in response.text
 
 
+def test_a_multi_turn_load_keeps_each_conversation_on_one_shard_and_counts_turns_as_evalscope(service, simulator):
+    """perf/conversations.jsonl: 8 conversations of 3, 4, 2, 3, 2, 4, 3 and 2 user turns (23 turns in all). Each
+    shard runs 4 of them, each worker sending a conversation's turns one after the other with the history."""
+    before = simulator.stats()
+    response = service.post("/api/v1/perf", json=perf_body(
+        simulator, dataset="custom_multi_turn", dataset_path="perf/conversations.jsonl", multi_turn=True, number=8,
+        parallel=4, shards=2))
+    assert response.status_code == 200, response.text
+    (point,) = response.json()["results"].values()
+    assert point["metrics"]["Total Requests"] == point["metrics"]["Success Requests"] == 23
+    assert [(s["conversations"], s["requests"]) for s in point["shards"]] == [(4, 3 + 4 + 2 + 3), (4, 2 + 4 + 3 + 2)]
+    # Turn k of a conversation is its k-th place in it: 47 places over 23 turns.
+    assert point["metrics"]["Avg Turns/Request"] == pytest.approx(47 / 23, abs=0.01)
+    assert point["conversations"]["n_traces"] == 8
+    assert {row["metric"] for row in point["conversations"]["rows"]} >= {"Latency (s)", "First-Turn TTFT (s)"}
+    # Turn k carries the k user messages so far and the k - 1 replies between them (a probe per shard: 1 message).
+    after = simulator.stats()
+    sent = {int(n): after["chat_lengths"][n] - before["chat_lengths"].get(n, 0) for n in after["chat_lengths"]}
+    assert {n: count for n, count in sent.items() if count} == {1: 8 + 2, 3: 8, 5: 5, 7: 2}
+    job = service.get("/api/v1/jobs", params={"kind": "perf", "limit": 1}).json()["jobs"][0]
+    assert job["progress"]["done"] == job["progress"]["total"] == 8  # conversations, not turns
+
+
 def test_a_repeated_sweep_point_runs_and_is_reported_each_time(service, simulator):
     before = simulator.requests_received()
     response = service.post("/api/v1/perf", json=perf_body(simulator, number=[12, 12], parallel=[2, 2], shards=2))

@@ -78,6 +78,15 @@ def test_the_perf_summary_says_which_rate_points_kept_up_and_which_saturated():
             "shard 0: stopped on saturation after 2.3 s") in text
 
 
+def test_multi_turn_flags_become_a_multi_turn_request():
+    args = _parser().parse_args([
+        "perf", "--model", "m", "--url", "http://h:1/v1/chat/completions", "--dataset", "random_multi_turn",
+        "--multi-turn", "--min-turns", "2", "--max-turns", "4", "--number", "10",
+    ])
+    request = PerfRequest.model_validate(_request(args))
+    assert (request.multi_turn, request.min_turns, request.max_turns, request.number) == (True, 2, 4, 10)
+
+
 def test_a_fractional_limit_stays_a_fraction_and_one_point_zero_means_everything():
     base = ["eval", "--model", "m", "--api-url", "http://h:1/v1", "--datasets", "gsm8k", "--limit"]
     assert EvalRequest.model_validate(_request(_parser().parse_args([*base, "0.5"]))).limit == 0.5

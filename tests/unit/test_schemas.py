@@ -81,3 +81,20 @@ def test_api_key_never_appears_in_a_dump():
     request = PerfRequest(**PERF, api_key="sk-very-secret")
     assert "sk-very-secret" not in request.model_dump_json()
     assert "sk-very-secret" not in repr(request)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"multi_turn": True, "rate": 5}, "rate schedule requests at a rate; a multi_turn load is paced by its conv"),
+    ({"multi_turn": True, "rate": 5, "open_loop": True}, "rate, open_loop schedule requests at a rate"),
+    ({"max_turns": 3}, "max_turns shape the conversations of a multi_turn load: set multi_turn"),
+    ({"multi_turn": True, "min_turns": 4, "max_turns": 2}, r"min_turns \(4\) is over max_turns \(2\)"),
+])
+def test_a_multi_turn_load_refuses_what_would_schedule_it_or_cannot_hold(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        PerfRequest(**PERF, dataset="custom_multi_turn", **fields)
+
+
+def test_a_multi_turn_load_sweeps_conversations_and_concurrency():
+    request = PerfRequest(**PERF, dataset="random_multi_turn", multi_turn=True, min_turns=2, max_turns=5,
+                          number=[4, 8], parallel=[2, 4], duration_s=30)
+    assert request.sweep() == [(2, 4, -1.0), (4, 8, -1.0)]

@@ -77,3 +77,17 @@ def test_a_file_dataset_needs_a_file(args):
 
 def test_a_dataset_that_generates_prompts_reads_nothing(args):
     assert plan(args, "speed_benchmark").dataset_path is None
+
+
+def test_conversation_datasets_are_those_evalscope_builds_turns_for():
+    datasets = perf_datasets()
+    assert {"custom_multi_turn", "random_multi_turn", "share_gpt_en_multi_turn"} <= {
+        name for name, d in datasets.items() if d.conversations}
+    assert not datasets["openqa"].conversations and not datasets["random"].conversations
+
+
+def test_a_multi_turn_load_needs_a_conversation_dataset_and_a_conversation_dataset_a_multi_turn_load(args):
+    message = refusal(args, "line_by_line", multi_turn=True)
+    assert message.startswith("dataset 'line_by_line' yields single prompts; a multi_turn load needs a conversation "
+                              "dataset: ") and "custom_multi_turn" in message
+    assert refusal(args, "custom_multi_turn") == "dataset 'custom_multi_turn' yields conversations: set multi_turn: true"

@@ -9,6 +9,8 @@ import pytest
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
 from evalscope.perf.utils.db_util import create_result_table, get_percentile_results, insert_benchmark_data
+from evalscope.perf.utils.perf_constants import Metrics
+from evalscope.perf.utils.trace_metrics import TraceAccumulator
 
 from serve_app.perf.merge import merge_record_files
 from serve_app.perf.records import RecordWriter, write_result_table
@@ -138,3 +140,57 @@ def test_goodput_counts_every_shards_file_over_the_points_duration(tmp_path):
     assert merged.goodput.goodput_req_per_s == pytest.approx(3 / 1.5)
     assert merged.goodput.slo == slo
     assert merge_records(shards, args, tmp_path / "without").goodput is None
+
+
+def _conversation(rng: random.Random, trace_id: str, epoch: float) -> list[BenchmarkData]:
+    """One conversation's turns as evalscope's multi-turn strategy records them: one after the other, each with
+    the conversation's id, its place, and the context cached from the turns before."""
+    turns, start, context = [], epoch + rng.uniform(0, 10), 0
+    count = rng.randint(1, 4)
+    for index in range(count):
+        record = _random_record(rng, 0.0)
+        latency = record.completed_time - record.start_time
+        record.start_time, record.completed_time = start, start + latency
+        record.input_num_turns, record.is_first_turn, record.trace_id = index + 1, index == 0, trace_id
+        record.is_last_turn = index == count - 1 or not record.success
+        if record.success:
+            record.cached_tokens = context
+            context = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        turns.append(record)
+        start += latency + rng.uniform(0, 0.1)
+        if not record.success:
+            break
+    return turns
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_multi_turn_merge_counts_turns_and_conversations_as_evalscope_does(seed, tmp_path):
+    rng = random.Random(seed)
+    shards = [[turn for c in range(rng.randint(3, 12)) for turn in _conversation(rng, f"shard-{s}/bench-{c}", 1e9)]
+              for s in range(3)]
+    union = [turn for shard in shards for turn in shard]
+    args = Arguments(model="m", url="http://x/v1/chat/completions", multi_turn=True, max_turns=4,
+                     dataset="custom_multi_turn", dataset_path="conversations.jsonl")
+    args.number, args.parallel, args.rate = sum(t.is_last_turn for t in union), 6, DEFAULT_RATE
+
+    merged = merge_records(shards, args, tmp_path / "merged")
+    expected_metrics, _ = _evalscope_on_union(union, args, tmp_path)
+    for key, value in expected_metrics.create_message(api_type="openai").items():
+        assert merged.metrics[key] == pytest.approx(value), key
+    turns = [t.input_num_turns for t in union if t.success]
+    assert merged.metrics[Metrics.AVERAGE_INPUT_TURNS_PER_REQUEST] == pytest.approx(sum(turns) / len(turns), abs=0.01)
+    assert Metrics.AVERAGE_FIRST_TURN_TTFT in merged.metrics and Metrics.AVERAGE_CACHED_PERCENT in merged.metrics
+    traces = TraceAccumulator()
+    for turn in union:
+        traces.feed(turn)
+    expected_conversations = traces.to_summary().to_dict()
+    assert merged.conversations == expected_conversations
+    assert merged.conversations["n_traces"] == len({t.trace_id for t in union if t.success})
+    assert json.loads((tmp_path / "merged" / "trace_summary.json").read_text()) == merged.conversations
+
+
+def test_a_single_turn_merge_writes_no_conversation_summary(tmp_path):
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = 20, 2, DEFAULT_RATE
+    merged = merge_records([[_random_record(random.Random(1), 1e9) for _ in range(20)]], args, tmp_path)
+    assert merged.conversations is None and not (tmp_path / "trace_summary.json").exists()
