@@ -173,3 +173,35 @@ def test_cancelling_a_dispatched_request_cancels_it_and_errors_reach_the_dispatc
         return type(other)
 
     assert issubclass(asyncio.run(scenario()), asyncio.Task)
+
+
+def test_random_conversations_are_drawn_per_shard_within_the_turn_bounds(tmp_path):
+    from tests.smollm_tokenizer import write_smollm_tokenizer
+
+    tokenizer = write_smollm_tokenizer(tmp_path / "smollm2")
+    plans = plan_shards(parallel=2, number=6, rate=-1, shards=2, seed=11)
+
+    def conversations(plan):
+        runner = ShardRunner(spec(plan=plan, dataset="random_multi_turn", dataset_path=None, evalscope_args={
+            "multi_turn": True, "min_turns": 2, "max_turns": 3, "tokenizer_path": str(tokenizer),
+            "min_prompt_length": 8, "max_prompt_length": 16}))
+        return [[turn.messages[0]["content"] for turn in conversation]
+                for conversation in runner._load_conversations()][:plan.number]
+
+    first, second = (conversations(plan) for plan in plans)
+    assert len(first) == len(second) == 3
+    assert all(2 <= len(turns) <= 3 for turns in first + second)
+    assert not {text for turns in first for text in turns} & {text for turns in second for text in turns}
+    assert conversations(plans[0]) == first  # the shard's seed makes its conversations reproducible
+
+
+def test_a_conversation_file_is_dealt_to_the_shards_from_their_own_offsets():
+    conversations_file = PROMPTS.with_name("conversations.jsonl")
+    plans = plan_shards(parallel=2, number=8, rate=-1, shards=2)
+    firsts = []
+    for plan in plans:
+        runner = ShardRunner(spec(plan=plan, dataset="custom_multi_turn", dataset_path=str(conversations_file),
+                                  evalscope_args={"multi_turn": True}))
+        firsts.append([conversation[0].messages[0]["content"] for conversation in runner._load_conversations()])
+    lines = [json.loads(line)[0]["content"] for line in conversations_file.read_text().splitlines()]
+    assert firsts[0][:4] == lines[:4] and firsts[1][:4] == lines[4:8]
