@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", parents=[submit], help="score a model on benchmarks")
     evaluate.add_argument("--api-url", required=True)
     evaluate.add_argument("--datasets", nargs="+", required=True)
+    evaluate.add_argument("--eval-type", choices=["openai_api", "openai_completions"],
+                          help="openai_api: a chat endpoint (default); openai_completions: a completions endpoint")
     evaluate.add_argument("--limit", type=_limit, help="samples per subset (5), or a fraction of each (0.5; 1.0: all)")
     evaluate.add_argument("--eval-batch-size", type=int)
     evaluate.add_argument("--max-tokens", type=int)
@@ -350,7 +352,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     """The request body from the flags the user gave; the service's defaults fill the rest."""
     if args.command == "eval":
         fields = {"api_url": args.api_url, "datasets": args.datasets, "eval_batch_size": args.eval_batch_size,
-                  "work_dir": args.work_dir, "dataset_args": args.dataset_args}
+                  "work_dir": args.work_dir, "dataset_args": args.dataset_args, "eval_type": args.eval_type}
         if args.limit is not None:
             fields["limit"] = args.limit
         generation = {"max_tokens": args.max_tokens, "temperature": args.temperature,

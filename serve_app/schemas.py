@@ -50,13 +50,6 @@ EndpointUrl = Annotated[
 ]
 
 
-# evalscope options a user may carry over that this service does not take yet: a 400 says so rather than only
-# "extra inputs are not permitted".
-NOT_SUPPORTED_YET = {
-    "eval_type": "the service evaluates OpenAI-compatible chat endpoints only (evalscope's openai_api)",
-}
-
-
 class _Request(BaseModel):
     # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option; JSON numbers too
     # large for a float (1e400) read as infinity and are refused too.
@@ -161,6 +154,11 @@ class EvalRequest(_Request):
         description="OpenAI-compatible base URL (http://host:port/v1); a URL ending in /chat/completions works too.",
     )
     api_key: SecretStr = Field(SecretStr("EMPTY"), description="Key for the endpoint; never echoed or stored.")
+    eval_type: Literal["openai_api", "openai_completions"] = Field(
+        "openai_api", description="openai_api: a chat endpoint (/v1/chat/completions, evalscope's); "
+        "openai_completions: a completions endpoint (/v1/completions: a base model without a chat template), each "
+        "prompt the benchmark's messages joined by blank lines.",
+    )
     limit: int | float | None = Field(
         None,
         description="Samples per subset: an integer > 0, or a fraction in (0, 1] of each subset (1.0: all of it), as "

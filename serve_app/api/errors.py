@@ -15,7 +15,7 @@ from serve_app.compare.jobs import JobNotSucceeded
 from serve_app.errors import JobEndedUnfinished, RequestError, RunError, StorageError
 from serve_app.eval.resume import NotResumable
 from serve_app.jobs.manager import IdempotencyConflict, JobFinished, JobNotFound, QueueFull
-from serve_app.schemas import NOT_SUPPORTED_YET, ErrorResponse
+from serve_app.schemas import ErrorResponse
 
 logger = logging.getLogger("serve_app.api")
 
@@ -46,8 +46,6 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = error.get("msg", "invalid value")
         if error.get("type") == "json_invalid":
             message = "the body is not valid JSON"
-        elif error.get("type") == "extra_forbidden" and location in NOT_SUPPORTED_YET:
-            message = NOT_SUPPORTED_YET[location]
         elif error.get("type") == "missing" and location == "body":
             message = "a JSON body is required"
         problems.append(f"{location}: {message}")

@@ -13,14 +13,16 @@ _IGNORED = {
 }
 # Different values here measure different things: other samples, another load.
 _BLOCKING = {
-    "eval": {"datasets", "limit", "repeats", "dataset_args", "judge"},  # another judge scores differently
+    # Another judge scores differently; another endpoint kind prompts differently.
+    "eval": {"datasets", "limit", "repeats", "dataset_args", "judge", "eval_type"},
     "perf": {"number", "parallel", "rate", "max_tokens", "min_tokens", "dataset", "dataset_path", "tokenizer_path",
              "min_prompt_length", "max_prompt_length", "prefix_length", "apply_chat_template", "extra_args", "seed",
              "stream", "api", "duration_s", "search", "open_loop", "arrival", "burstiness", "ramp_up_s",
              "stop_on_saturation"},
 }
 # Fields added after jobs were stored without them: such a job ran with these values.
-_ADDED_LATER = {"eval": {}, "perf": {"open_loop": False, "arrival": "poisson", "stop_on_saturation": False}}
+_ADDED_LATER = {"eval": {"eval_type": "openai_api"},
+                "perf": {"open_loop": False, "arrival": "poisson", "stop_on_saturation": False}}
 # Where a dataset was read from may differ (another copy of the same samples); the pairing counts what differs.
 _NOT_BLOCKING_LEAVES = {"local_path"}
 

@@ -78,7 +78,7 @@ def _task_config(
     return {
         "model": request.model,
         "api_url": normalize_api_url(request.api_url),
-        "eval_type": "openai_api",
+        "eval_type": request.eval_type,
         "datasets": [dataset],
         "dataset_args": {dataset: dataset_args} if dataset_args else {},
         # evalscope's TaskConfig turns 1.0 into the count 1; the whole of each subset is no limit at all.

@@ -46,6 +46,8 @@ def run_dataset(
     from evalscope.config import TaskConfig
     from evalscope.run import run_task
 
+    import serve_app.eval.completions  # noqa: F401  (registers evalscope's model API for completions endpoints)
+
     # evalscope loads a local_path with datasets.load_dataset, whose cache entry for a directory depends on its name
     # and README configs only (<cache>/gsm8k/main/0.0.0/<hash>), not on its path or files: in a shared cache a second
     # gsm8k directory would be scored on the first one's questions. So each run gets its own cache, set on

@@ -250,6 +250,18 @@ def test_evalscope_generation_settings_and_repeats_reach_the_endpoint(service, s
     assert sent["chat_template_kwargs"] == sent["seed"] == sent["presence_penalty"] == 4
 
 
+def test_a_completions_endpoint_is_evaluated_with_one_prompt_per_sample(service, simulator):
+    before = simulator.stats()
+    response = service.post("/api/v1/eval", json=eval_body(
+        simulator, api_url=simulator.base_url + "/completions", eval_type="openai_completions", datasets=["gsm8k"],
+        limit=3, eval_batch_size=2, dataset_args={"gsm8k": {"local_path": str(SAMPLES / "gsm8k")}}))
+    assert response.status_code == 200, response.text
+    assert response.json()["scores"] == {"gsm8k": 1.0}
+    after = simulator.stats()
+    assert after["body_fields"]["prompt"] - before["body_fields"].get("prompt", 0) == 3
+    assert after["chat_lengths"] == before["chat_lengths"]  # not one chat request
+
+
 def test_an_llm_judge_scores_the_samples_with_its_own_key_and_settings(service, simulator):
     """The model (the simulator) answers both questions right, so the rules would score 1.0; a judge that grades
     every answer incorrect scores 0.0: the score is the judge's. It is asked once per sample, with its key."""

@@ -259,13 +259,14 @@ def test_bad_requests_get_openai_style_400(sim, path, body):
 def test_stats_count_requests_and_the_body_fields_they_carried():
     with ThreadedSimulator(SimulatorConfig(output_tokens=4)) as server:
         assert get_json(f"{server.url}/stats") == {"requests_total": 0, "requests_in_flight": 0, "body_fields": {},
-                                                   "headers": {}}
+                                                   "headers": {}, "chat_lengths": {}}
         post(f"{server.url}/v1/chat/completions", chat_body("a"))
         post(f"{server.url}/v1/completions", {"model": "m", "prompt": "a", "stream": True})
         post(f"{server.url}/v1/completions", b"{bad")  # received, even though rejected
         get_json(f"{server.url}/v1/models")  # not counted
         stats = get_json(f"{server.url}/stats")
         assert stats["body_fields"] == {"model": 2, "messages": 1, "prompt": 1, "stream": 1}
+        assert stats["chat_lengths"] == {"1": 1}  # the chat request, by how many messages it carried
         assert (stats["requests_total"], stats["requests_in_flight"], stats["headers"]["content-type"]) == (3, 0, 3)
 
 

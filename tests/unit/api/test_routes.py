@@ -68,7 +68,7 @@ def test_synchronous_eval_returns_the_result_itself(backend):
         ("/api/v1/eval", {**EVAL, "typo_field": 1}, "typo_field: Extra inputs are not permitted"),
         ("/api/v1/perf", {**PERF, "multi_turn": True, "rate": 2}, "rate schedule requests at a rate; a multi_turn load"),
         ("/api/v1/eval", {**EVAL, "judge_strategy": "llm"}, "judge: Value error, strategy llm needs at least one judge"),
-        ("/api/v1/eval", {**EVAL, "eval_type": "llm_ckpt"}, "eval_type: the service evaluates OpenAI-compatible chat"),
+        ("/api/v1/eval", {**EVAL, "eval_type": "llm_ckpt"}, "eval_type: Input should be 'openai_api' or 'openai_comp"),
         ("/api/v1/eval", ["not", "an", "object"], "Input should be a valid dictionary"),
     ],
 )
