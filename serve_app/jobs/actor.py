@@ -22,7 +22,6 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import serve_app
 from serve_app.background import keep_running
@@ -41,6 +40,7 @@ from serve_app.schemas import EvalRequest, PerfRequest
 
 JOBS_DB = "jobs.sqlite3"  # under the outputs root
 NAMESPACE = "evalscope"
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node one of it
 # A retired manager outlives its last job this long: replicas of the old deployment may still call it meanwhile
 # (Serve stops them within their graceful shutdown timeout, 20 s by default).
 RETIRED_GRACE_S = 120.0
@@ -336,13 +336,9 @@ def job_manager(args: ServiceArgs, version: str | None = None) -> ray.actor.Acto
         lifetime="detached",
         get_if_exists=True,
         max_concurrency=1000,
-        scheduling_strategy=_on_the_head(),
+        # On the head node, which an autoscaler never removes and where no job runs: a worker node that goes would
+        # take every job the manager runs with it. Ray's own head-node resource, not a soft affinity to the head's
+        # id: that one let Ray start the manager on a worker node while the head was busy starting processes (seen
+        # on a busy CI machine), and a restarted head has another id.
+        resources={HEAD_NODE_RESOURCE: 0.001},
     ).remote(args)
-
-
-def _on_the_head() -> NodeAffinitySchedulingStrategy | str:
-    """The head node, which an autoscaler never removes (a worker node it removes would take every job the
-    manager runs with it), and where no job runs; elsewhere only when the head is gone."""
-    head = next((node["NodeID"] for node in ray.nodes()
-                 if node["Alive"] and "node:__internal_head__" in node["Resources"]), None)
-    return NodeAffinitySchedulingStrategy(head, soft=True) if head else "DEFAULT"
