@@ -46,27 +46,29 @@ def as_chat_completion(completion: Completion) -> ChatCompletion:
     )
 
 
-def completion_request(create: Any, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
-    """A chat request's parameters as completions.create takes them: the prompt instead of the messages, no stream
-    (the reply is read whole), and what only chat endpoints know (tools, ...) left out."""
-    taken = set(inspect.signature(create).parameters) - {"stream", "stream_options"}
-    request = {name: value for name, value in params.items() if name in taken and value is not NOT_GIVEN}
-    return {**request, "prompt": render_prompt(messages)}
+def completion_parameters(completions: Any) -> set[str]:
+    """What completions.create names (read once per client, not per request)."""
+    return set(inspect.signature(completions.create).parameters)
 
 
 class _Completions:
     def __init__(self, completions: Any) -> None:
         self._completions = completions
+        # The reply is read whole: no stream. What only chat endpoints know (tools, ...) is left out.
+        self._taken = completion_parameters(completions) - {"stream", "stream_options"}
+
+    def request(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """A chat request's parameters as completions.create takes them: the prompt instead of the messages."""
+        taken = {name: value for name, value in params.items() if name in self._taken and value is not NOT_GIVEN}
+        return {**taken, "prompt": render_prompt(messages)}
 
     def create(self, *, messages: list[dict[str, Any]], **params: Any) -> ChatCompletion:
-        create = self._completions.create
-        return as_chat_completion(create(**completion_request(create, messages, params)))
+        return as_chat_completion(self._completions.create(**self.request(messages, params)))
 
 
 class _AsyncCompletions(_Completions):
     async def create(self, *, messages: list[dict[str, Any]], **params: Any) -> ChatCompletion:
-        create = self._completions.create
-        return as_chat_completion(await create(**completion_request(create, messages, params)))
+        return as_chat_completion(await self._completions.create(**self.request(messages, params)))
 
 
 class OpenAICompletionsAPI(OpenAICompatibleAPI):
@@ -75,13 +77,9 @@ class OpenAICompletionsAPI(OpenAICompatibleAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client.chat = SimpleNamespace(completions=_Completions(self.client.completions))
-
-    def validate_request_params(self, params: dict[str, Any]) -> None:
-        # evalscope moves what the client's create does not name into extra_body: here that is completions.create
-        # (the chat-only tools are left for completion_request to drop).
-        self._valid_params = set(inspect.signature(self.client.completions.create).parameters) | {
-            "messages", "tools", "tool_choice"}
-        super().validate_request_params(params)
+        # evalscope moves what its client's create does not name into extra_body, reading those names once into
+        # _valid_params: here they are completions.create's (the chat-only tools are left for the request to drop).
+        self._valid_params = completion_parameters(self.client.completions) | {"messages", "tools", "tool_choice"}
 
     @property
     def async_client(self) -> Any:
