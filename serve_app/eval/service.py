@@ -14,7 +14,7 @@ from serve_app.config import ServiceArgs
 from serve_app.errors import PartialRunError, RunError, storage_error
 from serve_app.eval import runner
 from serve_app.eval.plan import EvalPlan, EvalTask, part_dir
-from serve_app.jobs.workers import WorkerPools
+from serve_app.jobs.workers import WorkerPools, kill_and_wait
 from serve_app.metrics import EvalMetrics
 from serve_app.schemas import EvalRequest, EvalResponse
 from serve_app.targets import unreachable_reason
@@ -48,9 +48,11 @@ class EvalRun:
             if combiner is None:  # no dataset scored: a fresh process folds what they left
                 taken.append(combiner := self.workers.take_task_worker())
             await self._combine(combiner)
-        finally:
-            for worker in taken:
-                ray.kill(worker)
+        except BaseException:  # cancelled or failed: the status says so once the target gets no more requests
+            await kill_and_wait(taken)
+            raise
+        for worker in taken:
+            ray.kill(worker)
         if self.metrics:
             await self.progress()  # the last samples
             for dataset, outcome in outcomes.items():

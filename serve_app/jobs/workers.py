@@ -4,12 +4,15 @@ datasets, reports), `warm_workers` of each started ahead of need. A run takes wh
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from serve_app.config import ServiceArgs
@@ -121,6 +124,25 @@ class WorkerPools:
 
 def _stop(warm: Warm) -> None:
     ray.kill(warm.actor)
+
+
+KILL_WAIT_S = 10.0  # a busy node may take seconds to end a killed process
+
+
+async def kill_and_wait(actors: Sequence[ray.actor.ActorHandle], timeout_s: float = KILL_WAIT_S) -> None:
+    """Kill these worker processes and return once each is gone (or `timeout_s` passed). ray.kill returns before
+    the process ends, and a shard keeps sending requests until then: a job that reads cancelled or failed has
+    stopped its traffic."""
+    for actor in actors:
+        ray.kill(actor)
+    deadline = time.monotonic() + timeout_s
+    for actor in actors:
+        while time.monotonic() < deadline:
+            try:  # a call to a killed actor fails once its process is gone; until then it is answered or queued
+                await asyncio.wait_for(actor.name.remote(), max(deadline - time.monotonic(), 0.01))
+            except (RayActorError, asyncio.TimeoutError):
+                break
+            await asyncio.sleep(0.05)
 
 
 def _drop_lost(pool: WarmPool[Warm], live: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from serve_app.background import keep_running
 from serve_app.config import ServiceArgs
 from serve_app.errors import RunError
-from serve_app.jobs.workers import WorkerPools, worker_nodes
+from serve_app.jobs.workers import WorkerPools, kill_and_wait, worker_nodes
 from serve_app.paths import confine_dataset_path, new_run_dir, resolve_dataset_file
 from serve_app.perf.datasets import PerfDataset
 from serve_app.perf.report import write_perf_report
@@ -255,7 +255,8 @@ class PerfRun:
             record_paths = [stat.records_path for stat in stats]
             merged = await shards[0].actor.merge.remote(total, str(output_dir), record_paths, point.shards)
         except BaseException:
-            _kill(shards)  # at once: this is also what stops the traffic when a job is cancelled or fails
+            # This is what stops the traffic when a job is cancelled or fails: its status says so after this.
+            await kill_and_wait([shard.actor for shard in shards])
             raise
         finally:
             self._live = []
