@@ -105,9 +105,9 @@ class ServiceArgs(BaseModel):
     warm_workers: int = Field(
         2,
         ge=0,
-        description="Perf shards, and as many eval/report workers, kept started with evalscope imported, so a job "
+        description="Perf shards, and as many eval workers, kept started with evalscope imported, so a job "
         "skips seconds of process start-up; each serves one job only and is replaced. Idle ones hold ~250 MB each, "
-        "and the eval/report ones their eval_task_num_cpus (idle shards hold no CPU: a test point's placement group "
+        "and the eval ones their eval_task_num_cpus (idle shards hold no CPU: a test point's placement group "
         "reserves it). 0: every worker starts with its job.",
     )
 

@@ -47,8 +47,8 @@ class JobWorker:
 
 
 class TaskWorker(JobWorker):
-    """Runs one job's steps (an eval dataset, then its combine; a perf report), each a plain function that first
-    sends this process's output to the job's log."""
+    """Runs one job's steps (an eval dataset, then its combine; a perf run's report, in its last shard 0), each a
+    plain function that first sends this process's output to the job's log."""
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)

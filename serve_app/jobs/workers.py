@@ -1,5 +1,5 @@
 """The job manager's worker processes (Ray glue for serve_app.warm_pool): perf shards and task workers (eval
-datasets, reports), `warm_workers` of each started ahead of need. A run takes what it needs and kills it when done.
+datasets), `warm_workers` of each started ahead of need. A run takes what it needs and kills it when done.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class WorkerPools:
         return [warm.actor if warm else self.start_shard(node) for warm, node in zip(taken, node_ids)]
 
     def take_task_worker(self) -> ray.actor.ActorHandle:
-        """A task worker (an eval dataset's, a report's): a warm one, else a new one."""
+        """A task worker (an eval dataset's): a warm one, else a new one."""
         _drop_lost(self.tasks, worker_nodes())
         return self.tasks.take().actor
 

@@ -20,8 +20,7 @@ import numpy as np
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
-from evalscope.perf.core.strategies import ClosedLoopStrategy, MultiTurnStrategy, OpenLoopStrategy
-from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.core.strategies import MultiTurnStrategy, OpenLoopStrategy
 from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
 from evalscope.perf.plugin import ApiRegistry, DatasetRegistry
 from evalscope.perf.plugin.datasets.base import Conversation
@@ -29,6 +28,7 @@ from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_IS_WARMUP, BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
+from serve_app.perf.dispatch import BoundedClosedLoop, RequestSequence
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
 from serve_app.perf.saturation import MIN_OBSERVED_S, behind_schedule, in_flight_trend
@@ -87,7 +87,8 @@ class ShardRunner:
         self.args = build_arguments(spec)
         plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
-        self.requests: list[tuple[dict, bool]] = []
+        # Without a rate a RequestSequence; with one, a body of its own per request (it carries its send offset).
+        self.requests: RequestSequence | list[tuple[dict, bool]] = RequestSequence(_SHARED_BODIES)
         self.conversations: list[Conversation] = []  # a multi_turn load's, instead of `requests`
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self._writer: RecordWriter | None = None  # the running (or last) point's record file
@@ -119,7 +120,7 @@ class ShardRunner:
         gc.collect()
         gc.freeze()
 
-    def _scheduled(self, requests: list[tuple[dict, bool]]) -> list[tuple[dict, bool]]:
+    def _scheduled(self, requests: RequestSequence) -> RequestSequence | list[tuple[dict, bool]]:
         """With a rate, the requests as evalscope's open-loop strategy takes a replayed trace: each body carries its
         send offset from the start (and its warm-up flag, so warm-up and measured requests share one schedule); the
         strategy sends each at its offset and records warm-up ones as warm-up. A copy per request (the strategy
@@ -130,18 +131,16 @@ class ShardRunner:
         return [({**body, BODY_META_ARRIVAL_OFFSET: offset, **({BODY_META_IS_WARMUP: True} if is_warmup else {})},
                  False) for (body, is_warmup), offset in zip(requests, self.schedule.tolist())]
 
-    async def _collect_requests(self) -> list[tuple[dict, bool]]:
+    async def _collect_requests(self) -> RequestSequence:
         """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
         request: equal bodies are kept once (evalscope itself sends one body for a fixed prompt), so a million
-        requests over a few dozen prompts hold a few dozen bodies, not a million (~0.5 KB each). Bodies that carry
-        per-request metadata (trace replays; the client pops it as it sends) are never shared."""
-        shared: dict[str, dict] = {}
-        requests = []
+        requests over a few dozen prompts hold a few dozen bodies and 5 bytes a request, not a million bodies
+        (~0.5 KB each). Bodies that carry per-request metadata (trace replays; the client pops it as it sends) are
+        never shared."""
+        requests = RequestSequence(_SHARED_BODIES)
         async for body, is_warmup in get_requests(self.args, self.api_plugin):
-            if not any(key.startswith(BODY_META_PREFIX) for key in body):
-                text = json.dumps(body, sort_keys=True, default=str)
-                body = shared.setdefault(text, body) if len(shared) < _SHARED_BODIES else shared.get(text, body)
-            requests.append((body, is_warmup))
+            per_request = any(key.startswith(BODY_META_PREFIX) for key in body)
+            requests.append(body, is_warmup, None if per_request else json.dumps(body, sort_keys=True, default=str))
         return requests
 
     def _load_conversations(self) -> list[Conversation]:
@@ -209,7 +208,7 @@ class ShardRunner:
             if self.conversations:
                 strategy = MultiTurnStrategy(self.args, self.api_plugin, client, queue, self.conversations)
             elif sends is None:
-                strategy = ClosedLoopStrategy(self.args, self.api_plugin, client, queue, _replay(self.requests))
+                strategy = BoundedClosedLoop(self.args, self.api_plugin, client, queue, self.requests)
             else:
                 strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue, _replay(self.requests))
             collector = asyncio.create_task(self._collect(queue, writer))
@@ -330,16 +329,13 @@ class _PacedClient:
             self.done += 1
 
 
-_SEND_CODES = (_send_request.__code__, _send_request_open_loop.__code__)
-
-
 def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
-    """A task factory: evalscope's dispatch (closed and open loop) keeps the task of every request it sent until the
-    test point ends (~0.8 KB each: 400 MB for half a million requests). Each request still runs in a task of its
+    """A task factory: evalscope's open loop keeps the task of every request it sent until the test point ends
+    (~0.8 KB each: 400 MB for half a million requests; the closed loop is BoundedClosedLoop, which keeps none). Each request still runs in a task of its
     own, but evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
     Cancelling the future cancels the request; every other coroutine gets a plain task."""
     task = asyncio.Task(coroutine, loop=loop, **kwargs)
-    if getattr(coroutine, "cr_code", None) not in _SEND_CODES:
+    if getattr(coroutine, "cr_code", None) is not _send_request_open_loop.__code__:
         return task
     mirror = loop.create_future()
     task.add_done_callback(functools.partial(_settle, mirror))

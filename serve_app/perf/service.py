@@ -168,10 +168,11 @@ class PerfRun:
     plan: PerfPlan
     request: PerfRequest
     args: ServiceArgs
-    workers: WorkerPools  # shards and the report's worker come from here; each is killed when done
+    workers: WorkerPools  # shards come from here; each is killed when done
     metrics_model: str = ""  # the `model` label of live metrics (bounded by the job manager's LabelBudget)
     _finished: int = 0  # requests sent by the points already merged
     _live: list[_Shard] = field(default_factory=list)
+    _last: tuple[list[_Shard], asyncio.TimerHandle] | None = None  # the last merged point's shards, their kill timer
     _phase: str = "preparing"
 
     async def execute(self) -> PerfResponse:
@@ -212,13 +213,22 @@ class PerfRun:
                             probes=probes, verdict=search.verdict(unit))
 
     async def _write_report(self, series: LoadSeries | None) -> None:
-        worker = self.workers.take_task_worker()
+        """In the last point's shard 0, which has merged that point and has evalscope loaded, instead of a process
+        started for it (seconds of CPU for the imports alone)."""
+        shards, kill_timer = self._last
+        kill_timer.cancel()
         try:
-            await worker.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api, series)
+            await shards[0].actor.call.remote(write_perf_report, str(self.plan.output_dir), self.request.api, series)
         except RayError as exc:  # the HTML report is a convenience; the measured result stands without it
             logger.warning("no perf report for %s: %s", self.plan.output_dir, _reason(exc))
         finally:
-            ray.kill(worker)
+            self._kill_after_their_last_metrics(shards)
+
+    @staticmethod
+    def _kill_after_their_last_metrics(shards: list[_Shard]) -> asyncio.TimerHandle:
+        """Idle shards live one metrics report interval more, so their last requests reach Prometheus."""
+        return asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill,
+                                                     shards)
 
     async def progress(self) -> dict:
         done = self._finished
@@ -262,8 +272,7 @@ class PerfRun:
             self._live = []
             placement.remove()  # its CPUs go to the next point or job at once; idle shards hold none
         self._finished += sum(stat.done for stat in stats)  # what progress counted live, now merged
-        # Idle shards live one metrics report interval more, so their last requests reach Prometheus.
-        asyncio.get_running_loop().call_later(ray._config.metrics_report_interval_ms() / 1000 + 1, _kill, shards)
+        self._last = shards, self._kill_after_their_last_metrics(shards)
         return PerfPointResult(
             metrics=merged["metrics"],
             percentiles=merged["percentiles"],

@@ -16,10 +16,10 @@ from serve_app.jobs.output import print_to_job_log
 from serve_app.perf.plan import ShardPlan, point_schedule
 from serve_app.perf.saturation import assess
 from serve_app.perf.shard import ShardSpec, ShardStats
-from serve_app.worker import JobWorker, where_this_runs
+from serve_app.worker import TaskWorker, where_this_runs
 
 
-class PerfShard(JobWorker):
+class PerfShard(TaskWorker):
     runner: Any = None  # the ShardRunner, once bound
 
     def bind(self, spec: ShardSpec, job_dir: str) -> None:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from evalscope.perf.benchmark import get_requests
-from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
@@ -89,7 +89,7 @@ def test_equal_request_bodies_are_held_once_and_still_sent_as_built():
     runner = ShardRunner(spec(plan=plan))
     runner.requests = asyncio.run(runner._collect_requests())
     built = asyncio.run(_evalscope_requests(runner))
-    assert runner.requests == built  # the same bodies, in the same order
+    assert list(runner.requests) == built  # the same bodies, in the same order
     distinct_prompts = len({json.dumps(body, sort_keys=True) for body, _ in built})
     assert 1 < distinct_prompts < 300  # the dataset's prompts repeat
     assert len({id(body) for body, _ in runner.requests}) == distinct_prompts  # held once each
@@ -112,16 +112,16 @@ async def _evalscope_requests(runner):
 
 
 def _retained_bytes_per_finished_send(task_factory) -> float:
-    """What evalscope's dispatch keeps of each finished request: it holds every task it created until the end."""
+    """What evalscope's open loop keeps of each finished request: it holds every task it created until the end."""
 
     async def sends() -> float:
         if task_factory:
             asyncio.get_running_loop().set_task_factory(task_factory)
-        semaphore, queue = asyncio.Semaphore(64), asyncio.Queue()
+        queue = asyncio.Queue()
         client = SimpleNamespace(post=_instant_reply)
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        held = {asyncio.create_task(_send_request(semaphore, {}, False, queue, client)) for _ in range(5000)}
+        held = {asyncio.create_task(_send_request_open_loop({}, False, queue, client)) for _ in range(5000)}
         await asyncio.gather(*held)
         while not queue.empty():
             queue.get_nowait()
@@ -160,12 +160,12 @@ def test_cancelling_a_dispatched_request_cancels_it_and_errors_reach_the_dispatc
         async def failing(request):
             raise ConnectionError("refused")
 
-        semaphore, queue = asyncio.Semaphore(2), asyncio.Queue()
-        send = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=hanging)))
+        queue = asyncio.Queue()
+        send = asyncio.create_task(_send_request_open_loop({}, False, queue, SimpleNamespace(post=hanging)))
         await started.wait()
         send.cancel()
         await asyncio.wait_for(cancelled.wait(), 5)
-        failed = asyncio.create_task(_send_request(semaphore, {}, False, queue, SimpleNamespace(post=failing)))
+        failed = asyncio.create_task(_send_request_open_loop({}, False, queue, SimpleNamespace(post=failing)))
         with pytest.raises(ConnectionError, match="refused"):
             await failed
         other = asyncio.create_task(asyncio.sleep(0))  # anything else: a plain task
