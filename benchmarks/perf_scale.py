@@ -115,7 +115,7 @@ async def run_point(url: str, number: int, parallel: int, shards: int, tokens: i
     request = PerfRequest(model="fast", url=url, dataset="openqa", dataset_path=str(PROMPTS), number=number,
                           parallel=parallel, shards=shards, max_tokens=tokens, stream=True)
     args = ServiceArgs(outputs_root=outputs, warm_workers=0, perf_live_metrics=False, max_number=number)
-    plan = plan_perf(request, args, perf_datasets()["openqa"], workers_available=service_module.cluster_workers())
+    plan = plan_perf(request, args, perf_datasets()["openqa"], service_module.cluster_cpus(args))
     (point,) = plan.points
     run = PerfRun(plan, request, args, WorkerPools(args))
     shard_pids: list[int] = []  # shard 0, the merging one, first
