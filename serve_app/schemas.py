@@ -50,6 +50,9 @@ EndpointUrl = Annotated[
 ]
 
 
+# evalscope perf datasets whose requests carry their own arrival offsets (a replayed production trace).
+TRACE_DATASETS = frozenset({"workload_trace"})
+
 class _Request(BaseModel):
     # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option; JSON numbers too
     # large for a float (1e400) read as infinity and are refused too.
@@ -501,6 +504,19 @@ class PerfRequest(_Request):
         if self.ramp_up_s is not None and self.duration_s is not None and self.ramp_up_s >= self.duration_s:
             raise ValueError(f"ramp_up_s ({self.ramp_up_s:g}) must be shorter than duration_s ({self.duration_s:g}): "
                              "the point would end before reaching its rate")
+        return self
+
+    @model_validator(mode="after")
+    def _a_trace_keeps_its_own_arrivals(self) -> PerfRequest:
+        # evalscope's trace replay carries each request's arrival offset in its body; a schedule would replace them.
+        if self.dataset in TRACE_DATASETS:
+            paced = [name for name in ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
+                     if name in self.model_fields_set and getattr(self, name) not in (False, None, -1, -1.0)]
+            if paced or (self.search is not None and self.search.vary == "rate"):
+                raise ValueError(f"{', '.join(paced) or 'a rate search'} would replace the arrival times of the "
+                                 f"{self.dataset} dataset with a schedule of the service's, and replaying them across "
+                                 "shards is not supported yet: without a rate its requests are sent closed-loop, "
+                                 "parallel at a time")
         return self
 
     @model_validator(mode="after")

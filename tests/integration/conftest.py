@@ -59,9 +59,10 @@ def service(tmp_path_factory):
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """Debian's headless Chromium, unable to reach anything off this machine (tests/integration/browser.py)."""
+    """Debian's headless Chromium, unable to reach anything off this machine (tests/integration/browser.py); one
+    launch for the docs' and the UI's tests (each page is a new one)."""
     yield from launch_chromium()
 
 

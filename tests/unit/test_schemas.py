@@ -94,6 +94,14 @@ def test_a_multi_turn_load_refuses_what_would_schedule_it_or_cannot_hold(fields,
         PerfRequest(**PERF, dataset="custom_multi_turn", **fields)
 
 
+@pytest.mark.parametrize("fields", [{"rate": 5}, {"rate": [2, 4]}, {"rate": 5, "open_loop": True},
+                                    {"search": {"vary": "rate", "low": 1, "high": 50}, "slo": {"e2e_ms": 500}}])
+def test_a_trace_replay_refuses_a_schedule_that_would_replace_its_arrival_times(fields):
+    with pytest.raises(ValidationError, match="would replace the arrival times of the workload_trace dataset"):
+        PerfRequest(**PERF, dataset="workload_trace", **fields)
+    PerfRequest(**PERF, dataset="workload_trace", parallel=4)  # closed loop: its requests, parallel at a time
+
+
 def test_a_multi_turn_load_sweeps_conversations_and_concurrency():
     request = PerfRequest(**PERF, dataset="random_multi_turn", multi_turn=True, min_turns=2, max_turns=5,
                           number=[4, 8], parallel=[2, 4], duration_s=30)
