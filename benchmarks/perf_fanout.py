@@ -339,7 +339,7 @@ def stream_reader_part(fast_url: str, work: Path) -> dict:
             connect_timeout_s=5, request_timeout_s=60, work_dir=str(work), lean_client=lean,
         ))
         runner.prepare()
-        stats = runner.run(time.time() + 0.2).stats()
+        stats = runner.run(time.time() + 0.2)
         results[name] = {"req_per_s": stats.req_per_s, "cpu_ms_per_request": stats.cpu_ms_per_request}
         rows.append([name, round(stats.req_per_s, 1), round(stats.cpu_ms_per_request, 3)])
     print(table("Stream reader, one shard (parallel 64, 8000 requests)", ["plugin", "req/s", "CPU ms/req"], rows))
