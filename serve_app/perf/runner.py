@@ -331,9 +331,10 @@ class _PacedClient:
 
 def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
     """A task factory: evalscope's open loop keeps the task of every request it sent until the test point ends
-    (~0.8 KB each: 400 MB for half a million requests; the closed loop is BoundedClosedLoop, which keeps none). Each request still runs in a task of its
-    own, but evalscope is handed a future that mirrors it, so once a request is done only that small future stays.
-    Cancelling the future cancels the request; every other coroutine gets a plain task."""
+    (~0.8 KB each: 400 MB for half a million requests; the closed loop is BoundedClosedLoop, which keeps none).
+    Each request still runs in a task of its own, but evalscope is handed a future that mirrors it, so once a
+    request is done only that small future stays. Cancelling the future cancels the request; every other coroutine
+    gets a plain task."""
     task = asyncio.Task(coroutine, loop=loop, **kwargs)
     if getattr(coroutine, "cr_code", None) is not _send_request_open_loop.__code__:
         return task
