@@ -59,10 +59,11 @@ def service(tmp_path_factory):
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's headless Chromium, unable to reach anything off this machine (tests/integration/browser.py); one
-    launch for the docs' and the UI's tests (each page is a new one)."""
+    """Debian's headless Chromium, unable to reach anything off this machine (tests/integration/browser.py). Per
+    module, not per session: Playwright's sync API keeps an event loop running in the main thread while it is open,
+    and every later asyncio.run() in the tests would fail."""
     yield from launch_chromium()
 
 
