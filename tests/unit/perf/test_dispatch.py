@@ -114,10 +114,9 @@ def test_memory_does_not_grow_with_the_requests_sent_while_evalscopes_closed_loo
 
 
 def test_a_duration_stops_dispatching_once_it_has_passed_since_the_first_measured_send():
-    client = InstantClient(latency_s=0.01)
+    client, requests = InstantClient(latency_s=0.01), requests_of(100_000, warmup=4)
     started = time.perf_counter()
-    records, _ = asyncio.run(dispatched(BoundedClosedLoop, arguments(parallel=2, duration=0.3),
-                                        requests_of(100_000, warmup=4), client))
+    records, _ = asyncio.run(dispatched(BoundedClosedLoop, arguments(parallel=2, duration=0.3), requests, client))
     assert time.perf_counter() - started < 3
     assert 4 < records[False] < 1000  # ~2 per 10 ms for 0.3 s, then what was in flight
 
