@@ -126,7 +126,9 @@ def _stop(warm: Warm) -> None:
     ray.kill(warm.actor)
 
 
-KILL_WAIT_S = 10.0  # a busy node may take seconds to end a killed process
+# A busy node may take a second or two to end a killed process. Bounded well under the CLI's 5 s wait for a
+# cancel to be confirmed: past it the job ends anyway, its processes already told to exit.
+KILL_WAIT_S = 3.0
 
 
 async def kill_and_wait(actors: Sequence[ray.actor.ActorHandle], timeout_s: float = KILL_WAIT_S) -> None:
