@@ -52,6 +52,8 @@ EndpointUrl = Annotated[
 
 # evalscope perf datasets whose requests carry their own arrival offsets (a replayed production trace).
 TRACE_DATASETS = frozenset({"workload_trace"})
+# The fields that schedule a perf point's arrivals.
+_SCHEDULE_FIELDS = ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
 
 class _Request(BaseModel):
     # Unknown fields are rejected so a typo ("paralel") is a 400, not a silently ignored option; JSON numbers too
@@ -495,8 +497,7 @@ class PerfRequest(_Request):
     def _a_load_shape_needs_a_rate(self) -> PerfRequest:
         rate_search = self.search is not None and self.search.vary == "rate"
         if self.rate == -1 and not rate_search:
-            shaped = [name for name in ("open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
-                      if name in self.model_fields_set and getattr(self, name) not in (False, None)]
+            shaped = self._scheduling("open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
             if shaped:
                 raise ValueError(f"{', '.join(shaped)} shape arrivals at a rate: give a rate (req/s)")
         if self.burstiness is not None and self.arrival != "gamma":
@@ -506,12 +507,16 @@ class PerfRequest(_Request):
                              "the point would end before reaching its rate")
         return self
 
+    def _scheduling(self, *names: str) -> list[str]:
+        """Those of `names` the request sets to a value that schedules arrivals (not unset, off or the default)."""
+        return [name for name in names
+                if name in self.model_fields_set and getattr(self, name) not in (False, None, -1, -1.0, "poisson")]
+
     @model_validator(mode="after")
     def _a_trace_keeps_its_own_arrivals(self) -> PerfRequest:
         # evalscope's trace replay carries each request's arrival offset in its body; a schedule would replace them.
         if self.dataset in TRACE_DATASETS:
-            paced = [name for name in ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
-                     if name in self.model_fields_set and getattr(self, name) not in (False, None, -1, -1.0)]
+            paced = self._scheduling(*_SCHEDULE_FIELDS)
             if paced or (self.search is not None and self.search.vary == "rate"):
                 raise ValueError(f"{', '.join(paced) or 'a rate search'} would replace the arrival times of the "
                                  f"{self.dataset} dataset with a schedule of the service's, and replaying them across "
@@ -527,9 +532,7 @@ class PerfRequest(_Request):
                 raise ValueError(f"{', '.join(turns)} shape the conversations of a multi_turn load: set multi_turn")
             return self
         # A conversation's next turn waits for the reply to the last one: arrivals cannot be scheduled.
-        paced = [name for name in ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation",
-                                   "search") if name in self.model_fields_set and getattr(self, name) not in
-                 (False, None, -1, -1.0, "poisson")]
+        paced = self._scheduling(*_SCHEDULE_FIELDS, "search")
         if paced:
             raise ValueError(f"{', '.join(paced)} schedule requests at a rate; a multi_turn load is paced by its "
                              "conversations (parallel of them at once)")
