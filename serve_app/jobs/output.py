@@ -50,13 +50,15 @@ def print_to_job_log(output_dir: str | Path, source: str, secrets: Iterable[str 
     """Send this process's output, from now until it exits, to the log of the job that runs in `output_dir`.
 
     Only for processes that work for one job and then end (a job's own worker actors). Called again (the same
-    job's next step in the same process), later lines carry the new `source`. Each line is tagged `[source]`;
-    `secrets` (None: unset) are masked. Logging handlers write to the stream that was sys.stderr when they were
+    job's next step in the same process), later lines carry the new `source` and still mask the earlier step's
+    secrets, which the process still holds. Each line is tagged `[source]`; `secrets` (None: unset) are masked. Logging handlers write to the stream that was sys.stderr when they were
     made: those made since `hold_output` (evalscope's, on import) or since the last call follow to the job's log;
     those made before (Ray's own, about the worker) stay with the service log.
     """
     Path(output_dir).mkdir(parents=True, exist_ok=True)  # a run started without the job manager has no log yet
     previous = sys.stderr
+    if isinstance(previous, JobLogStream):  # the process still holds the earlier step's secrets (a shard's api key)
+        secrets = [*secrets, *previous.secrets]
     stream = JobLogStream(Path(output_dir) / JOB_LOG, source, secrets)
     sys.stdout = sys.stderr = stream
     if isinstance(previous, HeldOutput):
@@ -90,7 +92,7 @@ class JobLogStream(io.TextIOBase):
     ) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._prefix = f"[{source}] "
-        self._secrets = secrets_to_mask(secrets)
+        self.secrets = secrets_to_mask(secrets)
         self._max_bytes = max_bytes
         self._room = max_bytes
         self._left_out = False
@@ -112,7 +114,7 @@ class JobLogStream(io.TextIOBase):
         line = _TERMINAL_ESCAPE.sub("", _last_redraw(line).rstrip("\r")).rstrip()
         if not line or self._left_out or _PROGRESS_BAR.search(line):
             return
-        for secret in self._secrets:
+        for secret in self.secrets:
             line = line.replace(secret, _MASK)
         data = f"{self._prefix}{line}\n".encode("utf-8", "replace")
         if len(data) > self._room:

@@ -51,3 +51,16 @@ warnings.warn("careful")
     lines = (tmp_path / JOB_LOG).read_text().splitlines()
     assert lines[:2] == ["[iquiz] printed with ***", "[iquiz] INFO:evalscope:logged"]
     assert lines[2:] == ["[iquiz] <string>:8: UserWarning: careful"]
+
+
+def test_a_later_step_in_the_same_process_still_masks_the_earlier_steps_secrets(tmp_path):
+    """A perf shard binds with the target's key, then writes the run's report without being given it again."""
+    script = f"""
+from serve_app.jobs.output import print_to_job_log
+print_to_job_log({str(tmp_path)!r}, "shard 0", secrets=[{KEY!r}])
+print_to_job_log({str(tmp_path)!r}, "report")
+print("still holding {KEY}")
+"""
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished
+    assert (tmp_path / JOB_LOG).read_text().splitlines() == ["[report] still holding ***"]
