@@ -1,17 +1,18 @@
 """Merge the shards' record files into one test result with evalscope's own metric and percentile code.
 
-The records of every shard are pooled and evalscope's numbers are recomputed over the pool, exactly as if one
-process had sent every request; shard percentiles are never averaged. The files are read out of core, a batch of
-records at a time: evalscope's MetricsAccumulator keeps only sums, and each percentile column is built from the
-files alone (see `percentile_result`), so no process holds every record.
+The records of every shard are pooled and evalscope's numbers are recomputed over the pool, as if one process had
+sent every request; shard percentiles are never averaged. The work is split where it can be: once its load has
+ended, each shard runs evalscope's MetricsAccumulator over its own file (`shard_totals`, every shard at once), and
+the merge adds those counts and sums, then builds each percentile column from the files (see
+`percentile_result`). The files are read out of core, a batch of records at a time, so no process holds every
+record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,19 @@ from evalscope.perf.utils.db_util import (
 )
 from evalscope.perf.utils.perf_constants import Metrics, PercentileMetrics
 from evalscope.perf.utils.perf_models import BenchmarkSummary, PercentileResult
-from evalscope.perf.utils.trace_metrics import TraceAccumulator
+from evalscope.perf.utils.trace_metrics import TraceAccumulator, TraceLevelSummary
 from evalscope.utils.logger import get_logger
 
-from serve_app.perf.records import each_record, read_batches, result_table_path
+from serve_app.perf.records import (
+    ResultTable,
+    database_row,
+    each_record,
+    read_batches,
+    read_columns,
+    result_table_path,
+    unsynced_database,
+)
+from serve_app.perf.shard import ShardTotals
 from serve_app.perf.slo import goodput, is_good
 from serve_app.schemas import Goodput, Slo
 
@@ -47,7 +57,6 @@ class MergedPoint:
     metrics: dict[str, Any]  # evalscope's benchmark_summary.json
     percentiles: list[dict[str, Any]]  # evalscope's benchmark_percentile.json
     goodput: Goodput | None = None  # with an SLO
-    good_per_shard: list[int] | None = None  # with an SLO: each file's requests that met it
     conversations: dict[str, Any] | None = None  # a multi_turn load's: evalscope's trace_summary.json
 
     @property
@@ -56,31 +65,66 @@ class MergedPoint:
         return self.metrics.get(Metrics.TIME_TAKEN_FOR_TESTS, 0.0)
 
 
-def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo: Slo | None = None) -> MergedPoint:
-    """Write evalscope's result files for one test point into `output_dir` and return its summary.
+# MetricsAccumulator fields that are the test's settings rather than sums over its records: the merge sets them.
+_SETTINGS = {"concurrency", "rate", "enable_pd_metrics"}
 
-    `paths` are the shards' record files, each with its rows of benchmark_data.db beside it (records.py's
-    write_result_table), pooled in this order (float sums depend on it); both are removed once merged, as
-    benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point
-    (total parallel, total rate); its secrets are masked by evalscope's own serialisation when
-    benchmark_args.json is written.
-    """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    accumulator = MetricsAccumulator(concurrency=args.parallel, rate=args.rate)
-    # A multi_turn load's per-conversation metrics, as evalscope's multi-turn benchmark computes them (it holds a few
-    # numbers per turn of each conversation; a single-turn load feeds it nothing).
-    traces = TraceAccumulator()
-    good_per_shard = [0] * len(paths)
-    db_path = output_dir / "benchmark_data.db"
-    db_path.unlink(missing_ok=True)
-    for index, path in enumerate(paths):
-        for batch in read_batches([path]):
+
+def shard_totals(records_path: Path, args: Arguments, slo: Slo | None) -> ShardTotals:
+    """A shard's half of the merge, over its own record file once its load has ended: evalscope's accumulator over
+    its records, how many met the SLO, and its rows of benchmark_data.db, in one pass. Every shard does this at
+    once, so the merge is left with adding a few sums per shard and the percentiles."""
+    accumulator = MetricsAccumulator(enable_pd_metrics=args.enable_pd_metrics)
+    good = 0
+    with ResultTable(records_path) as table:
+        for batch in read_batches([records_path]):
+            rows = []
             for record in each_record(batch):
                 # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
                 accumulator.update(record, api_plugin=None)
-                traces.feed(record)
-                if slo is not None:
-                    good_per_shard[index] += is_good(record, slo)
+                good += slo is not None and is_good(record, slo)
+                rows.append(database_row(record))
+            table.insert(rows)
+    sums = {field.name: getattr(accumulator, field.name) for field in dataclasses.fields(accumulator)
+            if field.name not in _SETTINGS}
+    return ShardTotals(sums=sums, good=good if slo is not None else None)
+
+
+def pooled_accumulator(totals: list[ShardTotals], args: Arguments) -> MetricsAccumulator:
+    """evalscope's accumulator over every shard's records: counts and sums added, the time window widened.
+
+    A float sum is added shard by shard, where one evalscope process adds record by record: the two can differ in
+    their last bit, which evalscope's rounding of every figure (to 2 or 4 decimals) hides.
+    """
+    accumulator = MetricsAccumulator(concurrency=args.parallel, rate=args.rate,
+                                     enable_pd_metrics=args.enable_pd_metrics)
+    for shard in totals:
+        for name, value in shard.sums.items():
+            if name in ("_wall_start", "_wall_end"):
+                pooled = getattr(accumulator, name)
+                if value is not None:
+                    widest = min if name == "_wall_start" else max
+                    setattr(accumulator, name, value if pooled is None else widest(pooled, value))
+            elif name.startswith(("n_", "total_")):
+                setattr(accumulator, name, getattr(accumulator, name) + value)
+            else:  # a field of a newer evalscope that this merge does not know how to pool: refuse, not drop it
+                raise ValueError(f"cannot pool evalscope's MetricsAccumulator field {name!r}")
+    return accumulator
+
+
+def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Arguments, output_dir: Path,
+                       slo: Slo | None = None) -> MergedPoint:
+    """Write evalscope's result files for one test point into `output_dir` and return its summary.
+
+    `paths` are the shards' record files and `totals` what each shard computed over its file (shard_totals), with
+    its rows of benchmark_data.db beside it, in shard order; both files are removed once merged, as
+    benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point (total
+    parallel, total rate); its secrets are masked by evalscope's own serialisation when benchmark_args.json is
+    written.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    accumulator = pooled_accumulator(totals, args)
+    db_path = output_dir / "benchmark_data.db"
+    db_path.unlink(missing_ok=True)
     _concatenate_result_tables([result_table_path(path) for path in paths], db_path)
     # What evalscope's summary_result writes, without its percentile query, which loads every row at once.
     write_json_file(args.to_dict(), output_dir / "benchmark_args.json")
@@ -94,11 +138,12 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
         write_json_file(percentiles.to_list(), output_dir / "benchmark_percentile.json")
         logger.info("\nPercentile results:\n" + percentiles.to_table())
     conversations = None
-    if traces.n_traces:
-        trace_summary = traces.to_summary()
-        conversations = trace_summary.to_dict()
-        write_json_file(conversations, output_dir / "trace_summary.json")
-        logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
+    if args.multi_turn:
+        trace_summary = _conversations(paths)
+        if trace_summary.n_traces:
+            conversations = trace_summary.to_dict()
+            write_json_file(conversations, output_dir / "trace_summary.json")
+            logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
     if args.dataset.startswith("speed_benchmark"):
         speed_benchmark_result(str(db_path))
     for path in paths:
@@ -110,14 +155,29 @@ def merge_record_files(paths: list[Path], args: Arguments, output_dir: Path, slo
     merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations)
     if slo is None:
         return merged
-    point_goodput = goodput(sum(good_per_shard), accumulator.n_total, slo, merged.duration_s)
-    return dataclasses.replace(merged, goodput=point_goodput, good_per_shard=good_per_shard)
+    good = sum(shard.good or 0 for shard in totals)
+    return dataclasses.replace(merged, goodput=goodput(good, accumulator.n_total, slo, merged.duration_s))
+
+
+def _conversations(paths: list[Path]) -> TraceLevelSummary:
+    """evalscope's per-conversation metrics of a multi_turn load, as its multi-turn benchmark computes them (a few
+    numbers per turn of each conversation)."""
+    traces = TraceAccumulator()
+    for batch in read_batches(paths, _TRACE_COLUMNS):
+        for record in each_record(batch):
+            traces.feed(record)
+    return traces.to_summary()
+
+
+# What TraceAccumulator.feed reads of a record.
+_TRACE_COLUMNS = ["success", "trace_id", "start_time", "completed_time", "first_chunk_latency", "query_latency",
+                  "prompt_tokens", "completion_tokens", "cached_tokens"]
 
 
 def _concatenate_result_tables(shard_tables: list[Path], db_path: Path) -> None:
-    """benchmark_data.db, for evalscope's own tools: the shards' rows (serve_app.perf.records.write_result_table),
+    """benchmark_data.db, for evalscope's own tools: the shards' rows (serve_app.perf.records.ResultTable),
     in shard order, copied by SQLite."""
-    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+    with contextlib.closing(unsynced_database(db_path)) as connection:
         create_result_table(connection.cursor())
         for table in shard_tables:
             connection.execute("ATTACH DATABASE ? AS shard", (str(table),))
@@ -197,23 +257,39 @@ def percentile_result(paths: list[Path], accumulator: MetricsAccumulator, api: s
     exact size (the accumulator has counted the rows and the gaps), costs 8 bytes a value: 120 MB for the ITL
     column of a million 16-token replies, the largest. A bounded-memory selection (histogram passes over the
     files) would save that at the price of several passes and much more code, for a value evalscope must reproduce
-    exactly; one column at a time is what keeps the peak to that one column.
+    exactly; the gaps alone, before the others, is what keeps the peak to that one column.
     """
     streamed_rows = accumulator.n_stream_success
     rows = {False: accumulator.n_success, True: streamed_rows or accumulator.n_success}  # by `streamed_only`
-    transposed: dict[str, list] = {PercentileMetrics.PERCENTILES: _LABELS}
-    for name, column in _columns(api, no_streamed_rows=not streamed_rows).items():
-        size = accumulator.n_inter_token_latencies if name == PercentileMetrics.ITL else rows[column.streamed_only]
-        values = _fill(paths, column, streamed_rows > 0 and column.streamed_only, size)
+    columns = _columns(api, no_streamed_rows=not streamed_rows)
+    by_column: dict[str, list] = {}
+
+    def rank(name: str, batches: Iterable[pa.Table], size: int) -> None:
+        column = columns[name]
+        values = _fill(batches, column, streamed_rows > 0 and column.streamed_only, size)
         by_percentile = calculate_percentiles(_SortedColumn(values), _PERCENTILES)
-        transposed[name] = [by_percentile[p] for p in _PERCENTILES]
+        by_column[name] = [by_percentile[p] for p in _PERCENTILES]
+
+    # The gaps first and alone, the largest column; then every other column from one read of the few numbers per
+    # record they need (8 bytes a row a column, less than the gaps, in memory the gaps left free): a read per
+    # column and file cost more than the sorting.
+    if PercentileMetrics.ITL in columns:
+        rank(PercentileMetrics.ITL, read_batches(paths, ["success", "inter_chunk_latency"]),
+             accumulator.n_inter_token_latencies)
+    others = [name for name in columns if name != PercentileMetrics.ITL]
+    needed = sorted({read for name in others for read in columns[name].reads})
+    per_record = read_columns(paths, ["success", "is_stream", *needed])
+    for name in others:  # only the columns it reads are copied by its row filter
+        reads = ["success", "is_stream", *columns[name].reads]
+        rank(name, [per_record.select(reads)], rows[columns[name].streamed_only])
+    transposed = {PercentileMetrics.PERCENTILES: _LABELS} | {name: by_column[name] for name in columns}
     return PercentileResult.from_transposed(transposed)
 
 
-def _fill(paths: list[Path], column: _Column, streamed_only: bool, size: int) -> np.ndarray:
+def _fill(batches: Iterable[pa.Table], column: _Column, streamed_only: bool, size: int) -> np.ndarray:
     values: np.ndarray | None = None
     filled = 0
-    for batch in read_batches(paths, ["success", "is_stream", *column.reads]):
+    for batch in batches:
         keep = pc.and_(batch.column("success"), batch.column("is_stream")) if streamed_only else batch.column("success")
         part = column.values(batch.filter(keep))
         if values is None:

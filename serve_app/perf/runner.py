@@ -30,7 +30,8 @@ from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_I
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.dispatch import BoundedClosedLoop, RequestSequence
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
-from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path, write_result_table
+from serve_app.perf.merge import shard_totals
+from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path
 from serve_app.perf.saturation import MIN_OBSERVED_S, behind_schedule, in_flight_trend
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
 
@@ -176,8 +177,8 @@ class ShardRunner:
 
     def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
         """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
-        file (`records_path` in the answer) as it completes, then its rows of benchmark_data.db, and return its
-        counts.
+        file (`records_path` in the answer) as it completes, then compute its share of the merge (its `totals`,
+        and its rows of benchmark_data.db beside the file), and return its counts.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
@@ -188,10 +189,10 @@ class ShardRunner:
         self._writer = RecordWriter(path, clock)
         with self._writer as writer:
             cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
-        write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
                           records_path=str(path), sent=sent, stopped=self.stopped,
-                          conversations=writer.conversations if self.args.multi_turn else None)
+                          conversations=writer.conversations if self.args.multi_turn else None,
+                          totals=shard_totals(path, self.args, self.spec.slo))
 
     async def _dispatch(self, start_mono: float, writer: RecordWriter) -> tuple[float, int | None]:
         """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and

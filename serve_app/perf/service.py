@@ -262,8 +262,7 @@ class PerfRun:
             # Each shard wrote its records to a file under the point's directory (the outputs root is shared by
             # every node); shard 0 merges them from there, so no record passes through the object store.
             self._phase = "reporting"
-            record_paths = [stat.records_path for stat in stats]
-            merged = await shards[0].actor.merge.remote(total, str(output_dir), record_paths, point.shards)
+            merged = await shards[0].actor.merge.remote(total, str(output_dir), stats, point.shards)
         except BaseException:
             # This is what stops the traffic when a job is cancelled or fails: its status says so after this.
             await kill_and_wait([shard.actor for shard in shards])
@@ -276,8 +275,7 @@ class PerfRun:
         return PerfPointResult(
             metrics=merged["metrics"],
             percentiles=merged["percentiles"],
-            shards=[_summarize(shard.plan, stat, good) for shard, stat, good in
-                    zip(shards, stats, merged["good"] or [None] * len(shards))],
+            shards=[_summarize(shard.plan, stat) for shard, stat in zip(shards, stats)],
             goodput=merged["goodput"],
             saturation=point_saturation(merged["saturation"], point, stats),
             conversations=merged["conversations"],
@@ -418,7 +416,7 @@ def point_saturation(saturation: Saturation | None, point: PointPlan,
     )
 
 
-def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSummary:
+def _summarize(plan: ShardPlan, stats: ShardStats) -> ShardSummary:
     return ShardSummary(
         shard=plan.index,
         parallel=plan.parallel,
@@ -431,7 +429,7 @@ def _summarize(plan: ShardPlan, stats: ShardStats, good: int | None) -> ShardSum
         node=stats.node,
         worker=stats.worker,
         worker_started_at=stats.worker_started_at,
-        good=good,
+        good=stats.totals.good if stats.totals else None,
         sent=stats.sent,
         stopped=stats.stopped,
         conversations=stats.conversations,

@@ -38,6 +38,15 @@ class ShardSpec:
 
 
 @dataclass(frozen=True)
+class ShardTotals:
+    """A shard's share of its point's merge, computed by the shard over its own records once its load has ended,
+    in parallel with the other shards (serve_app.perf.merge.shard_totals)."""
+
+    sums: dict[str, float | int | None]  # evalscope's MetricsAccumulator fields (counts, sums, time window)
+    good: int | None = None  # with an SLO: its requests that met it
+
+
+@dataclass(frozen=True)
 class ShardStats:
     """A finished shard in a few numbers; its records are in the file at `records_path`, for the merge."""
 
@@ -53,6 +62,7 @@ class ShardStats:
     sent: int | None = None  # measured requests that went out (with a rate), abandoned ones in flight included
     stopped: str | None = None  # why it stopped sending early (stop_on_saturation), if it did
     conversations: int | None = None  # a multi_turn load's conversations that ended (`requests` counts turns)
+    totals: ShardTotals | None = None
 
     @property
     def done(self) -> int:

@@ -46,20 +46,22 @@ class PerfShard(TaskWorker):
         stats = self.runner.run(start_at, clock_offset_s)
         return dataclasses.replace(stats, worker=self.name(), worker_started_at=self.started_at)
 
-    def merge(self, point: dict[str, Any], output_dir: str, record_paths: list[str],
+    def merge(self, point: dict[str, Any], output_dir: str, shards: list[ShardStats],
               plans: list[ShardPlan]) -> dict[str, Any]:
-        """Pool every shard's record file and let evalscope compute the point's metrics, here rather than in the
-        ingress; with a rate, judge the sends of every shard against the point's schedule (`plans`: its shards')."""
+        """Pool every shard's record file and totals and let evalscope compute the point's metrics, here rather than
+        in the ingress; with a rate, judge the sends of every shard against the point's schedule (`plans`: its
+        shards')."""
         from serve_app.perf.merge import merge_record_files
         from serve_app.perf.records import send_and_completion_times
 
         args = self.runner.args.model_copy(update=point)
-        paths = [Path(path) for path in record_paths]
+        paths = [Path(shard.records_path) for shard in shards]
         schedule = point_schedule(plans)
         saturation = None if schedule is None else assess(schedule, *send_and_completion_times(paths))
-        merged = merge_record_files(paths, args, Path(output_dir), self.runner.spec.slo)  # removes the files
+        totals = [shard.totals for shard in shards]
+        merged = merge_record_files(paths, totals, args, Path(output_dir), self.runner.spec.slo)  # removes the files
         return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
-                "good": merged.good_per_shard, "saturation": saturation, "conversations": merged.conversations}
+                "saturation": saturation, "conversations": merged.conversations}
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -75,8 +75,9 @@ def evalscope_result(records, parallel, rate, outputs_dir):
 def test_the_merged_point_is_evalscope_over_the_raw_records_of_both_shards(streamed_point, tmp_path):
     captures = streamed_point.captures
     # Records as the HTTP client left them, before the shard's file dropped bodies and chunks; with the times each
-    # shard wrote (on the coordinator's clock), which the next test checks against the raw ones. Pooled shard by
-    # shard like the merge, so the float sums are the same sums, term for term.
+    # shard wrote (on the coordinator's clock), which the next test checks against the raw ones. One evalscope
+    # accumulator adds them request by request where the merge adds each shard's sums: the figures evalscope
+    # reports (rounded to 2 or 4 decimals) are the same.
     union = [
         dataclasses.replace(record, start_time=start, completed_time=completed)
         for capture in captures

@@ -12,9 +12,9 @@ from evalscope.perf.utils.db_util import create_result_table, get_percentile_res
 from evalscope.perf.utils.perf_constants import Metrics
 from evalscope.perf.utils.trace_metrics import TraceAccumulator
 
-from serve_app.perf.merge import merge_record_files
-from serve_app.perf.records import RecordWriter, write_result_table
-from serve_app.perf.shard import ClockPair
+from serve_app.perf.merge import merge_record_files, pooled_accumulator, shard_totals
+from serve_app.perf.records import RecordWriter
+from serve_app.perf.shard import ClockPair, ShardTotals
 from serve_app.schemas import PerfRequest, Slo
 
 # pydantic warns when evalscope dumps Arguments holding a value of another type than it declares (an int rate):
@@ -25,17 +25,21 @@ DEFAULT_RATE = PerfRequest(model="m", url="http://127.0.0.1/v1/chat/completions"
 SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)  # record times pass unchanged
 
 
-def merge_records(shards, args, output_dir, slo=None):
-    """Each shard's records written to its own file, as shards write them, then merged from the files."""
+def write_shards(shards, args, output_dir, slo=None):
+    """What each shard does: its records to a file of its own as they complete, then its totals over the file."""
     paths = []
     for index, records in enumerate(shards):
         path = output_dir / "records" / f"shard-{index}.parquet"
         with RecordWriter(path, SAME_CLOCK) as writer:
             for record in records:
                 writer.add(record)
-        write_result_table(path)
         paths.append(path)
-    return merge_record_files(paths, args, output_dir, slo)
+    return paths, [shard_totals(path, args, slo) for path in paths]
+
+
+def merge_records(shards, args, output_dir, slo=None):
+    """Each shard's records written and totalled as shards do, then merged from the files."""
+    return merge_record_files(*write_shards(shards, args, output_dir, slo), args, output_dir, slo)
 
 
 def _random_record(rng: random.Random, epoch: float) -> BenchmarkData:
@@ -90,6 +94,38 @@ def test_merged_shards_equal_evalscope_over_the_union(seed, tmp_path):
     assert written == expected_percentiles
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_every_sum_and_count_of_evalscopes_accumulator_pools_over_shards(seed, tmp_path):
+    """Each field of evalscope's accumulator, pooled from per-shard totals, is what one accumulator over every
+    record holds: counts exactly, float sums but for their last bits, the time window exactly."""
+    rng = random.Random(seed)
+    union = [_random_record(rng, 1e9) for _ in range(rng.randint(50, 300))]
+    shards = [union[i::3] for i in range(3)]
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = len(union), 8, DEFAULT_RATE
+    _, totals = write_shards(shards, args, tmp_path)
+    whole = MetricsAccumulator(concurrency=8, rate=DEFAULT_RATE)
+    for record in [record for shard in shards for record in shard]:
+        whole.update(record, api_plugin=None)
+
+    pooled = pooled_accumulator(totals, args)
+
+    for name in totals[0].sums:
+        expected = getattr(whole, name)
+        if isinstance(expected, int):
+            assert getattr(pooled, name) == expected, name
+        else:
+            assert getattr(pooled, name) == pytest.approx(expected, rel=1e-12), name
+    assert (pooled._wall_start, pooled._wall_end) == (whole._wall_start, whole._wall_end)
+    assert pooled.n_success > 0 and pooled.total_latency > 0 and pooled.n_inter_token_latencies > 0
+
+
+def test_a_field_the_merge_does_not_know_is_refused_rather_than_dropped():
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    with pytest.raises(ValueError, match="mean_sq_latency"):
+        pooled_accumulator([ShardTotals(sums={"n_total": 1, "mean_sq_latency": 0.5})], args)
+
+
 def test_averaging_shard_percentiles_would_be_wrong(tmp_path):
     """Guards the test above: on skewed shards the mean of shard p99s is far from the true p99."""
     rng = random.Random(7)
@@ -134,8 +170,9 @@ def test_goodput_counts_every_shards_file_over_the_points_duration(tmp_path):
     args = Arguments(model="m", url="http://x/v1/chat/completions")
     args.number, args.parallel, args.rate = 5, 2, DEFAULT_RATE
     slo = Slo(ttft_ms=100)
-    merged = merge_records(shards, args, tmp_path, slo)
-    assert merged.good_per_shard == [1, 2]
+    paths, totals = write_shards(shards, args, tmp_path, slo)
+    assert [shard.good for shard in totals] == [1, 2]
+    merged = merge_record_files(paths, totals, args, tmp_path, slo)
     assert merged.goodput.good == 3 and merged.goodput.good_fraction == pytest.approx(3 / 5)
     assert merged.goodput.goodput_req_per_s == pytest.approx(3 / 1.5)
     assert merged.goodput.slo == slo

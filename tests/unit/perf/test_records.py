@@ -9,18 +9,22 @@ import pyarrow.parquet as pq
 import pytest
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
-from evalscope.perf.utils.db_util import create_result_table, get_percentile_results, insert_benchmark_data
+from evalscope.perf.utils.db_util import (
+    DatabaseColumns,
+    create_result_table,
+    get_percentile_results,
+    insert_benchmark_data,
+)
 from evalscope.perf.utils.perf_models import BenchmarkSummary
 
 from serve_app.perf import records as records_module
-from serve_app.perf.merge import merge_record_files
+from serve_app.perf.merge import merge_record_files, shard_totals
 from serve_app.perf.records import (
     ERROR_CHARS,
     RecordWriter,
     each_record,
     read_batches,
     shard_records_path,
-    write_result_table,
 )
 from serve_app.perf.shard import ClockPair
 
@@ -43,11 +47,10 @@ def request(*, success=True, stream=True, ttft=0.1, gaps=(0.01, 0.02), latency=N
 
 
 def write(path, records, clock=SAME_CLOCK) -> RecordWriter:
-    """What a shard does: each record to its file as it completes, then its rows of benchmark_data.db."""
+    """What a shard does: each record to its file as it completes."""
     with RecordWriter(path, clock) as writer:
         for record in records:
             writer.add(record)
-    write_result_table(path)
     return writer
 
 
@@ -168,8 +171,11 @@ def evalscope_reference(records, args, tmp_path):
 
 
 def table(db_path):
+    """The rows, each gap list read back from its JSON text (the shards' encoder spells some numbers otherwise)."""
     with sqlite3.connect(db_path) as connection:
-        return connection.execute("SELECT * FROM result").fetchall()
+        cursor = connection.execute("SELECT * FROM result")
+        gaps = [column[0] for column in cursor.description].index(DatabaseColumns.INTER_TOKEN_LATENCIES)
+        return [row[:gaps] + (json.loads(row[gaps]),) + row[gaps + 1:] for row in cursor.fetchall()]
 
 
 @pytest.mark.parametrize("api", ["openai", "openai_embedding"])
@@ -186,7 +192,7 @@ def test_the_out_of_core_merge_is_evalscope_on_crafted_records(case, api, tmp_pa
     args = Arguments(model="m", url="http://x/v1/chat/completions", api=api)
     args.number, args.parallel, args.rate = len(records), 4, -1.0
 
-    merged = merge_record_files(paths, args, tmp_path / "point")
+    merged = merge_record_files(paths, [shard_totals(path, args, None) for path in paths], args, tmp_path / "point")
     metrics, percentiles, rows = evalscope_reference([r for shard in shards for r in shard], args, tmp_path)
 
     # NaN (a column with no value) compares unequal to itself: compare the JSON evalscope writes.
