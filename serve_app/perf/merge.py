@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,30 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
     accumulator = pooled_accumulator(totals, args)
     db_path = output_dir / "benchmark_data.db"
     db_path.unlink(missing_ok=True)
-    _concatenate_result_tables([result_table_path(path) for path in paths], db_path)
+    # SQLite copies the shards' rows without the GIL while the summary and the percentiles are computed here.
+    with ThreadPoolExecutor(1) as concatenation:
+        concatenated = concatenation.submit(_concatenate_result_tables, [result_table_path(path) for path in paths],
+                                            db_path)
+        summary, percentiles, conversations = _summarize(paths, accumulator, args, output_dir)
+        concatenated.result()
+    if args.dataset.startswith("speed_benchmark"):
+        speed_benchmark_result(str(db_path))
+    for path in paths:
+        path.unlink()
+        result_table_path(path).unlink()
+    for directory in {path.parent for path in paths}:
+        with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
+            directory.rmdir()
+    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations)
+    if slo is None:
+        return merged
+    good = sum(shard.good or 0 for shard in totals)
+    return dataclasses.replace(merged, goodput=goodput(good, accumulator.n_total, slo, merged.duration_s))
+
+
+def _summarize(paths: list[Path], accumulator: MetricsAccumulator, args: Arguments,
+               output_dir: Path) -> tuple[BenchmarkSummary, PercentileResult, dict[str, Any] | None]:
+    """evalscope's summary, percentiles and (a multi_turn load's) conversation summary, written as its files."""
     # What evalscope's summary_result writes, without its percentile query, which loads every row at once.
     write_json_file(args.to_dict(), output_dir / "benchmark_args.json")
     summary = BenchmarkSummary.from_dict(
@@ -144,19 +168,7 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
             conversations = trace_summary.to_dict()
             write_json_file(conversations, output_dir / "trace_summary.json")
             logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
-    if args.dataset.startswith("speed_benchmark"):
-        speed_benchmark_result(str(db_path))
-    for path in paths:
-        path.unlink()
-        result_table_path(path).unlink()
-    for directory in {path.parent for path in paths}:
-        with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
-            directory.rmdir()
-    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations)
-    if slo is None:
-        return merged
-    good = sum(shard.good or 0 for shard in totals)
-    return dataclasses.replace(merged, goodput=goodput(good, accumulator.n_total, slo, merged.duration_s))
+    return summary, percentiles, conversations
 
 
 def _conversations(paths: list[Path]) -> TraceLevelSummary:
