@@ -529,8 +529,9 @@ def _follow(client: Any, job: Any, args: argparse.Namespace, signals: _StopSigna
 
     timeout_s = None if args.wait_timeout is None else args.wait_timeout - (time.monotonic() - started)
     try:
-        signals.arm()
-        return client.wait(job.job_id, on_update=on_update, timeout_s=timeout_s), None
+        with client.interruptible(signals.check):
+            signals.arm()
+            return client.wait(job.job_id, on_update=on_update, timeout_s=timeout_s), None
     except _Interrupted as interruption:
         stop = _Stop(f"interrupted by {interruption.name}", 128 + interruption.signum)
     except TimeoutError:
@@ -567,9 +568,10 @@ class _StopSignals:
     """SIGINT and SIGTERM, which CI runners stop a step with, handled whatever their disposition at start (a step
     started in the background has SIGINT ignored), so that the job is cancelled rather than orphaned.
 
-    The first one raises _Interrupted in the main thread: at once while the CLI waits for the job, after the
-    submission when it comes during it (so that there is a job to cancel). While the CLI stops the job, another
-    one exits at once."""
+    The first one stops the CLI's wait for the job with _Interrupted (within the client's CHECK_INTERVAL_S), or
+    the CLI right after the submission when it comes during it (so that there is a job to cancel); the handler only
+    notes it, as an exception raised from a handler lands wherever the main thread is. While the CLI stops the
+    job, another one exits at once."""
 
     def __enter__(self) -> _StopSignals:
         self.previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
@@ -583,9 +585,14 @@ class _StopSignals:
             signal.signal(number, handler)
 
     def arm(self) -> None:
-        """Interrupt at once from now on, and now for a signal that came before."""
+        """Interrupt from now on (see check), and now for a signal that came before."""
         self.armed = True
-        if self.received is not None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise _Interrupted, once, if armed and a signal came."""
+        if self.armed and self.received is not None:
+            self.armed = False
             raise _Interrupted(self.received)
 
     def stopping(self) -> None:
@@ -594,8 +601,6 @@ class _StopSignals:
     def _interrupt(self, signum: int, frame: object) -> None:
         self.stopping()
         self.received = signum
-        if self.armed:
-            raise _Interrupted(signum)
 
     @staticmethod
     def _handle_with(handler: Any) -> None:

@@ -10,13 +10,14 @@ while Serve replaces a replica), for about half a minute in all.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
 import uuid
 from urllib.parse import quote
-from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -40,6 +41,8 @@ TOKEN_ENV = "EVALSCOPE_SERVE_TOKEN"
 _ROOT_RELATIVE_SCRIPT = re.compile(r'<script src="(/[^/"][^"]*)"')
 _RETRIED_STATUSES = {429, 502, 503, 504}
 _TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+# How often a synchronous call looks whether it should stop (Client.interruptible): a stop signal's latency.
+CHECK_INTERVAL_S = 0.1
 Result = TypeVar("Result")
 
 
@@ -209,6 +212,7 @@ class Client:
         self._stack = ExitStack()
         self._portal = self._stack.enter_context(start_blocking_portal())
         self._async = self._portal.call(_open, server, options)
+        self._check: Callable[[], None] | None = None  # see interruptible
 
     def __enter__(self) -> Client:
         return self
@@ -224,9 +228,23 @@ class Client:
         method = getattr(self._async, name)
         return lambda *args, **kwargs: self._call(lambda: method(*args, **kwargs))
 
+    @contextmanager
+    def interruptible(self, check: Callable[[], None]) -> Iterator[None]:
+        """While open, `check` runs every CHECK_INTERVAL_S while a call is waited for, and what it raises abandons the
+        call. How a signal stops a call: a signal handler that raised would do so wherever the main thread is, even
+        inside a lock's release, and the exception would be lost (RuntimeError: cannot release un-acquired lock)."""
+        self._check = check
+        try:
+            yield
+        finally:
+            self._check = None
+
     def _call(self, call: Callable[[], Awaitable[Result]]) -> Result:
         future = self._portal.start_task_soon(call)
         try:
+            while not concurrent.futures.wait([future], timeout=CHECK_INTERVAL_S).done:
+                if self._check is not None:
+                    self._check()
             return future.result()
         except BaseException:
             # Interrupted here (Ctrl-C, a signal handler's exception): stop the call on the loop too, or it would

@@ -204,6 +204,18 @@ def following(service, *flags, sigint=signal.SIG_DFL):
     return process
 
 
+def test_a_stop_signals_handler_only_notes_it_and_the_check_raises_it_once():
+    from serve_app.cli import _Interrupted, _StopSignals
+
+    with _StopSignals() as signals:
+        signals.arm()
+        signals._interrupt(signal.SIGTERM, None)  # as the handler runs: no exception, wherever the CLI is
+        with pytest.raises(_Interrupted) as interruption:
+            signals.check()
+        signals.check()  # once: the cancel that follows is not interrupted by the same signal
+    assert interruption.value.signum == signal.SIGTERM
+
+
 def test_a_second_signal_while_the_job_is_being_cancelled_exits_at_once():
     with FakeService(cancel_delay_s=60) as service:
         process = following(service, sigint=signal.SIG_IGN)

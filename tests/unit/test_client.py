@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from serve_app.client import Client, JobFailed, ServiceError
+from serve_app.client import CHECK_INTERVAL_S, Client, JobFailed, ServiceError
 
 JOB = {"job_id": "job-1", "kind": "perf", "status": "queued", "model": "m", "created_at": "2026-01-01T00:00:00",
        "progress": {}, "request": {}, "output_dir": "/o", "links": {}}
@@ -130,21 +130,27 @@ class Interrupted(BaseException):
     pass
 
 
-def test_a_call_interrupted_in_the_calling_thread_stops_on_the_loop_too():
-    """As a signal handler's exception does to the CLI's wait: the call must not go on behind the caller's back,
-    keeping close() waiting for it."""
+def test_a_call_its_check_stops_stops_on_the_loop_too_within_the_check_interval():
+    """What a stop signal does to the CLI's wait: its handler only notes the signal (an exception raised from a
+    handler lands wherever the main thread is, even inside a lock's release), and the check raises. The call must
+    stop soon after, and not go on behind the caller's back, keeping close() waiting for it."""
     async def never_answers(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(10)
 
-    def interrupt(signum, frame):
-        raise Interrupted
+    received = []
 
-    previous = signal.signal(signal.SIGUSR1, interrupt)
+    def check():
+        if received:
+            raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
     try:
         client = Client("http://service", transport=httpx.MockTransport(never_answers))
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-        with pytest.raises(Interrupted):
+        started = time.monotonic()
+        with client.interruptible(check), pytest.raises(Interrupted):
             client.wait("job-1")
+        assert received and time.monotonic() - started < 0.2 + 10 * CHECK_INTERVAL_S
         started = time.monotonic()
         client.close()
         assert time.monotonic() - started < 2
