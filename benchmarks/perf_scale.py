@@ -10,6 +10,7 @@ rows of benchmark_data.db) counts too.
 
     python benchmarks/perf_scale.py                          # 10k, 100k, 1M at 16 tokens; 10k at 2048 tokens
     python benchmarks/perf_scale.py --sizes 10000 --long 0   # a quick run
+    python benchmarks/perf_scale.py --rate 5000 --sizes 100000 1000000 --long 0   # arrivals at a rate (open loop)
 
 Works unchanged against older code of the service (same PerfRun interface), for before/after figures.
 """
@@ -111,9 +112,10 @@ class RayProcessMemory:
         return others[pid], sorted(self.titles[pid])[0]
 
 
-async def run_point(url: str, number: int, parallel: int, shards: int, tokens: int, outputs: Path) -> dict:
+async def run_point(url: str, number: int, parallel: int, shards: int, tokens: int, outputs: Path,
+                    rate: float = -1) -> dict:
     request = PerfRequest(model="fast", url=url, dataset="openqa", dataset_path=str(PROMPTS), number=number,
-                          parallel=parallel, shards=shards, max_tokens=tokens, stream=True)
+                          parallel=parallel, shards=shards, max_tokens=tokens, stream=True, rate=rate)
     args = ServiceArgs(outputs_root=outputs, warm_workers=0, perf_live_metrics=False, max_number=number)
     plan = plan_perf(request, args, perf_datasets()["openqa"], service_module.cluster_cpus(args))
     (point,) = plan.points
@@ -143,12 +145,13 @@ def _pid(_actor) -> int:
     return os.getpid()
 
 
-def measure(url: str, number: int, parallel: int, shards: int, tokens: int, work: Path, target: set[int]) -> dict:
+def measure(url: str, number: int, parallel: int, shards: int, tokens: int, work: Path, target: set[int],
+            rate: float = -1) -> dict:
     earlier = RayProcessMemory(exclude=target)
     earlier.sample()  # shards of an earlier point that Ray has not stopped yet are not this point's
     target = target | {pid for pid, titles in earlier.titles.items() if any("PerfShard" in t for t in titles)}
     with RayProcessMemory(exclude=target) as memory:
-        point = asyncio.run(run_point(url, number, parallel, shards, tokens, work / f"{number}_{tokens}"))
+        point = asyncio.run(run_point(url, number, parallel, shards, tokens, work / f"{number}_{tokens}", rate))
     metrics = point["result"].metrics
     # A shard's process is titled ray::PerfShard...; shard 0 merges. Its pid is asked for while the shards run, and
     # may come back only once they are done (an actor runs one call at a time): the titles catch it either way.
@@ -176,6 +179,8 @@ def main() -> None:
     parser.add_argument("--long-tokens", type=int, default=2048)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=128)
+    parser.add_argument("--rate", type=float, default=-1,
+                        help="arrivals per second over all shards (-1: as fast as `parallel` allows, a closed loop)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "perf_scale.json")
     options = parser.parse_args()
 
@@ -191,7 +196,7 @@ def main() -> None:
             try:
                 time.sleep(1)  # the target's process binds its port
                 row = measure(f"http://127.0.0.1:{port}/v1/chat/completions", number, options.parallel,
-                              options.shards, tokens, work, {process.pid for process in target})
+                              options.shards, tokens, work, {process.pid for process in target}, options.rate)
             finally:
                 for process in target:
                     process.terminate()

@@ -1,9 +1,10 @@
-"""A shard's requests and evalscope's closed-loop dispatch, in memory that does not grow with the number of requests.
+"""A shard's requests and evalscope's dispatch strategies, in memory that does not grow with the number of requests.
 
-A million-request test point sends the same few dozen prompts over and over. evalscope's closed loop collects every
-(request, is_warmup) pair into a list and keeps the task of every request it sent until the point ends, a few
-hundred bytes per request. Here the requests are the distinct bodies plus one small integer per request, and the
-dispatch keeps only the tasks still in flight.
+A million-request test point sends the same few dozen prompts over and over. evalscope's closed and open loops
+collect every (request, is_warmup) pair into a list and keep the task of every request they sent until the point
+ends, a few hundred bytes per request; its open loop also wants a body of its own per request, carrying the
+request's send offset. Here the requests are the distinct bodies plus one small integer per request (and, with a
+rate, 8 bytes of offset), and the dispatch keeps only the tasks still in flight.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import time
 from array import array
 from collections.abc import Iterator, Sequence
 
-from evalscope.perf.core.strategies import ClosedLoopStrategy
+import numpy as np
+from evalscope.perf.core.strategies import ClosedLoopStrategy, OpenLoopStrategy
 from evalscope.perf.core.strategies.closed_loop import _send_request
+from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
 
 
 class RequestSequence(Sequence):
@@ -93,5 +96,50 @@ class BoundedClosedLoop(ClosedLoopStrategy):
             await asyncio.gather(*in_flight)
         finally:
             for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+class BoundedOpenLoop(OpenLoopStrategy):
+    """evalscope's open loop on a replayed schedule (each request sent at its offset from the start, whether or not
+    the earlier ones have finished; warm-up ones outside the duration, which the first measured request arms and
+    which stops the sending, not what is in flight; evalscope's own per-request coroutine), reading the shard's
+    RequestSequence and `offsets` (seconds from the start, one a request) as it goes and keeping only the tasks in
+    flight."""
+
+    def __init__(self, args, api_plugin, client, queue, requests: RequestSequence, offsets: np.ndarray) -> None:
+        if len(offsets) != len(requests):
+            raise ValueError(f"{len(offsets)} send offsets for {len(requests)} requests")
+        super().__init__(args, api_plugin, client, queue, request_generator=None)
+        self._requests = requests
+        self._offsets = offsets
+
+    async def run(self) -> None:
+        in_flight: set[asyncio.Future] = set()
+
+        def release(task: asyncio.Future) -> None:
+            if task.cancelled() or task.exception() is None:  # a failed one stays, for the gather below to raise
+                in_flight.discard(task)
+
+        armed, deadline = False, None
+        target_times = self._offsets + time.perf_counter()
+        try:
+            for (request, is_warmup), target in zip(self._requests, target_times):
+                if not is_warmup and not armed:
+                    armed, deadline = True, self._compute_deadline(self.args.duration)
+                sleep_s = target - time.perf_counter()
+                if not is_warmup and deadline is not None:
+                    sleep_s = min(sleep_s, deadline - time.perf_counter())
+                if sleep_s > 0:
+                    await asyncio.sleep(sleep_s)
+                if not is_warmup and deadline is not None and time.perf_counter() >= deadline:
+                    break
+                task = asyncio.ensure_future(_send_request_open_loop(
+                    request, is_warmup, self.queue, self.client, self.track_gpu_memory))
+                in_flight.add(task)
+                task.add_done_callback(release)
+            await asyncio.gather(*in_flight)  # a request's error ends the point, as in evalscope
+        finally:
+            for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)

@@ -8,27 +8,25 @@ every response chunk into SQLite; a shard instead streams compact per-request re
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import json
 import netrc
 import time
 import urllib.request
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import numpy as np
 from evalscope.perf.arguments import Arguments
 from evalscope.perf.benchmark import get_requests
 from evalscope.perf.core.http_client import AioHttpClient
-from evalscope.perf.core.strategies import MultiTurnStrategy, OpenLoopStrategy
-from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
+from evalscope.perf.core.strategies import MultiTurnStrategy
 from evalscope.perf.plugin import ApiRegistry, DatasetRegistry
 from evalscope.perf.plugin.datasets.base import Conversation
 from evalscope.perf.utils.benchmark_util import BenchmarkData
-from evalscope.perf.utils.body_meta import BODY_META_ARRIVAL_OFFSET, BODY_META_IS_WARMUP, BODY_META_PREFIX
+from evalscope.perf.utils.body_meta import BODY_META_PREFIX
 
 from serve_app.metrics import PerfMetrics
-from serve_app.perf.dispatch import BoundedClosedLoop, RequestSequence
+from serve_app.perf.dispatch import BoundedClosedLoop, BoundedOpenLoop, RequestSequence
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
 from serve_app.perf.merge import shard_totals
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path
@@ -88,8 +86,7 @@ class ShardRunner:
         self.args = build_arguments(spec)
         plugin_name = LEAN_PLUGINS.get(self.args.api, self.args.api) if spec.lean_client else self.args.api
         self.api_plugin = resilient(ApiRegistry.get_class(plugin_name))(self.args)
-        # Without a rate a RequestSequence; with one, a body of its own per request (it carries its send offset).
-        self.requests: RequestSequence | list[tuple[dict, bool]] = RequestSequence(_SHARED_BODIES)
+        self.requests = RequestSequence(_SHARED_BODIES)
         self.conversations: list[Conversation] = []  # a multi_turn load's, instead of `requests`
         self.metrics = PerfMetrics(spec.metrics_model) if spec.metrics_model else None
         self._writer: RecordWriter | None = None  # the running (or last) point's record file
@@ -114,23 +111,12 @@ class ShardRunner:
         else:
             self.requests = asyncio.run(self._collect_requests())
             asyncio.run(self._probe(dict(self.requests[0][0]) if self.requests else None))
-            self.requests = self._scheduled(self.requests)
+            self.schedule = self.spec.plan.arrival_offsets()  # with a rate; before the timed window
         # Everything allocated so far (evalscope, pandas, transformers... imported; the request bodies) is
         # long-lived: freezing it keeps the collector from walking it mid-test, which stalled the event loop for
         # 100+ ms at a time. Here rather than in `run`, so the start instant need not leave room for a collection.
         gc.collect()
         gc.freeze()
-
-    def _scheduled(self, requests: RequestSequence) -> RequestSequence | list[tuple[dict, bool]]:
-        """With a rate, the requests as evalscope's open-loop strategy takes a replayed trace: each body carries its
-        send offset from the start (and its warm-up flag, so warm-up and measured requests share one schedule); the
-        strategy sends each at its offset and records warm-up ones as warm-up. A copy per request (the strategy
-        pops those keys, and bodies are shared), made here rather than in the timed window."""
-        self.schedule = self.spec.plan.arrival_offsets()
-        if self.schedule is None:
-            return requests
-        return [({**body, BODY_META_ARRIVAL_OFFSET: offset, **({BODY_META_IS_WARMUP: True} if is_warmup else {})},
-                 False) for (body, is_warmup), offset in zip(requests, self.schedule.tolist())]
 
     async def _collect_requests(self) -> RequestSequence:
         """Every request body. A dataset's prompts repeat cyclically, yet evalscope builds a new body for each
@@ -197,7 +183,6 @@ class ShardRunner:
     async def _dispatch(self, start_mono: float, writer: RecordWriter) -> tuple[float, int | None]:
         """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
         reading the replies, and how many measured requests went out (None: not counted, without a rate)."""
-        asyncio.get_running_loop().set_task_factory(_send_tasks_released_when_done)
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -211,7 +196,7 @@ class ShardRunner:
             elif sends is None:
                 strategy = BoundedClosedLoop(self.args, self.api_plugin, client, queue, self.requests)
             else:
-                strategy = OpenLoopStrategy(self.args, self.api_plugin, sends, queue, _replay(self.requests))
+                strategy = BoundedOpenLoop(self.args, self.api_plugin, sends, queue, self.requests, schedule)
             collector = asyncio.create_task(self._collect(queue, writer))
             try:
                 dispatch = asyncio.create_task(strategy.run())
@@ -300,11 +285,6 @@ def _environment_sets_proxy_or_netrc() -> bool:
     return True
 
 
-async def _replay(requests: list[tuple[dict, bool]]) -> AsyncIterator[tuple[dict, bool]]:
-    for item in requests:
-        yield item
-
-
 class _PacedClient:
     """evalscope's HTTP client as the open-loop strategy sees it: a request waits for one of `cap` slots when capped
     (`parallel` bounds what is in flight, so an arrival beyond it goes out late), and sends and completions are
@@ -328,32 +308,6 @@ class _PacedClient:
             return await self._client.post(body)
         finally:
             self.done += 1
-
-
-def _send_tasks_released_when_done(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Future:
-    """A task factory: evalscope's open loop keeps the task of every request it sent until the test point ends
-    (~0.8 KB each: 400 MB for half a million requests; the closed loop is BoundedClosedLoop, which keeps none).
-    Each request still runs in a task of its own, but evalscope is handed a future that mirrors it, so once a
-    request is done only that small future stays. Cancelling the future cancels the request; every other coroutine
-    gets a plain task."""
-    task = asyncio.Task(coroutine, loop=loop, **kwargs)
-    if getattr(coroutine, "cr_code", None) is not _send_request_open_loop.__code__:
-        return task
-    mirror = loop.create_future()
-    task.add_done_callback(functools.partial(_settle, mirror))
-    mirror.add_done_callback(lambda future: task.cancel() if future.cancelled() else None)
-    return mirror
-
-
-def _settle(mirror: asyncio.Future, task: asyncio.Task) -> None:
-    if mirror.done():
-        return
-    if task.cancelled():
-        mirror.cancel()
-    elif task.exception() is not None:
-        mirror.set_exception(task.exception())
-    else:
-        mirror.set_result(task.result())
 
 
 def _run_loop(coroutine: Any) -> Any:

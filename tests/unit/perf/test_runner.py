@@ -1,16 +1,11 @@
 import asyncio
-import gc
 import json
 import time
-import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from evalscope.perf.benchmark import get_requests
-from evalscope.perf.core.strategies.open_loop import _send_request_open_loop
-from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.body_meta import BODY_META_REQUEST_ID
 
 from serve_app.perf import runner as runner_module
@@ -74,7 +69,8 @@ def test_proxy_settings_in_the_environment_are_honoured(monkeypatch, variable):
 def test_a_shard_sends_each_request_at_its_scheduled_offset_warm_up_first(tmp_path, shape):
     (plan,) = plan_shards(parallel=2, number=30, rate=100.0, shards=1, warmup=3, seed=7, shape=shape)
     runner = ShardRunner(spec(plan=plan, work_dir=str(tmp_path)))  # unreachable: each request fails at once
-    runner.requests = runner._scheduled(asyncio.run(runner._collect_requests()))  # prepare() without the probe
+    runner.requests = asyncio.run(runner._collect_requests())  # prepare() without the probe
+    runner.schedule = plan.arrival_offsets()
     start_at = time.time() + 0.2
     stats = runner.run(start_at=start_at)
     sent = sorted(start - start_at for batch in read_batches([Path(stats.records_path)], ["start_time"])
@@ -109,70 +105,6 @@ def test_bodies_with_per_request_metadata_are_never_shared(monkeypatch):
 
 async def _evalscope_requests(runner):
     return [item async for item in get_requests(runner.args, runner.api_plugin)]
-
-
-def _retained_bytes_per_finished_send(task_factory) -> float:
-    """What evalscope's open loop keeps of each finished request: it holds every task it created until the end."""
-
-    async def sends() -> float:
-        if task_factory:
-            asyncio.get_running_loop().set_task_factory(task_factory)
-        queue = asyncio.Queue()
-        client = SimpleNamespace(post=_instant_reply)
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        held = {asyncio.create_task(_send_request_open_loop({}, False, queue, client)) for _ in range(5000)}
-        await asyncio.gather(*held)
-        while not queue.empty():
-            queue.get_nowait()
-        gc.collect()
-        retained = tracemalloc.get_traced_memory()[0] - before
-        tracemalloc.stop()
-        assert all(task.done() for task in held)
-        return retained / len(held)
-
-    return asyncio.run(sends())
-
-
-async def _instant_reply(request):
-    return BenchmarkData(success=True)
-
-
-def test_finished_requests_leave_little_behind_in_the_dispatch():
-    plain = _retained_bytes_per_finished_send(None)
-    released = _retained_bytes_per_finished_send(runner_module._send_tasks_released_when_done)
-    assert released < plain / 2, (released, plain)
-
-
-def test_cancelling_a_dispatched_request_cancels_it_and_errors_reach_the_dispatch():
-    async def scenario():
-        asyncio.get_running_loop().set_task_factory(runner_module._send_tasks_released_when_done)
-        started, cancelled = asyncio.Event(), asyncio.Event()
-
-        async def hanging(request):
-            started.set()
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-
-        async def failing(request):
-            raise ConnectionError("refused")
-
-        queue = asyncio.Queue()
-        send = asyncio.create_task(_send_request_open_loop({}, False, queue, SimpleNamespace(post=hanging)))
-        await started.wait()
-        send.cancel()
-        await asyncio.wait_for(cancelled.wait(), 5)
-        failed = asyncio.create_task(_send_request_open_loop({}, False, queue, SimpleNamespace(post=failing)))
-        with pytest.raises(ConnectionError, match="refused"):
-            await failed
-        other = asyncio.create_task(asyncio.sleep(0))  # anything else: a plain task
-        await other
-        return type(other)
-
-    assert issubclass(asyncio.run(scenario()), asyncio.Task)
 
 
 def test_random_conversations_are_drawn_per_shard_within_the_turn_bounds(tmp_path):
