@@ -52,7 +52,7 @@ EndpointUrl = Annotated[
 
 # evalscope perf datasets whose requests carry their own arrival offsets (a replayed production trace).
 TRACE_DATASETS = frozenset({"workload_trace"})
-# The fields that schedule a perf point's arrivals.
+# The fields that schedule a perf point's arrivals: the rate, then what shapes them.
 _SCHEDULE_FIELDS = ("rate", "open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
 
 class _Request(BaseModel):
@@ -497,7 +497,7 @@ class PerfRequest(_Request):
     def _a_load_shape_needs_a_rate(self) -> PerfRequest:
         rate_search = self.search is not None and self.search.vary == "rate"
         if self.rate == -1 and not rate_search:
-            shaped = self._scheduling("open_loop", "arrival", "burstiness", "ramp_up_s", "stop_on_saturation")
+            shaped = self._scheduling(*_SCHEDULE_FIELDS[1:])  # what shapes the arrivals of a rate
             if shaped:
                 raise ValueError(f"{', '.join(shaped)} shape arrivals at a rate: give a rate (req/s)")
         if self.burstiness is not None and self.arrival != "gamma":

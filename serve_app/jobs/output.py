@@ -51,9 +51,10 @@ def print_to_job_log(output_dir: str | Path, source: str, secrets: Iterable[str 
 
     Only for processes that work for one job and then end (a job's own worker actors). Called again (the same
     job's next step in the same process), later lines carry the new `source` and still mask the earlier step's
-    secrets, which the process still holds. Each line is tagged `[source]`; `secrets` (None: unset) are masked. Logging handlers write to the stream that was sys.stderr when they were
-    made: those made since `hold_output` (evalscope's, on import) or since the last call follow to the job's log;
-    those made before (Ray's own, about the worker) stay with the service log.
+    secrets, which the process still holds. Each line is tagged `[source]`; `secrets` (None: unset) are masked.
+    Logging handlers write to the stream that was sys.stderr when they were made: those made since `hold_output`
+    (evalscope's, on import) or since the last call follow to the job's log; those made before (Ray's own, about
+    the worker) stay with the service log.
     """
     Path(output_dir).mkdir(parents=True, exist_ok=True)  # a run started without the job manager has no log yet
     previous = sys.stderr
