@@ -35,6 +35,15 @@ RAY_FOR_TESTS = {
 
 
 @pytest.fixture(scope="session")
+def smollm_tokenizer(tmp_path_factory) -> Path:
+    """SmolLM2's tokenizer directory (tests/smollm_tokenizer.py), built once a session: reading the vocabulary out
+    of the GGUF file takes seconds. Tests that stage it for a service copy it."""
+    from tests.smollm_tokenizer import write_smollm_tokenizer
+
+    return write_smollm_tokenizer(tmp_path_factory.mktemp("smollm2"))
+
+
+@pytest.fixture(scope="session")
 def simulator():
     with SimulatorProcess() as sim:
         yield sim

@@ -25,7 +25,7 @@ from tests.conftest import REPO, free_port, wait_until_healthy
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped before the integration tests, not after every test
 def smollm2():
     port = free_port()
     process = subprocess.Popen(

@@ -1,6 +1,7 @@
 """The whole service, started the way the README says, against a real model (SmolLM2-135M on llama.cpp)."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -109,10 +110,8 @@ def test_every_metric_is_exported_on_a_fresh_cluster_after_its_first_event(serve
     assert not missing, f"never exported: {sorted(missing)}"
 
 
-def test_random_prompts_reach_a_real_model_at_the_token_length_asked(served, smollm2):
-    from tests.smollm_tokenizer import write_smollm_tokenizer
-
-    write_smollm_tokenizer(served.workdir / "datasets" / "tokenizers" / "smollm2")
+def test_random_prompts_reach_a_real_model_at_the_token_length_asked(served, smollm2, smollm_tokenizer):
+    shutil.copytree(smollm_tokenizer, served.workdir / "datasets" / "tokenizers" / "smollm2")
     response = served.post("/api/v1/perf", json={
         "model": "smollm2", "url": f"{smollm2}/completions", "dataset": "random", "tokenizer_path": "tokenizers/smollm2",
         "min_prompt_length": 48, "max_prompt_length": 48, "number": 4, "parallel": 2, "max_tokens": 4,

@@ -28,8 +28,10 @@ from tests.integration.faulty_target import FaultyTarget
 SCREENSHOTS_ENV = "UI_SCREENSHOTS_DIR"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(tmp_path_factory):
+    """Per package, not per session: the cluster stops with the last integration test, not after the unit tests
+    that follow them (its idle processes took a fifth of a core meanwhile)."""
     root = tmp_path_factory.mktemp("service")
     datasets_root = root / "datasets"
     datasets_root.mkdir()

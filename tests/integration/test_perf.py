@@ -1,6 +1,7 @@
 """Perf through the real HTTP API on Ray Serve: sharded runs, exact totals, failures that name their shard."""
 
 import re
+import shutil
 import time
 from datetime import datetime
 
@@ -208,11 +209,9 @@ def _wait_until_started_shard_processes_are_ready():
 
 
 @pytest.fixture(scope="module")
-def staged_tokenizer(service) -> str:
+def staged_tokenizer(service, smollm_tokenizer) -> str:
     """SmolLM2's tokenizer staged under the service's datasets root, as an operator would stage one."""
-    from tests.smollm_tokenizer import write_smollm_tokenizer
-
-    write_smollm_tokenizer(service.datasets_root / "tokenizers" / "smollm2")
+    shutil.copytree(smollm_tokenizer, service.datasets_root / "tokenizers" / "smollm2")
     return "tokenizers/smollm2"
 
 

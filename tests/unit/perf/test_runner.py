@@ -107,15 +107,12 @@ async def _evalscope_requests(runner):
     return [item async for item in get_requests(runner.args, runner.api_plugin)]
 
 
-def test_random_conversations_are_drawn_per_shard_within_the_turn_bounds(tmp_path):
-    from tests.smollm_tokenizer import write_smollm_tokenizer
-
-    tokenizer = write_smollm_tokenizer(tmp_path / "smollm2")
+def test_random_conversations_are_drawn_per_shard_within_the_turn_bounds(smollm_tokenizer):
     plans = plan_shards(parallel=2, number=6, rate=-1, shards=2, seed=11)
 
     def conversations(plan):
         runner = ShardRunner(spec(plan=plan, dataset="random_multi_turn", dataset_path=None, evalscope_args={
-            "multi_turn": True, "min_turns": 2, "max_turns": 3, "tokenizer_path": str(tokenizer),
+            "multi_turn": True, "min_turns": 2, "max_turns": 3, "tokenizer_path": str(smollm_tokenizer),
             "min_prompt_length": 8, "max_prompt_length": 16}))
         return [[turn.messages[0]["content"] for turn in conversation]
                 for conversation in runner._load_conversations()][:plan.number]
