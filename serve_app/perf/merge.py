@@ -1,11 +1,11 @@
 """Merge the shards' record files into one test result with evalscope's own metric and percentile code.
 
 The records of every shard are pooled and evalscope's numbers are recomputed over the pool, as if one process had
-sent every request; shard percentiles are never averaged. The work is split where it can be: once its load has
-ended, each shard runs evalscope's MetricsAccumulator over its own file (`shard_totals`, every shard at once), and
-the merge adds those counts and sums, then builds each percentile column from the files (see
-`percentile_result`). The files are read out of core, a batch of records at a time, so no process holds every
-record.
+sent every request; shard percentiles are never averaged. The work is split where it can be: each shard keeps
+evalscope's MetricsAccumulator over its own records as they complete (`RunningTotals`) and writes its rows of
+benchmark_data.db once its load has ended (every shard at once), and the merge adds those counts and sums, then
+builds each percentile column from the files (see `percentile_result`). The files are read out of core, a batch
+of records at a time, so no process holds every record.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from evalscope.perf.arguments import Arguments
-from evalscope.perf.utils.benchmark_util import MetricsAccumulator
+from evalscope.perf.utils.benchmark_util import BenchmarkData, MetricsAccumulator
 from evalscope.perf.utils.db_util import (
     calculate_percentiles,
     create_result_table,
@@ -34,15 +34,16 @@ from evalscope.perf.utils.trace_metrics import TraceAccumulator, TraceLevelSumma
 from evalscope.utils.logger import get_logger
 
 from serve_app.perf.records import (
+    DATABASE_COLUMNS,
     ResultTable,
-    database_row,
+    database_rows,
     each_record,
     read_batches,
     read_columns,
     result_table_path,
     unsynced_database,
 )
-from serve_app.perf.shard import ShardTotals
+from serve_app.perf.shard import ClockPair, ShardTotals
 from serve_app.perf.slo import goodput, is_good
 from serve_app.schemas import Goodput, Slo
 
@@ -70,24 +71,39 @@ class MergedPoint:
 _SETTINGS = {"concurrency", "rate", "enable_pd_metrics"}
 
 
-def shard_totals(records_path: Path, args: Arguments, slo: Slo | None) -> ShardTotals:
-    """A shard's half of the merge, over its own record file once its load has ended: evalscope's accumulator over
-    its records, how many met the SLO, and its rows of benchmark_data.db, in one pass. Every shard does this at
-    once, so the merge is left with adding a few sums per shard and the percentiles."""
-    accumulator = MetricsAccumulator(enable_pd_metrics=args.enable_pd_metrics)
-    good = 0
+class RunningTotals:
+    """A shard's share of its point's merge, kept as its records complete, as evalscope's own collector keeps its
+    accumulator: evalscope's MetricsAccumulator over the shard's records (~2.5 us a record) and how many met the
+    SLO. Once the load ends only the rows of benchmark_data.db are left to the shard (`write_result_table`), and
+    the merge adds the shards' sums."""
+
+    def __init__(self, args: Arguments, slo: Slo | None) -> None:
+        self._accumulator = MetricsAccumulator(enable_pd_metrics=args.enable_pd_metrics)
+        self._slo = slo
+        self._good = 0
+
+    def add(self, record: BenchmarkData) -> None:
+        """A finished measured record, finalized (token counts set), its times on the shard's monotonic clock."""
+        self._accumulator.update(record, api_plugin=None)
+        self._good += self._slo is not None and is_good(record, self._slo)
+
+    def totals(self, clock: ClockPair) -> ShardTotals:
+        """The sums, the time window moved to the coordinator's clock as the record file's times are: the map is
+        increasing, so the earliest start and the latest completion stay the file's."""
+        sums = {field.name: getattr(self._accumulator, field.name) for field in dataclasses.fields(self._accumulator)
+                if field.name not in _SETTINGS}
+        for bound in ("_wall_start", "_wall_end"):
+            if sums[bound] is not None:
+                sums[bound] = clock.to_coordinator(sums[bound])
+        return ShardTotals(sums=sums, good=self._good if self._slo is not None else None)
+
+
+def write_result_table(records_path: Path) -> None:
+    """A shard's rows of benchmark_data.db (records.ResultTable) from its record file, once its load has ended:
+    every shard at once, so that the merge only has SQLite copy them."""
     with ResultTable(records_path) as table:
-        for batch in read_batches([records_path]):
-            rows = []
-            for record in each_record(batch):
-                # Records are finalized (token counts set), so no API plugin is needed to re-parse replies.
-                accumulator.update(record, api_plugin=None)
-                good += slo is not None and is_good(record, slo)
-                rows.append(database_row(record))
-            table.insert(rows)
-    sums = {field.name: getattr(accumulator, field.name) for field in dataclasses.fields(accumulator)
-            if field.name not in _SETTINGS}
-    return ShardTotals(sums=sums, good=good if slo is not None else None)
+        for batch in read_batches([records_path], DATABASE_COLUMNS):
+            table.insert(database_rows(batch))
 
 
 def pooled_accumulator(totals: list[ShardTotals], args: Arguments) -> MetricsAccumulator:
@@ -116,8 +132,8 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
                        slo: Slo | None = None) -> MergedPoint:
     """Write evalscope's result files for one test point into `output_dir` and return its summary.
 
-    `paths` are the shards' record files and `totals` what each shard computed over its file (shard_totals), with
-    its rows of benchmark_data.db beside it, in shard order; both files are removed once merged, as
+    `paths` are the shards' record files and `totals` what each shard kept over its records (RunningTotals), with
+    its rows of benchmark_data.db beside it (write_result_table), in shard order; both files are removed once merged, as
     benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point (total
     parallel, total rate); its secrets are masked by evalscope's own serialisation when benchmark_args.json is
     written.

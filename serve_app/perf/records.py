@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.db_util import DatabaseColumns, create_result_table, encode_data
@@ -188,8 +190,8 @@ class ResultTable:
         self._connection = unsynced_database(path)
         create_result_table(self._connection.cursor())
 
-    def insert(self, rows: list[tuple]) -> None:
-        """`rows` from database_row, a batch per statement."""
+    def insert(self, rows: Iterable[tuple]) -> None:
+        """`rows` from database_rows, a batch per statement."""
         self._connection.executemany(_INSERT, rows)
 
     def close(self) -> None:
@@ -216,13 +218,28 @@ _INSERT = f"INSERT INTO result({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * l
 _NO_RESPONSE_MESSAGES = encode_data([])  # the shards keep no reply bodies
 
 
-def database_row(record: BenchmarkData) -> tuple:
-    """The row evalscope's insert_benchmark_data writes for `record`. The gaps are the same JSON list, written by
-    orjson (a tenth of the json module's time): it spells some numbers differently (no space after a comma,
-    0.00001 for 1e-05) but they read back as the same floats."""
-    common = (record.request, record.start_time, orjson.dumps(record.inter_chunk_latency).decode(), record.success,
-              _NO_RESPONSE_MESSAGES, record.completed_time, record.request_id, int(record.is_stream))
-    if not record.success:
-        return common + (None,) * 6
-    return common + (record.query_latency, record.first_chunk_latency, record.prompt_tokens,
-                     record.completion_tokens, record.max_gpu_memory_cost, record.time_per_output_token)
+# What a row of benchmark_data.db is made of; the measurements are NULL where the request failed.
+_MEASURED = ["query_latency", "first_chunk_latency", "prompt_tokens", "completion_tokens", "max_gpu_memory_cost",
+             "time_per_output_token"]
+DATABASE_COLUMNS = ["start_time", "inter_chunk_latency", "success", "completed_time", "request_id", "is_stream",
+                    *_MEASURED]
+
+
+def database_rows(batch: pa.Table) -> Iterator[tuple]:
+    """The rows evalscope's insert_benchmark_data writes for the records of `batch` (its DATABASE_COLUMNS), built
+    a column at a time rather than from a record object per row. The gaps are the same JSON list, written by orjson
+    (a tenth of the json module's time): it spells some numbers differently (no space after a comma, 0.00001 for
+    1e-05) but they read back as the same floats. No request or reply bodies: a shard never kept them."""
+    success = batch.column("success")
+
+    def values(name: str) -> list:
+        return batch.column(name).to_pylist()
+
+    def measured(name: str) -> list:
+        column = batch.column(name)
+        return pc.if_else(success, column, pa.scalar(None, column.type)).to_pylist()
+
+    gaps = [orjson.dumps(request_gaps).decode() for request_gaps in values("inter_chunk_latency")]
+    is_stream = pc.cast(batch.column("is_stream"), pa.int64()).to_pylist()
+    return zip(repeat(None), values("start_time"), gaps, success.to_pylist(), repeat(_NO_RESPONSE_MESSAGES),
+               values("completed_time"), values("request_id"), is_stream, *(measured(name) for name in _MEASURED))

@@ -28,7 +28,7 @@ from evalscope.perf.utils.body_meta import BODY_META_PREFIX
 from serve_app.metrics import PerfMetrics
 from serve_app.perf.dispatch import BoundedClosedLoop, BoundedOpenLoop, RequestSequence
 from serve_app.perf.plugin import LEAN_PLUGINS, resilient
-from serve_app.perf.merge import shard_totals
+from serve_app.perf.merge import RunningTotals, write_result_table
 from serve_app.perf.records import ERROR_CHARS, RecordWriter, shard_records_path
 from serve_app.perf.saturation import MIN_OBSERVED_S, behind_schedule, in_flight_trend
 from serve_app.perf.shard import ClockPair, ShardSpec, ShardStats
@@ -163,8 +163,8 @@ class ShardRunner:
 
     def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
         """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
-        file (`records_path` in the answer) as it completes, then compute its share of the merge (its `totals`,
-        and its rows of benchmark_data.db beside the file), and return its counts.
+        file (`records_path` in the answer) as it completes, keeping its share of the merge meanwhile (its
+        `totals`), then write its rows of benchmark_data.db beside the file, and return its counts.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
@@ -173,16 +173,20 @@ class ShardRunner:
         clock = ClockPair(wall=time.time(), monotonic=time.perf_counter(), offset_s=clock_offset_s)
         path = shard_records_path(self.spec.work_dir, self.spec.plan.index)
         self._writer = RecordWriter(path, clock)
+        totals = RunningTotals(self.args, self.spec.slo)
         with self._writer as writer:
-            cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer))
+            cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer, totals))
+        write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
                           records_path=str(path), sent=sent, stopped=self.stopped,
                           conversations=writer.conversations if self.args.multi_turn else None,
-                          totals=shard_totals(path, self.args, self.spec.slo))
+                          totals=totals.totals(clock))
 
-    async def _dispatch(self, start_mono: float, writer: RecordWriter) -> tuple[float, int | None]:
-        """Send every request, recording each into `writer`; the CPU seconds this process spent sending them and
-        reading the replies, and how many measured requests went out (None: not counted, without a rate)."""
+    async def _dispatch(self, start_mono: float, writer: RecordWriter,
+                        totals: RunningTotals) -> tuple[float, int | None]:
+        """Send every request, recording each into `writer` and `totals`; the CPU seconds this process spent sending
+        them and reading the replies, and how many measured requests went out (None: not counted, without a
+        rate)."""
         delay = start_mono - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -197,7 +201,7 @@ class ShardRunner:
                 strategy = BoundedClosedLoop(self.args, self.api_plugin, client, queue, self.requests)
             else:
                 strategy = BoundedOpenLoop(self.args, self.api_plugin, sends, queue, self.requests, schedule)
-            collector = asyncio.create_task(self._collect(queue, writer))
+            collector = asyncio.create_task(self._collect(queue, writer, totals))
             try:
                 dispatch = asyncio.create_task(strategy.run())
                 if sends is not None and self.spec.plan.stop_on_saturation:
@@ -237,7 +241,8 @@ class ShardRunner:
                 dispatch.cancel()
                 return
 
-    async def _collect(self, queue: asyncio.Queue[BenchmarkData], writer: RecordWriter) -> None:
+    async def _collect(self, queue: asyncio.Queue[BenchmarkData], writer: RecordWriter,
+                       totals: RunningTotals) -> None:
         while True:
             record = await queue.get()
             try:
@@ -249,6 +254,7 @@ class ShardRunner:
                         self.metrics.record(record.success, record.first_chunk_latency, record.inter_chunk_latency,
                                             record.query_latency, record.completion_tokens)
                     writer.add(record)
+                    totals.add(record)
             finally:
                 queue.task_done()
 

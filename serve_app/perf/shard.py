@@ -39,8 +39,8 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class ShardTotals:
-    """A shard's share of its point's merge, computed by the shard over its own records once its load has ended,
-    in parallel with the other shards (serve_app.perf.merge.shard_totals)."""
+    """A shard's share of its point's merge, kept by the shard as its records complete
+    (serve_app.perf.merge.RunningTotals)."""
 
     sums: dict[str, float | int | None]  # evalscope's MetricsAccumulator fields (counts, sums, time window)
     good: int | None = None  # with an SLO: its requests that met it

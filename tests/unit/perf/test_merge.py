@@ -12,8 +12,8 @@ from evalscope.perf.utils.db_util import create_result_table, get_percentile_res
 from evalscope.perf.utils.perf_constants import Metrics
 from evalscope.perf.utils.trace_metrics import TraceAccumulator
 
-from serve_app.perf.merge import merge_record_files, pooled_accumulator, shard_totals
-from serve_app.perf.records import RecordWriter
+from serve_app.perf.merge import RunningTotals, merge_record_files, pooled_accumulator, write_result_table
+from serve_app.perf.records import RecordWriter, each_record, read_batches
 from serve_app.perf.shard import ClockPair, ShardTotals
 from serve_app.schemas import PerfRequest, Slo
 
@@ -25,16 +25,21 @@ DEFAULT_RATE = PerfRequest(model="m", url="http://127.0.0.1/v1/chat/completions"
 SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)  # record times pass unchanged
 
 
-def write_shards(shards, args, output_dir, slo=None):
-    """What each shard does: its records to a file of its own as they complete, then its totals over the file."""
-    paths = []
+def write_shards(shards, args, output_dir, slo=None, clock=SAME_CLOCK):
+    """What each shard does: its records to a file of its own and into its running totals as they complete, then
+    its rows of benchmark_data.db from the file."""
+    paths, totals = [], []
     for index, records in enumerate(shards):
         path = output_dir / "records" / f"shard-{index}.parquet"
-        with RecordWriter(path, SAME_CLOCK) as writer:
+        running = RunningTotals(args, slo)
+        with RecordWriter(path, clock) as writer:
             for record in records:
                 writer.add(record)
+                running.add(record)
+        write_result_table(path)
         paths.append(path)
-    return paths, [shard_totals(path, args, slo) for path in paths]
+        totals.append(running.totals(clock))
+    return paths, totals
 
 
 def merge_records(shards, args, output_dir, slo=None):
@@ -177,6 +182,24 @@ def test_goodput_counts_every_shards_file_over_the_points_duration(tmp_path):
     assert merged.goodput.goodput_req_per_s == pytest.approx(3 / 1.5)
     assert merged.goodput.slo == slo
     assert merge_records(shards, args, tmp_path / "without").goodput is None
+
+
+def test_the_time_window_is_on_the_coordinators_clock_like_the_record_files(tmp_path):
+    """A shard keeps its totals on its own monotonic clock and moves the window once: the pooled window is, to the
+    bit, evalscope's over the records as the files hold them (the coordinator's clock)."""
+    rng = random.Random(5)
+    shards = [[_random_record(rng, 800.0) for _ in range(60)] for _ in range(2)]
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = 120, 4, DEFAULT_RATE
+    clock = ClockPair(wall=1.7e9 + 0.123, monotonic=750.5, offset_s=0.37)
+    paths, totals = write_shards(shards, args, tmp_path, clock=clock)
+    as_filed = MetricsAccumulator()
+    for batch in read_batches(paths):
+        for record in each_record(batch):
+            as_filed.update(record, api_plugin=None)
+    pooled = pooled_accumulator(totals, args)
+    assert (pooled._wall_start, pooled._wall_end) == (as_filed._wall_start, as_filed._wall_end)
+    assert pooled._wall_start > 1.7e9  # on the coordinator's wall clock, not the shard's monotonic one
 
 
 def _conversation(rng: random.Random, trace_id: str, epoch: float) -> list[BenchmarkData]:

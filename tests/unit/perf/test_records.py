@@ -18,7 +18,7 @@ from evalscope.perf.utils.db_util import (
 from evalscope.perf.utils.perf_models import BenchmarkSummary
 
 from serve_app.perf import records as records_module
-from serve_app.perf.merge import merge_record_files, shard_totals
+from serve_app.perf.merge import merge_record_files
 from serve_app.perf.records import (
     ERROR_CHARS,
     RecordWriter,
@@ -27,6 +27,7 @@ from serve_app.perf.records import (
     shard_records_path,
 )
 from serve_app.perf.shard import ClockPair
+from tests.unit.perf.test_merge import write_shards
 
 SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)
 
@@ -186,13 +187,10 @@ def test_the_out_of_core_merge_is_evalscope_on_crafted_records(case, api, tmp_pa
     for record in records:  # what a shard keeps; evalscope's side gets the same
         record.request, record.response_messages = None, []
     shards = [records[i::3] for i in range(3)]
-    paths = [tmp_path / "point" / "records" / f"shard-{i}.parquet" for i in range(3)]
-    for path, shard in zip(paths, shards):
-        write(path, shard)
     args = Arguments(model="m", url="http://x/v1/chat/completions", api=api)
     args.number, args.parallel, args.rate = len(records), 4, -1.0
 
-    merged = merge_record_files(paths, [shard_totals(path, args, None) for path in paths], args, tmp_path / "point")
+    merged = merge_record_files(*write_shards(shards, args, tmp_path / "point"), args, tmp_path / "point")
     metrics, percentiles, rows = evalscope_reference([r for shard in shards for r in shard], args, tmp_path)
 
     # NaN (a column with no value) compares unequal to itself: compare the JSON evalscope writes.
