@@ -205,24 +205,26 @@ class ResultTable:
         self.close()
 
 
+# A failed request leaves these NULL: benchmark_data.db's column -> the record column it is read from.
+_MEASURED = {
+    DatabaseColumns.LATENCY: "query_latency", DatabaseColumns.FIRST_CHUNK_LATENCY: "first_chunk_latency",
+    DatabaseColumns.PROMPT_TOKENS: "prompt_tokens", DatabaseColumns.COMPLETION_TOKENS: "completion_tokens",
+    DatabaseColumns.MAX_GPU_MEMORY_COST: "max_gpu_memory_cost",
+    DatabaseColumns.TIME_PER_OUTPUT_TOKEN: "time_per_output_token",
+}
 # The rows of evalscope's insert_benchmark_data, a batch per statement.
 _COLUMNS = [
     DatabaseColumns.REQUEST, DatabaseColumns.START_TIME, DatabaseColumns.INTER_TOKEN_LATENCIES,
     DatabaseColumns.SUCCESS, DatabaseColumns.RESPONSE_MESSAGES, DatabaseColumns.COMPLETED_TIME,
-    DatabaseColumns.REQUEST_ID, DatabaseColumns.IS_STREAM,
-    # A failed request leaves these NULL.
-    DatabaseColumns.LATENCY, DatabaseColumns.FIRST_CHUNK_LATENCY, DatabaseColumns.PROMPT_TOKENS,
-    DatabaseColumns.COMPLETION_TOKENS, DatabaseColumns.MAX_GPU_MEMORY_COST, DatabaseColumns.TIME_PER_OUTPUT_TOKEN,
+    DatabaseColumns.REQUEST_ID, DatabaseColumns.IS_STREAM, *_MEASURED,
 ]
 _INSERT = f"INSERT INTO result({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _NO_RESPONSE_MESSAGES = encode_data([])  # the shards keep no reply bodies
 
 
-# What a row of benchmark_data.db is made of; the measurements are NULL where the request failed.
-_MEASURED = ["query_latency", "first_chunk_latency", "prompt_tokens", "completion_tokens", "max_gpu_memory_cost",
-             "time_per_output_token"]
+# What a row of benchmark_data.db is made of, in the record file.
 DATABASE_COLUMNS = ["start_time", "inter_chunk_latency", "success", "completed_time", "request_id", "is_stream",
-                    *_MEASURED]
+                    *_MEASURED.values()]
 
 
 def database_rows(batch: pa.Table) -> Iterator[tuple]:
@@ -242,4 +244,4 @@ def database_rows(batch: pa.Table) -> Iterator[tuple]:
     gaps = [orjson.dumps(request_gaps).decode() for request_gaps in values("inter_chunk_latency")]
     is_stream = pc.cast(batch.column("is_stream"), pa.int64()).to_pylist()
     return zip(repeat(None), values("start_time"), gaps, success.to_pylist(), repeat(_NO_RESPONSE_MESSAGES),
-               values("completed_time"), values("request_id"), is_stream, *(measured(name) for name in _MEASURED))
+               values("completed_time"), values("request_id"), is_stream, *(measured(name) for name in _MEASURED.values()))

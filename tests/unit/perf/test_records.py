@@ -27,9 +27,7 @@ from serve_app.perf.records import (
     shard_records_path,
 )
 from serve_app.perf.shard import ClockPair
-from tests.unit.perf.test_merge import write_shards
-
-SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)
+from tests.unit.perf.test_merge import SAME_CLOCK, write_shards
 
 
 def request(*, success=True, stream=True, ttft=0.1, gaps=(0.01, 0.02), latency=None, prompt=10, completion=None,
