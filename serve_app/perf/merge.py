@@ -295,7 +295,7 @@ def percentile_result(paths: list[Path], accumulator: MetricsAccumulator, api: s
     def rank(name: str, batches: Iterable[pa.Table], size: int) -> None:
         column = columns[name]
         values = _fill(batches, column, streamed_rows > 0 and column.streamed_only, size)
-        by_percentile = calculate_percentiles(_SortedColumn(values), _PERCENTILES)
+        by_percentile = _nearest_ranks(values)
         by_column[name] = [by_percentile[p] for p in _PERCENTILES]
 
     # The gaps first and alone, the largest column; then every other column from one read of the few numbers per
@@ -329,24 +329,44 @@ def _fill(batches: Iterable[pa.Table], column: _Column, streamed_only: bool, siz
     return values if values is not None else np.empty(0)
 
 
-class _SortedColumn:
-    """A numpy column in the shape of the list evalscope's calculate_percentiles takes, so its own nearest-rank code
-    picks the values: NaN ("no value") left out as evalscope does, sorted in place (numpy puts NaN last, beyond
-    the length), items read back as Python numbers so that its round() is Python's."""
+def _nearest_ranks(values: np.ndarray) -> dict[int, float | int]:
+    """evalscope's calculate_percentiles over `values` (NaN: no value), without sorting the whole column: a first
+    pass of evalscope's own code learns which ranks it reads (its nearest-rank rule stays its own), numpy's
+    introselect puts the value of each of those ranks where a full sort would (a third of a sort's time for the 15M
+    gaps of 1M 16-token replies), and a second pass reads them."""
+    column = _RankedColumn(values)
+    calculate_percentiles(column, _PERCENTILES)
+    column.select()
+    return calculate_percentiles(column, _PERCENTILES)
+
+
+class _RankedColumn:
+    """A numpy column in the shape of the list evalscope's calculate_percentiles takes: NaN ("no value") left out as
+    evalscope does (numpy ranks NaN last, beyond the length), items read back as Python numbers so that its round()
+    is Python's. Until `select`, reading an item only notes its rank."""
 
     def __init__(self, values: np.ndarray) -> None:
         self._values = values
         self._length = len(values) - (int(np.count_nonzero(np.isnan(values))) if values.dtype.kind == "f" else 0)
+        self._ranks: set[int] | None = set()  # the ranks read so far, until `select`
 
     def __len__(self) -> int:
         return self._length
 
     def sort(self) -> None:
-        self._values.sort()
+        """Nothing: `select` has ordered what is read."""
+
+    def select(self) -> None:
+        if self._ranks:
+            self._values.partition(sorted(self._ranks))
+        self._ranks = None
 
     def __getitem__(self, index: int) -> float | int:
         if index < 0:
             index += self._length
         if not 0 <= index < self._length:
             raise IndexError(index)
+        if self._ranks is not None:
+            self._ranks.add(index)
+            return 0
         return self._values[index].item()
