@@ -4,9 +4,9 @@ Each size is one test point run as the service runs it (PerfRun on a private loc
 out over `--shards` shards against the fast local target (benchmarks/fast_target.py), streamed, `--tokens` output
 tokens a request; then `--long` requests at `--long-tokens` tokens (2048: thousands of gaps a record). For each it
 prints the test duration and req/s from the merged result, the peak resident memory (RSS, read from /proc every
-0.2 s) of the shard processes, of the merging process (shard 0) and of every other Ray process, and the merge time:
-from the last request's completion to the merged result, so that whatever a shard does after its load (writing its
-rows of benchmark_data.db) counts too.
+0.2 s) of the shard processes, of the merging one (the first shard whose load ended) and of every other Ray process,
+and the merge time: from the last request's completion to the merged result, so that whatever a shard does after its
+load (writing its rows of benchmark_data.db) counts too.
 
     python benchmarks/perf_scale.py                          # 10k, 100k, 1M at 16 tokens; 10k at 2048 tokens
     python benchmarks/perf_scale.py --sizes 10000 --long 0   # a quick run
@@ -119,8 +119,8 @@ async def run_point(url: str, number: int, parallel: int, shards: int, tokens: i
     args = ServiceArgs(outputs_root=outputs, warm_workers=0, perf_live_metrics=False, max_number=number)
     plan = plan_perf(request, args, perf_datasets()["openqa"], service_module.cluster_cpus(args))
     (point,) = plan.points
-    run = PerfRun(plan, request, args, WorkerPools(args))
-    shard_pids: list[int] = []  # shard 0, the merging one, first
+    run = _MergerNoted(plan, request, args, WorkerPools(args))
+    shard_pids: list[int] = []  # in shard order
 
     async def watch() -> None:
         while True:
@@ -138,7 +138,21 @@ async def run_point(url: str, number: int, parallel: int, shards: int, tokens: i
     # The load ended with the last completion (this process is the coordinator: its wall clock is the records').
     with sqlite3.connect(plan.output_dir / point.name / "benchmark_data.db") as connection:
         (last_completion,) = connection.execute("SELECT max(completed_time) FROM result").fetchone()
-    return {"result": result, "merge_s": merged_at - last_completion, "shard_pids": shard_pids}
+    return {"result": result, "merge_s": merged_at - last_completion, "shard_pids": shard_pids,
+            "merger": run.merger}
+
+
+class _MergerNoted(PerfRun):
+    """Notes which shard merges: the first whose load ended (shard 0 in older code, which returned only stats)."""
+
+    merger = 0
+
+    async def _start_together(self, *given):
+        started = await super()._start_together(*given)
+        if isinstance(started, tuple):
+            _, ended, _ = started
+            self.merger = ended[0]
+        return started
 
 
 def _pid(_actor) -> int:
@@ -153,11 +167,11 @@ def measure(url: str, number: int, parallel: int, shards: int, tokens: int, work
     with RayProcessMemory(exclude=target) as memory:
         point = asyncio.run(run_point(url, number, parallel, shards, tokens, work / f"{number}_{tokens}", rate))
     metrics = point["result"].metrics
-    # A shard's process is titled ray::PerfShard...; shard 0 merges. Its pid is asked for while the shards run, and
-    # may come back only once they are done (an actor runs one call at a time): the titles catch it either way.
+    # A shard's process is titled ray::PerfShard.... Its pid is asked for while the shards run, and may come back
+    # only once they are done (an actor runs one call at a time): the titles catch it either way.
     pids = set(point["shard_pids"]) | {pid for pid, titles in memory.titles.items()
                                        if any("PerfShard" in title for title in titles)}
-    merger = point["shard_pids"][0]
+    merger = point["shard_pids"][point["merger"]]
     other_peak, other_name = memory.peak_except(pids)
     duration = metrics["Test Duration (s)"]
     return {
@@ -166,7 +180,7 @@ def measure(url: str, number: int, parallel: int, shards: int, tokens: int, work
         "shard_peak_mib": round(memory.peak_of(pids - {merger}) / MIB, 1),
         "merger_peak_mib": round(memory.peak_of({merger}) / MIB, 1),
         "other_ray_peak_mib": round(other_peak / MIB, 1), "other_ray_process": other_name,
-        "merge_s": round(point["merge_s"], 2), "merge_fraction": round(point["merge_s"] / duration, 4),
+        "merge_s": round(point["merge_s"], 3), "merge_fraction": round(point["merge_s"] / duration, 4),
     }
 
 
@@ -207,7 +221,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(rows, indent=2))
-    print("\n| requests x tokens | test duration | req/s | peak RSS: shard / merger (shard 0) / other Ray "
+    print("\n| requests x tokens | test duration | req/s | peak RSS: shard / merging shard / other Ray "
           "| merge time (share of the test) |")
     print("| --- | --- | --- | --- | --- |")
     for row in rows:

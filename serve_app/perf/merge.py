@@ -3,8 +3,8 @@
 The records of every shard are pooled and evalscope's numbers are recomputed over the pool, as if one process had
 sent every request; shard percentiles are never averaged. The work is split where it can be: each shard keeps
 evalscope's MetricsAccumulator over its own records as they complete (`RunningTotals`) and writes its rows of
-benchmark_data.db once its load has ended (every shard at once), and the merge adds those counts and sums, then
-builds each percentile column from the files (see `percentile_result`). The files are read out of core, a batch
+benchmark_data.db once its load has ended (every shard at once, while the merge runs), and the merge adds those
+counts and sums, then builds each percentile column from the files (see `percentile_result`). The files are read out of core, a batch
 of records at a time, so no process holds every record.
 """
 
@@ -129,11 +129,12 @@ def pooled_accumulator(totals: list[ShardTotals], args: Arguments) -> MetricsAcc
 
 
 def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Arguments, output_dir: Path,
-                       slo: Slo | None = None) -> MergedPoint:
+                       slo: Slo | None = None, rows_written: Callable[[], object] = lambda: None) -> MergedPoint:
     """Write evalscope's result files for one test point into `output_dir` and return its summary.
 
-    `paths` are the shards' record files and `totals` what each shard kept over its records (RunningTotals), with
-    its rows of benchmark_data.db beside it (write_result_table), in shard order; both files are removed once merged, as
+    `paths` are the shards' record files and `totals` what each shard kept over its records (RunningTotals), in
+    shard order. Each shard's rows of benchmark_data.db are written beside its file (write_result_table), maybe
+    while this runs: `rows_written` returns once they all are. Both files are removed once merged, as
     benchmark_data.db then holds the same rows for evalscope's tools. `args` describes the whole point (total
     parallel, total rate); its secrets are masked by evalscope's own serialisation when benchmark_args.json is
     written.
@@ -142,10 +143,11 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
     accumulator = pooled_accumulator(totals, args)
     db_path = output_dir / "benchmark_data.db"
     db_path.unlink(missing_ok=True)
-    # SQLite copies the shards' rows without the GIL while the summary and the percentiles are computed here.
+    # The shards write their rows while the summary and the percentiles are computed here, and SQLite copies them
+    # without the GIL.
     with ThreadPoolExecutor(1) as concatenation:
         concatenated = concatenation.submit(_concatenate_result_tables, [result_table_path(path) for path in paths],
-                                            db_path)
+                                            db_path, rows_written)
         summary, percentiles, conversations = _summarize(paths, accumulator, args, output_dir)
         concatenated.result()
     if args.dataset.startswith("speed_benchmark"):
@@ -202,11 +204,12 @@ _TRACE_COLUMNS = ["success", "trace_id", "start_time", "completed_time", "first_
                   "prompt_tokens", "completion_tokens", "cached_tokens"]
 
 
-def _concatenate_result_tables(shard_tables: list[Path], db_path: Path) -> None:
+def _concatenate_result_tables(shard_tables: list[Path], db_path: Path, rows_written: Callable[[], object]) -> None:
     """benchmark_data.db, for evalscope's own tools: the shards' rows (serve_app.perf.records.ResultTable),
-    in shard order, copied by SQLite."""
+    in shard order, copied by SQLite once written."""
     with contextlib.closing(unsynced_database(db_path)) as connection:
         create_result_table(connection.cursor())
+        rows_written()
         for table in shard_tables:
             connection.execute("ATTACH DATABASE ? AS shard", (str(table),))
             connection.execute("INSERT INTO result SELECT * FROM shard.result")

@@ -164,7 +164,7 @@ class ShardRunner:
     def run(self, start_at: float, clock_offset_s: float = 0.0) -> ShardStats:
         """Start dispatching at `start_at` (coordinator wall clock), write every request's record to this shard's
         file (`records_path` in the answer) as it completes, keeping its share of the merge meanwhile (its
-        `totals`), then write its rows of benchmark_data.db beside the file, and return its counts.
+        `totals`), and return its counts once the load has ended.
 
         `clock_offset_s` is this process's wall clock minus the coordinator's; record times are converted to
         the coordinator's clock through one (wall, monotonic) pair, so shards on different processes and nodes
@@ -176,11 +176,15 @@ class ShardRunner:
         totals = RunningTotals(self.args, self.spec.slo)
         with self._writer as writer:
             cpu_s, sent = _run_loop(self._dispatch(clock.from_coordinator(start_at), writer, totals))
-        write_result_table(path)
         return ShardStats(self.spec.plan.index, self.node, writer.requests, writer.succeeded, writer.span_s, cpu_s,
                           records_path=str(path), sent=sent, stopped=self.stopped,
                           conversations=writer.conversations if self.args.multi_turn else None,
                           totals=totals.totals(clock))
+
+    def write_rows(self) -> None:
+        """The shard's rows of benchmark_data.db, beside its record file, once `run` has returned: a step of its own,
+        so that the merge can begin without them (merge.write_result_table)."""
+        write_result_table(self._writer.path)
 
     async def _dispatch(self, start_mono: float, writer: RecordWriter,
                         totals: RunningTotals) -> tuple[float, int | None]:

@@ -213,7 +213,7 @@ class PerfRun:
                             probes=probes, verdict=search.verdict(unit))
 
     async def _write_report(self, series: LoadSeries | None) -> None:
-        """In the last point's shard 0, which has merged that point and has evalscope loaded, instead of a process
+        """In the last point's shard 0, which has evalscope loaded (as its every shard has), instead of a process
         started for it (seconds of CPU for the imports alone)."""
         shards, kill_timer = self._last
         kill_timer.cancel()
@@ -252,17 +252,22 @@ class PerfRun:
                 nodes, live = placement.nodes(), worker_nodes()
                 shards = [_Shard(plan, actor, live.get(node, node)) for plan, actor, node in
                           zip(point.shards, self.workers.shards_on(nodes, live), nodes)]
-                stats = await self._start_together(shards, point, output_dir)
+                stats, ended, rows_written = await self._start_together(shards, point, output_dir)
             total = {
                 "parallel": -1 if shards[0].plan.parallel is None else sum(s.plan.parallel for s in shards),
                 "number": sum(s.plan.number for s in shards),
                 "rate": point.rate,
                 "warmup_num": sum(s.plan.warmup for s in shards),
+                "seed": shards[0].plan.seed,  # the request's, whichever shard merges
+                "dataset_offset": shards[0].plan.dataset_offset,
             }
             # Each shard wrote its records to a file under the point's directory (the outputs root is shared by
-            # every node); shard 0 merges them from there, so no record passes through the object store.
+            # every node), and merges them from there, so no record passes through the object store. The first
+            # shard whose load ended merges: it is the likeliest to have written its rows of benchmark_data.db
+            # already, so the last shard's rows are written while it merges.
             self._phase = "reporting"
-            merged = await shards[0].actor.merge.remote(total, str(output_dir), stats, point.shards)
+            merger = shards[ended[0]]
+            merged = await merger.actor.merge.remote(total, str(output_dir), stats, point.shards, rows_written)
         except BaseException:
             # This is what stops the traffic when a job is cancelled or fails: its status says so after this.
             await kill_and_wait([shard.actor for shard in shards])
@@ -298,8 +303,11 @@ class PerfRun:
         self._phase = "preparing"
         return placement
 
-    async def _start_together(self, shards: list[_Shard], point: PointPlan, output_dir: Path) -> list[ShardStats]:
-        """Bind each shard to its share of this point, prepare all, then run all from one instant."""
+    async def _start_together(self, shards: list[_Shard], point: PointPlan,
+                              output_dir: Path) -> tuple[list[ShardStats], list[int], list[ray.ObjectRef]]:
+        """Bind each shard to its share of this point, prepare all, then run all from one instant. Each shard
+        begins writing its rows of benchmark_data.db as soon as its load ends (the calls are returned, not awaited),
+        and the shards' indexes are returned in the order their loads ended."""
         job_dir = str(self.plan.output_dir)
         specs = [self._spec(shard.plan, output_dir, point.duration_s) for shard in shards]
         await _each_shard(shards, lambda shard: shard.actor.bind.remote(specs[shard.plan.index], job_dir))
@@ -308,7 +316,17 @@ class PerfRun:
         # The barrier: every shard is ready, so all start at one instant and the merged duration is the real one.
         start_at = time.time() + self.args.shard_start_delay_s
         self._live, self._phase = shards, "running"
-        return await _each_shard(shards, lambda shard: shard.actor.run.remote(start_at, offsets[shard.plan.index]))
+        ended: list[int] = []
+        rows_written: dict[int, ray.ObjectRef] = {}
+
+        async def run(shard: _Shard) -> ShardStats:
+            stats = await shard.actor.run.remote(start_at, offsets[shard.plan.index])
+            ended.append(shard.plan.index)
+            rows_written[shard.plan.index] = shard.actor.write_rows.remote()
+            return stats
+
+        stats = await _each_shard(shards, run)
+        return stats, ended, [rows_written[shard.plan.index] for shard in shards]
 
     def _spec(self, plan: ShardPlan, work_dir: Path, duration_s: float | None) -> ShardSpec:
         request = self.request

@@ -46,11 +46,15 @@ class PerfShard(TaskWorker):
         stats = self.runner.run(start_at, clock_offset_s)
         return dataclasses.replace(stats, worker=self.name(), worker_started_at=self.started_at)
 
-    def merge(self, point: dict[str, Any], output_dir: str, shards: list[ShardStats],
-              plans: list[ShardPlan]) -> dict[str, Any]:
+    def write_rows(self) -> None:
+        self.runner.write_rows()
+
+    def merge(self, point: dict[str, Any], output_dir: str, shards: list[ShardStats], plans: list[ShardPlan],
+              rows_written: list[ray.ObjectRef]) -> dict[str, Any]:
         """Pool every shard's record file and totals and let evalscope compute the point's metrics, here rather than
         in the ingress; with a rate, judge the sends of every shard against the point's schedule (`plans`: its
-        shards')."""
+        shards'). `rows_written` are the shards' `write_rows` calls, still running when this begins: their rows
+        are copied into benchmark_data.db once they are done, while the rest of the merge goes on."""
         from serve_app.perf.merge import merge_record_files
         from serve_app.perf.records import send_and_completion_times
 
@@ -59,7 +63,8 @@ class PerfShard(TaskWorker):
         schedule = point_schedule(plans)
         saturation = None if schedule is None else assess(schedule, *send_and_completion_times(paths))
         totals = [shard.totals for shard in shards]
-        merged = merge_record_files(paths, totals, args, Path(output_dir), self.runner.spec.slo)  # removes the files
+        merged = merge_record_files(paths, totals, args, Path(output_dir), self.runner.spec.slo,  # removes the files
+                                    rows_written=lambda: ray.get(rows_written))
         return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
                 "saturation": saturation, "conversations": merged.conversations}
 

@@ -75,7 +75,8 @@ def test_a_job_log_holds_its_lifecycle_and_what_evalscope_printed_for_each_datas
                    for line in logged.eval_log), logged.eval_log
     for shard in (0, 1):
         assert any(line.startswith(f"[parallel_2_number_8 shard {shard}]") for line in logged.perf_log)
-    assert any(line.startswith("[parallel_2_number_8 shard 0]") and "Benchmarking summary" in line
+    # Printed by the shard that merged the point: the first whose load ended.
+    assert any(re.match(r"\[parallel_2_number_8 shard [01]\]", line) and "Benchmarking summary" in line
                for line in logged.perf_log), logged.perf_log
 
 

@@ -4,6 +4,7 @@ union of all requests."""
 import json
 import random
 import sqlite3
+import threading
 
 import pytest
 from evalscope.perf.arguments import Arguments
@@ -12,6 +13,7 @@ from evalscope.perf.utils.db_util import create_result_table, get_percentile_res
 from evalscope.perf.utils.perf_constants import Metrics
 from evalscope.perf.utils.trace_metrics import TraceAccumulator
 
+from serve_app.perf import merge as merge_module
 from serve_app.perf.merge import RunningTotals, merge_record_files, pooled_accumulator, write_result_table
 from serve_app.perf.records import RecordWriter, each_record, read_batches
 from serve_app.perf.shard import ClockPair, ShardTotals
@@ -25,9 +27,9 @@ DEFAULT_RATE = PerfRequest(model="m", url="http://127.0.0.1/v1/chat/completions"
 SAME_CLOCK = ClockPair(wall=0.0, monotonic=0.0, offset_s=0.0)  # record times pass unchanged
 
 
-def write_shards(shards, args, output_dir, slo=None, clock=SAME_CLOCK):
+def write_shards(shards, args, output_dir, slo=None, clock=SAME_CLOCK, rows=True):
     """What each shard does: its records to a file of its own and into its running totals as they complete, then
-    its rows of benchmark_data.db from the file."""
+    (`rows`) its rows of benchmark_data.db from the file."""
     paths, totals = [], []
     for index, records in enumerate(shards):
         path = output_dir / "records" / f"shard-{index}.parquet"
@@ -36,7 +38,8 @@ def write_shards(shards, args, output_dir, slo=None, clock=SAME_CLOCK):
             for record in records:
                 writer.add(record)
                 running.add(record)
-        write_result_table(path)
+        if rows:
+            write_result_table(path)
         paths.append(path)
         totals.append(running.totals(clock))
     return paths, totals
@@ -129,6 +132,36 @@ def test_a_field_the_merge_does_not_know_is_refused_rather_than_dropped():
     args = Arguments(model="m", url="http://x/v1/chat/completions")
     with pytest.raises(ValueError, match="mean_sq_latency"):
         pooled_accumulator([ShardTotals(sums={"n_total": 1, "mean_sq_latency": 0.5})], args)
+
+
+def test_the_merge_computes_its_figures_while_the_shards_still_write_their_rows(tmp_path, monkeypatch):
+    """Each shard writes its rows of benchmark_data.db once its load ends, while the merge runs: the merge must
+    not wait for them before computing the point's figures, and must still copy every row."""
+    rng = random.Random(3)
+    shards = [[_random_record(rng, 1000.0) for _ in range(40)] for _ in range(3)]
+    args = Arguments(model="m", url="http://x/v1/chat/completions")
+    args.number, args.parallel, args.rate = 120, 6, DEFAULT_RATE
+    paths, totals = write_shards(shards, args, tmp_path / "point", rows=False)
+    figures_computed = threading.Event()
+    compute = merge_module.percentile_result
+
+    def computing(*given):
+        figures = compute(*given)
+        figures_computed.set()
+        return figures
+
+    def shards_write_their_rows():
+        assert figures_computed.wait(timeout=60), "the merge waited for the rows before computing"
+        for path in paths:
+            write_result_table(path)
+
+    monkeypatch.setattr(merge_module, "percentile_result", computing)
+    merged = merge_record_files(paths, totals, args, tmp_path / "point", rows_written=shards_write_their_rows)
+
+    assert merged.metrics[Metrics.TOTAL_REQUESTS] == 120
+    with sqlite3.connect(tmp_path / "point" / "benchmark_data.db") as connection:
+        starts = [start for (start,) in connection.execute("SELECT start_time FROM result")]
+    assert starts == [record.start_time for shard in shards for record in shard]  # every row, in shard order
 
 
 def test_averaging_shard_percentiles_would_be_wrong(tmp_path):
