@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from evalscope.perf.utils.benchmark_util import BenchmarkData
 from evalscope.perf.utils.db_util import DatabaseColumns, create_result_table, encode_data
 
-from serve_app.perf.shard import ClockPair
+from serve_app.errors import RunError
+from serve_app.perf.shard import ClockPair, ShardStats
 
 # A shard writes its buffered records out as one row group at BATCH_RECORDS records or BATCH_GAPS inter-chunk gaps,
 # whichever comes first (long replies carry thousands of gaps each: about 8 MB of Python floats a batch at most);
@@ -60,6 +61,26 @@ SCHEMA = pa.schema([
 
 def shard_records_path(point_dir: str | Path, shard_index: int) -> Path:
     return Path(point_dir) / "records" / f"shard-{shard_index}.parquet"
+
+
+# Why a shard's file would be missing on another node.
+_NOT_SHARED = "outputs_root must be one directory shared by every Ray node (on KubeRay, a ReadWriteMany volume)"
+
+
+def check_point_directory(point_dir: str | Path) -> None:
+    """Before a shard sends anything: the point's directory, which the coordinator made, is on this node too, else
+    the merge could not read this shard's records."""
+    if not Path(point_dir).is_dir():
+        raise RunError(f"the test point's directory {point_dir}, made by the coordinator, is not on this node: "
+                       f"{_NOT_SHARED}")
+
+
+def check_record_files(shards: list[ShardStats], node: str) -> None:
+    """Fail, saying why, when the merge on `node` cannot read every shard's record file."""
+    missing = [shard for shard in shards if not Path(shard.records_path).is_file()]
+    if missing:
+        named = ", ".join(f"shard {shard.index} (node {shard.node}) at {shard.records_path}" for shard in missing)
+        raise RunError(f"the merge on node {node} cannot read the records of {named}: {_NOT_SHARED}")
 
 
 class RecordWriter:

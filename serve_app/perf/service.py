@@ -267,7 +267,11 @@ class PerfRun:
             # already, so the last shard's rows are written while it merges.
             self._phase = "reporting"
             merger = shards[ended[0]]
-            merged = await merger.actor.merge.remote(total, str(output_dir), stats, point.shards, rows_written)
+            try:
+                merged = await merger.actor.merge.remote(total, str(output_dir), stats, point.shards, rows_written)
+            except (RayActorError, RayTaskError) as exc:
+                raise PerfRunError(f"the merge in shard {merger.plan.index} (node {merger.node}) failed: "
+                                   f"{_reason(exc)}") from exc
         except BaseException:
             # This is what stops the traffic when a job is cancelled or fails: its status says so after this.
             await kill_and_wait([shard.actor for shard in shards])
@@ -309,6 +313,7 @@ class PerfRun:
         begins writing its rows of benchmark_data.db as soon as its load ends (the calls are returned, not awaited),
         and the shards' indexes are returned in the order their loads ended."""
         job_dir = str(self.plan.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)  # every shard checks that it sees it (a shared outputs root)
         specs = [self._spec(shard.plan, output_dir, point.duration_s) for shard in shards]
         await _each_shard(shards, lambda shard: shard.actor.bind.remote(specs[shard.plan.index], job_dir))
         await _each_shard(shards, lambda shard: shard.actor.prepare.remote())

@@ -27,8 +27,13 @@ class PerfShard(TaskWorker):
         job's log. Once per process: a shard never serves a second job."""
         if self.runner is not None:
             raise RuntimeError("this shard process is already bound to a run")
-        print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=spec.secrets)
+        # Not at the top: evalscope, which these import, must be imported after the process holds its output for
+        # its job's log (serve_app.worker.JobWorker), or its logging would go to the service log.
+        from serve_app.perf.records import check_point_directory
         from serve_app.perf.runner import ShardRunner
+
+        check_point_directory(spec.work_dir)
+        print_to_job_log(job_dir, f"{Path(spec.work_dir).name} shard {spec.plan.index}", secrets=spec.secrets)
 
         print(f"{where_this_runs()}, a process started {time.time() - self.started_at:.1f} s before")
         self.runner = ShardRunner(spec, node=ray.util.get_node_ip_address())
@@ -56,8 +61,9 @@ class PerfShard(TaskWorker):
         shards'). `rows_written` are the shards' `write_rows` calls, still running when this begins: their rows
         are copied into benchmark_data.db once they are done, while the rest of the merge goes on."""
         from serve_app.perf.merge import merge_record_files
-        from serve_app.perf.records import send_and_completion_times
+        from serve_app.perf.records import check_record_files, send_and_completion_times
 
+        check_record_files(shards, self.runner.node)
         args = self.runner.args.model_copy(update=point)
         paths = [Path(shard.records_path) for shard in shards]
         schedule = point_schedule(plans)

@@ -17,16 +17,19 @@ from evalscope.perf.utils.db_util import (
 )
 from evalscope.perf.utils.perf_models import BenchmarkSummary
 
+from serve_app.errors import RunError
 from serve_app.perf import records as records_module
 from serve_app.perf.merge import merge_record_files
 from serve_app.perf.records import (
     ERROR_CHARS,
     RecordWriter,
+    check_point_directory,
+    check_record_files,
     each_record,
     read_batches,
     shard_records_path,
 )
-from serve_app.perf.shard import ClockPair
+from serve_app.perf.shard import ClockPair, ShardStats
 from tests.unit.perf.test_merge import SAME_CLOCK, write_shards
 
 
@@ -82,6 +85,33 @@ def test_a_shard_file_holds_each_record_on_the_coordinators_clock_without_bodies
     # The shard's counts, kept as records were written rather than from a list.
     assert (writer.requests, writer.succeeded) == (2, 1)
     assert writer.span_s == pytest.approx(1.0 + 1.0)  # 12.0 to 13.0 + 1.0 on its clock
+
+
+NOT_SHARED = "outputs_root must be one directory shared by every Ray node (on KubeRay, a ReadWriteMany volume)"
+
+
+def test_a_shard_on_a_node_that_does_not_share_the_outputs_root_fails_before_sending(tmp_path):
+    check_point_directory(tmp_path)  # the coordinator's directory is here: nothing to say
+    elsewhere = tmp_path / "made-on-another-node"
+    with pytest.raises(RunError) as refused:
+        check_point_directory(elsewhere)
+    assert str(refused.value) == (
+        f"the test point's directory {elsewhere}, made by the coordinator, is not on this node: {NOT_SHARED}")
+
+
+def test_a_merge_that_cannot_read_a_shards_records_names_the_shard_and_says_why(tmp_path):
+    paths = [shard_records_path(tmp_path, index) for index in range(2)]
+    for path in paths:
+        write(path, [request()])
+    shards = [ShardStats(index, f"10.0.0.{index + 1}", 1, 1, 1.0, 0.1, records_path=str(path))
+              for index, path in enumerate(paths)]
+    check_record_files(shards, "10.0.0.1")  # both readable: nothing to say
+
+    paths[1].unlink()  # as if written to shard 1's node's own disk
+    with pytest.raises(RunError) as refused:
+        check_record_files(shards, "10.0.0.1")
+    assert str(refused.value) == (
+        f"the merge on node 10.0.0.1 cannot read the records of shard 1 (node 10.0.0.2) at {paths[1]}: {NOT_SHARED}")
 
 
 def test_records_are_written_in_batches_as_they_complete(tmp_path, monkeypatch):
