@@ -697,6 +697,11 @@ class PerfPointResult(BaseModel):
         None, description="A multi_turn load's per-conversation metrics, evalscope's trace_summary.json: "
         "{n_traces, rows: [{metric (Latency, First-Turn TTFT, TTFAT, Decode TPS, Cache Hit Rate...), mean, min, "
         "p50, p90, p95, p99, max}]}.")
+    workload_throughput: dict[str, Any] | None = Field(
+        None, description="evalscope's workload_throughput.json: token throughput (total, new and cached prompt, "
+        "completion tok/s) over the whole point, its last 30 s, and its steady state (the first 20 % of its wall "
+        "time left out): {n_samples, wall_time_s, last_window_s, warmup_frac, rows: [{metric, overall, last_window, "
+        "steady_state}]}; absent when no request succeeded.")
 
 
 class SearchProbe(BaseModel):

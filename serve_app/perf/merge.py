@@ -45,6 +45,7 @@ from serve_app.perf.records import (
 )
 from serve_app.perf.shard import ClockPair, ShardTotals
 from serve_app.perf.slo import goodput, is_good
+from serve_app.perf.workload import workload_timeline
 from serve_app.schemas import Goodput, Slo
 
 logger = get_logger()
@@ -60,6 +61,7 @@ class MergedPoint:
     percentiles: list[dict[str, Any]]  # evalscope's benchmark_percentile.json
     goodput: Goodput | None = None  # with an SLO
     conversations: dict[str, Any] | None = None  # a multi_turn load's: evalscope's trace_summary.json
+    workload: dict[str, Any] | None = None  # evalscope's workload_throughput.json
 
     @property
     def duration_s(self) -> float:
@@ -148,7 +150,7 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
     with ThreadPoolExecutor(1) as concatenation:
         concatenated = concatenation.submit(_concatenate_result_tables, [result_table_path(path) for path in paths],
                                             db_path, rows_written)
-        summary, percentiles, conversations = _summarize(paths, accumulator, args, output_dir)
+        summary, percentiles, conversations, workload = _summarize(paths, accumulator, args, output_dir)
         concatenated.result()
     if args.dataset.startswith("speed_benchmark"):
         speed_benchmark_result(str(db_path))
@@ -158,16 +160,19 @@ def merge_record_files(paths: list[Path], totals: list[ShardTotals], args: Argum
     for directory in {path.parent for path in paths}:
         with contextlib.suppress(OSError):  # not empty: files this merge was not given stay
             directory.rmdir()
-    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations)
+    merged = MergedPoint(metrics=summary.to_dict(), percentiles=percentiles.to_list(), conversations=conversations,
+                         workload=workload)
     if slo is None:
         return merged
     good = sum(shard.good or 0 for shard in totals)
     return dataclasses.replace(merged, goodput=goodput(good, accumulator.n_total, slo, merged.duration_s))
 
 
-def _summarize(paths: list[Path], accumulator: MetricsAccumulator, args: Arguments,
-               output_dir: Path) -> tuple[BenchmarkSummary, PercentileResult, dict[str, Any] | None]:
-    """evalscope's summary, percentiles and (a multi_turn load's) conversation summary, written as its files."""
+def _summarize(
+    paths: list[Path], accumulator: MetricsAccumulator, args: Arguments, output_dir: Path,
+) -> tuple[BenchmarkSummary, PercentileResult, dict[str, Any] | None, dict[str, Any] | None]:
+    """evalscope's summary, percentiles, (a multi_turn load's) conversation summary and workload throughput, written
+    as its files."""
     # What evalscope's summary_result writes, without its percentile query, which loads every row at once.
     write_json_file(args.to_dict(), output_dir / "benchmark_args.json")
     summary = BenchmarkSummary.from_dict(
@@ -186,7 +191,15 @@ def _summarize(paths: list[Path], accumulator: MetricsAccumulator, args: Argumen
             conversations = trace_summary.to_dict()
             write_json_file(conversations, output_dir / "trace_summary.json")
             logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
-    return summary, percentiles, conversations
+    workload = None
+    timeline = workload_timeline(paths)
+    if timeline is not None:
+        throughput = timeline.summary()
+        workload = throughput.to_dict()
+        write_json_file(workload, output_dir / "workload_throughput.json")
+        timeline.write_points(output_dir / "workload_timeline.json")
+        logger.info(f"\nWorkload throughput ({throughput.n_samples} samples):\n" + throughput.to_table())
+    return summary, percentiles, conversations, workload
 
 
 def _conversations(paths: list[Path]) -> TraceLevelSummary:

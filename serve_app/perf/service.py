@@ -288,6 +288,7 @@ class PerfRun:
             goodput=merged["goodput"],
             saturation=point_saturation(merged["saturation"], point, stats),
             conversations=merged["conversations"],
+            workload_throughput=merged["workload"],
         )
 
     async def _place(self, point: PointPlan) -> ShardPlacement:

@@ -72,7 +72,7 @@ class PerfShard(TaskWorker):
         merged = merge_record_files(paths, totals, args, Path(output_dir), self.runner.spec.slo,  # removes the files
                                     rows_written=lambda: ray.get(rows_written))
         return {"metrics": merged.metrics, "percentiles": merged.percentiles, "goodput": merged.goodput,
-                "saturation": saturation, "conversations": merged.conversations}
+                "saturation": saturation, "conversations": merged.conversations, "workload": merged.workload}
 
 
 PerfShardWorker = ray.remote(max_restarts=0, max_task_retries=0)(PerfShard)

@@ -56,7 +56,9 @@ def wall_clock_of_this_machine():
 
 
 def evalscope_result(records, parallel, rate, outputs_dir):
-    """What evalscope itself reports for these requests: its metrics consumer pipeline, then its summary."""
+    """What evalscope itself reports for these requests, received in completion order as one process receives them:
+    its metrics consumer pipeline, then its summary, percentiles and workload throughput."""
+    records = sorted(records, key=lambda record: record.completed_time)
     args = Arguments(model="simulator", url="http://127.0.0.1/v1/chat/completions", api="openai",
                      outputs_dir=str(outputs_dir))
     args.number, args.parallel, args.rate = len(records), parallel, rate
@@ -67,9 +69,9 @@ def evalscope_result(records, parallel, rate, outputs_dir):
             await queue.put(record)
 
     # Shards finalize each record (token counts from the usage event), so the consumer needs no API plugin.
-    metrics, _, _, db_path = asyncio.run(run_benchmark_pipeline(replay(), queue, args, api_plugin=None))
-    summary, percentiles, _, _ = summary_result(args, metrics, db_path)
-    return summary.to_dict(), percentiles.to_list()
+    metrics, _, timeline, db_path = asyncio.run(run_benchmark_pipeline(replay(), queue, args, api_plugin=None))
+    summary, percentiles, _, throughput = summary_result(args, metrics, db_path, workload_timeline=timeline)
+    return summary.to_dict(), percentiles.to_list(), throughput.to_dict()
 
 
 def test_the_merged_point_is_evalscope_over_the_raw_records_of_both_shards(streamed_point, tmp_path):
@@ -87,10 +89,12 @@ def test_the_merged_point_is_evalscope_over_the_raw_records_of_both_shards(strea
     assert all(r.success and r.request and r.response_messages for r in union)
     assert sum(len(r.inter_chunk_latency) for r in union) == 200 * 7  # 8 tokens a reply, one chunk each
 
-    metrics, percentiles = evalscope_result(union, parallel=8, rate=-1.0, outputs_dir=tmp_path)
+    metrics, percentiles, throughput = evalscope_result(union, parallel=8, rate=-1.0, outputs_dir=tmp_path)
 
     assert streamed_point.result.metrics == metrics
     assert streamed_point.result.percentiles == percentiles
+    assert streamed_point.result.workload_throughput == throughput
+    assert throughput["rows"][-1]["overall"] > 0  # completion tok/s
     # ITL is part of what matched, and not trivially: the simulator spaces tokens 5 ms apart (the client may still
     # read two in one go, a 0 ms gap, so the check is on the average and the median).
     assert metrics["Avg ITL (ms)"] > 2
