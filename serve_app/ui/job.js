@@ -192,6 +192,7 @@ function perfPoint(point, outcome) {
       table([{ label: "Percentile", cell: (row) => row.Percentiles },
         ...columns.map((name) => ({ label: name, cell: (row) => formatNumber(row[name]), class: "number" }))],
       percentileRows, { empty: "No percentiles." })),
+    workloadThroughput(outcome.workload_throughput),
     outcome.shards?.length ? h("details", {}, h("summary", {}, `${outcome.shards.length} shard(s)`), table([
       { label: "Shard", cell: (s) => s.shard }, { label: "Node", cell: (s) => s.node, class: "mono" },
       { label: "Parallel", cell: (s) => s.parallel, class: "number" },
@@ -199,6 +200,19 @@ function perfPoint(point, outcome) {
       { label: "Succeeded", cell: (s) => formatNumber(s.succeeded), class: "number" },
       { label: "req/s", cell: (s) => formatNumber(s.req_per_s), class: "number" },
     ], outcome.shards)) : "");
+}
+
+/** evalscope's token throughput of a point over three windows: its whole run, its tail and its steady state. */
+function workloadThroughput(workload) {
+  if (!workload?.rows?.length) return "";
+  return table([
+    { label: "Token throughput", cell: (row) => row.metric },
+    { label: "Overall", cell: (row) => formatNumber(row.overall), class: "number" },
+    { label: `Last ${formatNumber(workload.last_window_s)} s`, cell: (row) => formatNumber(row.last_window),
+      class: "number" },
+    { label: `Steady state (first ${formatNumber(100 * workload.warmup_frac)} % left out)`,
+      cell: (row) => formatNumber(row.steady_state), class: "number" },
+  ], workload.rows);
 }
 
 /** The report in a sandboxed frame: its scripts run (the charts) but cannot reach this page or its token. */

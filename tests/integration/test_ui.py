@@ -42,12 +42,16 @@ def test_a_perf_test_started_from_the_form_is_followed_to_its_report(service, si
     expect(page.locator(".live .progress-text")).to_contain_text("100% · 8 / 8")
     point = page.locator("[data-point='parallel_2_number_8']")
     expect(point).to_contain_text("Req Throughput (req/s)")
+    throughput = point.locator("table", has_text="Steady state (first 20 % left out)")
+    expect(throughput.locator("tr", has_text="Completion tok/s")).to_contain_text(re.compile(r"\d"))
     page.screenshot(path=screenshots / "perf-job.png", full_page=True)
     expect_report_drawn(page, screenshots / "perf-report.png")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download artifacts").click()
     assert download.value.suggested_filename == f"{job_id}.zip"
-    assert "perf_report.html" in zipfile.ZipFile(download.value.path()).namelist()
+    archived = zipfile.ZipFile(download.value.path()).namelist()
+    assert "perf_report.html" in archived
+    assert any(name.endswith("parallel_2_number_8/workload_throughput.json") for name in archived), archived
 
     # The key went to the service once: not shown, not kept by the page, not stored by the service.
     assert A_SECRET_KEY not in page.content()
