@@ -4,8 +4,8 @@ The records of every shard are pooled and evalscope's numbers are recomputed ove
 sent every request; shard percentiles are never averaged. The work is split where it can be: each shard keeps
 evalscope's MetricsAccumulator over its own records as they complete (`RunningTotals`) and writes its rows of
 benchmark_data.db once its load has ended (every shard at once, while the merge runs), and the merge adds those
-counts and sums, then builds each percentile column from the files (see `percentile_result`). The files are read out of core, a batch
-of records at a time, so no process holds every record.
+counts and sums, then builds each percentile column from the files (see `percentile_result`). The files are read
+out of core, a batch of records at a time, so no process holds every record.
 """
 
 from __future__ import annotations
@@ -191,11 +191,8 @@ def _summarize(
             conversations = trace_summary.to_dict()
             write_json_file(conversations, output_dir / "trace_summary.json")
             logger.info(f"\nPer-trace summary ({trace_summary.n_traces} traces):\n" + trace_summary.to_table())
-    # Arrow's allocator keeps what the percentile columns were read into (~100 MB at 1M requests): give it back, or
-    # the timeline's columns would come on top of it and raise the merge's peak.
-    pa.default_memory_pool().release_unused()
     workload = None
-    timeline = workload_timeline(paths)
+    timeline = workload_timeline(paths, rows=accumulator.n_total)
     if timeline is not None:
         throughput = timeline.summary()
         workload = throughput.to_dict()
@@ -329,6 +326,9 @@ def percentile_result(paths: list[Path], accumulator: MetricsAccumulator, api: s
     for name in others:  # only the columns it reads are copied by its row filter
         reads = ["success", "is_stream", *columns[name].reads]
         rank(name, [per_record.select(reads)], rows[columns[name].streamed_only])
+    # Arrow's allocator keeps what the columns were read into (~100 MB at 1M requests): give it back, or what the
+    # merge reads next comes on top of it and raises its peak.
+    pa.default_memory_pool().release_unused()
     transposed = {PercentileMetrics.PERCENTILES: _LABELS} | {name: by_column[name] for name in columns}
     return PercentileResult.from_transposed(transposed)
 

@@ -265,4 +265,5 @@ def database_rows(batch: pa.Table) -> Iterator[tuple]:
     gaps = [orjson.dumps(request_gaps).decode() for request_gaps in values("inter_chunk_latency")]
     is_stream = pc.cast(batch.column("is_stream"), pa.int64()).to_pylist()
     return zip(repeat(None), values("start_time"), gaps, success.to_pylist(), repeat(_NO_RESPONSE_MESSAGES),
-               values("completed_time"), values("request_id"), is_stream, *(measured(name) for name in _MEASURED.values()))
+               values("completed_time"), values("request_id"), is_stream,
+               *(measured(name) for name in _MEASURED.values()))

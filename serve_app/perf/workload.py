@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from evalscope.perf.utils.workload_timeline import WorkloadThroughput, WorkloadThroughputRow
 
 from serve_app.perf.records import read_batches
@@ -111,18 +110,19 @@ def _rounded_6(values: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def workload_timeline(paths: list[Path]) -> Timeline | None:
-    """The points evalscope's WorkloadTimeline.feed keeps for the successful requests in `paths`; None when there
-    are none (evalscope then writes neither file). The columns are filled a file's batch at a time and put in the
-    points' order one by one, so that at 1M requests this holds ~60 MB, less than the merge's largest percentile
-    column."""
-    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+def workload_timeline(paths: list[Path], rows: int) -> Timeline | None:
+    """The points evalscope's WorkloadTimeline.feed keeps for the successful requests in `paths` (`rows` requests
+    in all, as the merge's accumulator counted them); None when there are none (evalscope then writes neither
+    file). The columns are filled a file's batch at a time and put in the points' order one by one, so that at 1M
+    requests this holds ~60 MB, less than the merge's largest percentile column."""
     columns = {name: np.empty(rows, dtype) for name, dtype in _COLUMNS.items()}
     filled = 0
     for batch in read_batches(paths, list(_COLUMNS)):
         for name, values in columns.items():
-            values[filled:filled + batch.num_rows] = pc.fill_null(batch.column(name), False if name == "success" else 0)
+            values[filled:filled + batch.num_rows] = pc.fill_null(batch.column(name), values.dtype.type(0))
         filled += batch.num_rows
+    if filled != rows:
+        raise RuntimeError(f"the record files hold {filled} requests where the merge counted {rows}")
     completed, start = columns.pop("completed_time"), columns.pop("start_time")
     # feed() skips failures and requests whose times were never set; the rest go in completion order.
     fed = columns.pop("success") & (completed > 0) & (completed >= start)
@@ -142,7 +142,8 @@ def workload_timeline(paths: list[Path]) -> Timeline | None:
     new_prompt -= cached
     np.maximum(new_prompt, 0, out=new_prompt)  # some servers count more cached tokens than the prompt had
     return Timeline(wall_start=wall_start, t=t, cum_completion=np.cumsum(in_order("completion_tokens")),
-                    cum_new_prompt=np.cumsum(new_prompt, out=new_prompt), cum_cached_prompt=np.cumsum(cached, out=cached))
+                    cum_new_prompt=np.cumsum(new_prompt, out=new_prompt),
+                    cum_cached_prompt=np.cumsum(cached, out=cached))
 
 
 # What feed() reads of a request.

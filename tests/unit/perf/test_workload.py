@@ -53,7 +53,7 @@ def _random_shards(seed: int, span_s: float):
 def test_the_workload_throughput_is_evalscopes_over_the_union(seed, span_s, tmp_path):
     shards = _random_shards(seed, span_s)
     paths, _ = write_shards(shards, ARGS, tmp_path)
-    ours = workload_timeline(paths)
+    ours = workload_timeline(paths, rows=sum(map(len, shards)))
     theirs = _evalscope_timeline(shards)
 
     assert ours.summary().to_dict() == theirs.to_summary().to_dict()
@@ -72,14 +72,15 @@ def test_requests_that_complete_together_anchor_the_windows_as_evalscope_does(tm
     shards = [together[::2] + tail, together[1::2]]
     paths, _ = write_shards(shards, ARGS, tmp_path)
 
-    assert workload_timeline(paths).summary().to_dict() == _evalscope_timeline(shards).to_summary().to_dict()
+    timeline = workload_timeline(paths, rows=len(together) + len(tail))
+    assert timeline.summary().to_dict() == _evalscope_timeline(shards).to_summary().to_dict()
 
 
 def test_a_single_request_reports_its_own_rates_in_every_window(tmp_path):
     record = _request(random.Random(1), 100.0, 2.0)
     record.success, record.error = True, None
     paths, _ = write_shards([[record]], ARGS, tmp_path)
-    summary = workload_timeline(paths).summary()
+    summary = workload_timeline(paths, rows=1).summary()
     assert summary.to_dict() == _evalscope_timeline([[record]]).to_summary().to_dict()
     completion = summary.rows[-1]
     assert completion.overall == completion.last_window == completion.steady_state == record.completion_tokens / 2.0
